@@ -1,0 +1,463 @@
+//! The configuration file: one TOML file, parsed strictly (unknown keys are errors, so a
+//! typo never silently falls back to a default) and validated before anything runs.
+//! Every option is documented in README.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+/// Where the daemon looks for its configuration unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/pictor-agent/config.toml";
+
+/// A configuration that is wrong, with the offending key named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("configuration key {key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub users: Vec<UserConfig>,
+    pub state_dir: PathBuf,
+    pub log_level: String,
+}
+
+/// `[api]`: how to reach the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    pub base_url: Url,
+    pub instance_id: String,
+    pub token_file: PathBuf,
+    /// 0 means plain polling.
+    pub long_poll: Duration,
+    pub poll_interval: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub max_response_bytes: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub backoff_max: Duration,
+}
+
+/// `[[users]]`: a local account whose keys are managed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserConfig {
+    pub name: String,
+    /// Absolute path override; `None` means `~name/.ssh/authorized_keys`.
+    pub authorized_keys: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    api: RawApi,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    base_url: String,
+    instance_id: String,
+    token_file: PathBuf,
+    #[serde(default = "default_long_poll")]
+    long_poll_seconds: u64,
+    #[serde(default = "default_poll_interval")]
+    poll_interval_seconds: u64,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_max_response_bytes")]
+    max_response_bytes: u64,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_seconds: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_seconds: u64,
+    #[serde(default = "default_backoff_max")]
+    backoff_max_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    authorized_keys: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    #[serde(default = "default_state_dir")]
+    dir: PathBuf,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            dir: default_state_dir(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default = "default_log_level")]
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_long_poll() -> u64 {
+    60
+}
+fn default_poll_interval() -> u64 {
+    30
+}
+fn default_max_response_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_backoff_max() -> u64 {
+    300
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/pictor-agent")
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|e| match e {
+        ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        },
+        other => other,
+    })
+}
+
+/// Parses and validates configuration text (pure: touches no file).
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: PathBuf::new(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    validate(raw)
+}
+
+/// True when `url` points at this machine, where plain HTTP is allowed.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Local account names as `useradd` accepts them.
+pub fn is_valid_user_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 32
+        && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
+        && bytes.iter().enumerate().all(|(i, &b)| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || b == b'_'
+                || b == b'-'
+                || b == b'.'
+                || (b == b'$' && i == bytes.len() - 1)
+        })
+}
+
+/// Ids as the contract defines them: `[A-Za-z0-9_-]{1,64}`.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let api = raw.api;
+    let base_url = Url::parse(&api.base_url)
+        .map_err(|e| invalid("api.base_url", format!("not a URL ({e})")))?;
+    match base_url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&base_url) => {}
+        "http" => {
+            return Err(invalid(
+                "api.base_url",
+                "plain http:// is only allowed for loopback addresses (127.0.0.1, [::1], localhost); use https://",
+            ))
+        }
+        other => {
+            return Err(invalid(
+                "api.base_url",
+                format!("scheme {other}: is not supported; use https://"),
+            ))
+        }
+    }
+    if base_url.query().is_some() || base_url.fragment().is_some() {
+        return Err(invalid(
+            "api.base_url",
+            "must not carry a query or fragment",
+        ));
+    }
+    if !is_valid_id(&api.instance_id) {
+        return Err(invalid(
+            "api.instance_id",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+        ));
+    }
+    absolute("api.token_file", &api.token_file)?;
+    if let Some(ca) = &api.ca_file {
+        absolute("api.ca_file", ca)?;
+    }
+    if api.long_poll_seconds > 300 {
+        return Err(invalid(
+            "api.long_poll_seconds",
+            "must be between 0 (plain polling) and 300, the contract's maximum wait",
+        ));
+    }
+    if !(1..=86_400).contains(&api.poll_interval_seconds) {
+        return Err(invalid(
+            "api.poll_interval_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+    if !(1024..=256 * 1024 * 1024).contains(&api.max_response_bytes) {
+        return Err(invalid(
+            "api.max_response_bytes",
+            "must be between 1024 and 268435456",
+        ));
+    }
+    if !(1..=300).contains(&api.connect_timeout_seconds) {
+        return Err(invalid(
+            "api.connect_timeout_seconds",
+            "must be between 1 and 300",
+        ));
+    }
+    if !(1..=600).contains(&api.request_timeout_seconds) {
+        return Err(invalid(
+            "api.request_timeout_seconds",
+            "must be between 1 and 600",
+        ));
+    }
+    if !(1..=86_400).contains(&api.backoff_max_seconds) {
+        return Err(invalid(
+            "api.backoff_max_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+
+    if raw.users.is_empty() {
+        return Err(invalid(
+            "users",
+            "at least one [[users]] entry is needed: the local accounts whose keys are managed",
+        ));
+    }
+    let mut users: Vec<UserConfig> = Vec::with_capacity(raw.users.len());
+    for (index, user) in raw.users.into_iter().enumerate() {
+        let key = format!("users[{index}].name");
+        if !is_valid_user_name(&user.name) {
+            return Err(invalid(key, format!("{:?} is not a valid local user name", user.name)));
+        }
+        if users.iter().any(|u| u.name == user.name) {
+            return Err(invalid(key, format!("user {} is listed twice", user.name)));
+        }
+        if let Some(path) = &user.authorized_keys {
+            let key = format!("users[{index}].authorized_keys");
+            absolute(&key, path)?;
+            if path.file_name().is_none() || path.parent().is_none() {
+                return Err(invalid(key, "must name a file, not a directory"));
+            }
+            if users.iter().any(|u| u.authorized_keys.as_ref() == Some(path)) {
+                return Err(invalid(key, format!("{} is used by two users", path.display())));
+            }
+        }
+        users.push(UserConfig {
+            name: user.name,
+            authorized_keys: user.authorized_keys,
+        });
+    }
+    absolute("state.dir", &raw.state.dir)?;
+    if !is_valid_log_filter(&raw.log.level) {
+        return Err(invalid(
+            "log.level",
+            "must be a level (error, warn, info, debug, trace) or a filter such as \"pictor_agent=debug\"",
+        ));
+    }
+
+    Ok(Config {
+        api: ApiConfig {
+            base_url,
+            instance_id: api.instance_id,
+            token_file: api.token_file,
+            long_poll: Duration::from_secs(api.long_poll_seconds),
+            poll_interval: Duration::from_secs(api.poll_interval_seconds),
+            ca_file: api.ca_file,
+            max_response_bytes: api.max_response_bytes as usize,
+            connect_timeout: Duration::from_secs(api.connect_timeout_seconds),
+            request_timeout: Duration::from_secs(api.request_timeout_seconds),
+            backoff_max: Duration::from_secs(api.backoff_max_seconds),
+        },
+        users,
+        state_dir: raw.state.dir,
+        log_level: raw.log.level,
+    })
+}
+
+/// A level, or comma-separated `target=level` directives (`info,pictor_agent=debug`).
+fn is_valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    !filter.is_empty()
+        && filter.split(',').all(|directive| {
+            let level = match directive.split_once('=') {
+                Some((target, level)) => {
+                    if target.is_empty() || !target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                        return false;
+                    }
+                    level
+                }
+                None => directive,
+            };
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        })
+}
+
+fn absolute(key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{} must be an absolute path", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[api]
+base_url = "https://api.pictor.example"
+instance_id = "inst_01"
+token_file = "/etc/pictor-agent/token"
+
+[[users]]
+name = "ubuntu"
+"#;
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.api.long_poll, Duration::from_secs(60));
+        assert_eq!(config.api.poll_interval, Duration::from_secs(30));
+        assert_eq!(config.api.max_response_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/pictor-agent"));
+        assert_eq!(config.users[0].authorized_keys, None);
+        assert_eq!(config.log_level, "info");
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        let remote = MINIMAL.replace("https://api.pictor.example", "http://api.pictor.example");
+        assert!(error_of(&remote).contains("api.base_url"));
+        for url in ["http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:9"] {
+            let local = MINIMAL.replace("https://api.pictor.example", url);
+            assert!(parse(&local).is_ok(), "{url} should be allowed");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_problem() {
+        let cases = [
+            (MINIMAL.replace("inst_01", "inst 01"), "api.instance_id"),
+            (MINIMAL.replace("/etc/pictor-agent/token", "token"), "api.token_file"),
+            (MINIMAL.replace("name = \"ubuntu\"", "name = \"Ubuntu;rm\""), "users[0].name"),
+        ];
+        for (text, key) in &cases {
+            assert!(error_of(text).contains(key), "{key}: {}", error_of(text));
+        }
+        let long = MINIMAL.replace("[[users]]", "long_poll_seconds = 301\n[[users]]");
+        assert!(error_of(&long).contains("api.long_poll_seconds"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silent_defaults() {
+        let typo = MINIMAL.replace("[[users]]", "long_pol_seconds = 5\n[[users]]");
+        assert!(error_of(&typo).contains("long_pol_seconds"));
+    }
+
+    #[test]
+    fn users_are_required_unique_and_paths_absolute() {
+        let none = MINIMAL.replace("[[users]]\nname = \"ubuntu\"\n", "");
+        assert!(error_of(&none).contains("users"));
+        let twice = format!("{MINIMAL}[[users]]\nname = \"ubuntu\"\n");
+        assert!(error_of(&twice).contains("listed twice"));
+        let relative = format!("{MINIMAL}authorized_keys = \"keys\"\n");
+        assert!(error_of(&relative).contains("users[0].authorized_keys"));
+    }
+
+    #[test]
+    fn zero_long_poll_means_plain_polling() {
+        let text = MINIMAL.replace("[[users]]", "long_poll_seconds = 0\npoll_interval_seconds = 5\n[[users]]");
+        let config = parse(&text).expect("valid");
+        assert_eq!(config.api.long_poll, Duration::ZERO);
+        assert_eq!(config.api.poll_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_log_level_is_named() {
+        for bad in ["loud", "pictor_agent=", "a b=info"] {
+            let text = format!("{MINIMAL}\n[log]\nlevel = \"{bad}\"\n");
+            assert!(error_of(&text).contains("log.level"), "{bad}");
+        }
+        let good = format!("{MINIMAL}\n[log]\nlevel = \"warn,pictor_agent=debug\"\n");
+        assert!(parse(&good).is_ok());
+    }
+}

@@ -1,0 +1,344 @@
+//! Wiring: the agent's state in memory, and the main loop that applies key sets from
+//! the fetch task, expires keys on time, repairs drift, and reacts to signals.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::authorized_keys::merge::{render_block, ManagedLine};
+use crate::authorized_keys::write::{self, Outcome, WriteError};
+use crate::config::{self, Config};
+use crate::state::{self, Applied};
+use crate::sync::{self, Fetched, SyncEvent};
+use crate::timefmt;
+use crate::users::{self, ManagedUser};
+use crate::watch::DriftWatch;
+
+/// The longest the expiry timer sleeps before looking at the wall clock again, so a
+/// clock that jumps forward still expires keys within this.
+const EXPIRY_RECHECK: Duration = Duration::from_secs(60);
+/// How long drift events are gathered before the file is repaired once.
+const DRIFT_SETTLE: Duration = Duration::from_millis(20);
+
+/// A key as written for one user: what is logged when it comes or goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WrittenKey {
+    id: String,
+    fingerprint: String,
+}
+
+/// The agent: configuration, managed users and what is in force.
+pub struct Agent {
+    config: Config,
+    users: Vec<ManagedUser>,
+    applied: Option<Applied>,
+    /// Per user: the keys last written successfully.
+    written: HashMap<String, Vec<WrittenKey>>,
+    last_error: Option<String>,
+}
+
+/// How a round of writing went.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EnforceReport {
+    pub written: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+}
+
+impl Agent {
+    /// Resolves the configured users; one that cannot be resolved is logged and skipped.
+    pub fn new(config: Config) -> Agent {
+        let users = resolve_users(&config);
+        Agent { config, users, applied: None, written: HashMap::new(), last_error: None }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn users(&self) -> &[ManagedUser] {
+        &self.users
+    }
+
+    pub fn applied(&self) -> Option<&Applied> {
+        self.applied.as_ref()
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Loads the last applied set from the state directory and enforces it (expired keys
+    /// left out). Without a usable state file nothing is touched until the first fetch.
+    pub fn restore(&mut self) -> EnforceReport {
+        match state::load(&self.config.state_dir) {
+            Ok(Some(applied)) => {
+                info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), "restored the last applied key set");
+                self.applied = Some(applied);
+                self.enforce(timefmt::now())
+            }
+            Ok(None) => {
+                info!("no applied key set yet: waiting for the first fetch before touching any file");
+                EnforceReport::default()
+            }
+            Err(e) => {
+                error!("{e}");
+                EnforceReport::default()
+            }
+        }
+    }
+
+    /// Takes a freshly fetched set: saves it as the last good state, then enforces it.
+    pub fn accept(&mut self, fetched: Fetched) -> EnforceReport {
+        if self.last_error.take().is_some() {
+            info!("control plane reachable again");
+        }
+        let now = timefmt::now();
+        if let Some(current) = &mut self.applied {
+            if current.key_set == fetched.key_set {
+                current.etag = fetched.etag;
+                return EnforceReport::default();
+            }
+        }
+        let previous_rejected: Vec<String> = self
+            .applied
+            .as_ref()
+            .map(|a| a.key_set.rejected.iter().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        for rejection in &fetched.key_set.rejected {
+            if !previous_rejected.contains(&rejection.id) {
+                warn!(key_id = %rejection.id, reason = %rejection.reason, "key rejected");
+            }
+        }
+        let applied = Applied { format: state::FORMAT, key_set: fetched.key_set, applied_at: now, etag: fetched.etag };
+        if let Err(e) = state::save(&self.config.state_dir, &applied) {
+            // Enforce anyway: a revocation must bite even when the state disk is full.
+            error!("{e}");
+        }
+        info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), rejected = applied.key_set.rejected.len(), "applying key set");
+        self.applied = Some(applied);
+        self.enforce(now)
+    }
+
+    /// Notes a failed fetch; repeated identical errors are logged once.
+    pub fn note_error(&mut self, message: String) {
+        if self.last_error.as_deref() != Some(message.as_str()) {
+            warn!("fetching the key list failed: {message}; the keys in force stay as they are");
+        }
+        self.last_error = Some(message);
+    }
+
+    /// Writes every user's block for the set in force at `now`.
+    pub fn enforce(&mut self, now: OffsetDateTime) -> EnforceReport {
+        let mut report = EnforceReport::default();
+        for index in 0..self.users.len() {
+            match self.enforce_user(index, now) {
+                Ok(Outcome::Unchanged) => report.unchanged += 1,
+                Ok(Outcome::Written { .. }) => report.written += 1,
+                Err(_) => report.failed += 1,
+            }
+        }
+        report
+    }
+
+    /// Writes one user's block (errors are logged and returned).
+    pub fn enforce_user(&mut self, index: usize, now: OffsetDateTime) -> Result<Outcome, WriteError> {
+        let Some(applied) = &self.applied else { return Ok(Outcome::Unchanged) };
+        let user = &self.users[index];
+        let keys = applied.key_set.in_force_for(&user.name, now);
+        let lines: Vec<ManagedLine<'_>> =
+            keys.iter().map(|k| ManagedLine { public_key: &k.public_key, key_id: &k.id }).collect();
+        let block = render_block(&lines);
+        let wanted: Vec<WrittenKey> =
+            keys.iter().map(|k| WrittenKey { id: k.id.clone(), fingerprint: k.fingerprint.clone() }).collect();
+        let result = write::apply(user, &block);
+        match &result {
+            Ok(outcome) => {
+                let before = self.written.get(&user.name);
+                if let (Outcome::Written { drift: Some(drift) }, Some(before)) = (outcome, before) {
+                    if *before == wanted {
+                        warn!(user = %user.name, path = %user.path().display(), "drift repaired: {drift}; managed keys put back");
+                    }
+                }
+                log_key_changes(&user.name, before.map(Vec::as_slice).unwrap_or_default(), &wanted);
+                self.written.insert(user.name.clone(), wanted);
+            }
+            Err(e) => error!("{e}"),
+        }
+        result
+    }
+
+    /// Enforces the user whose managed file is `path`, after a drift event.
+    pub fn enforce_path(&mut self, path: &Path, now: OffsetDateTime) {
+        if let Some(index) = self.users.iter().position(|u| u.path() == path) {
+            let _ = self.enforce_user(index, now);
+        }
+    }
+
+    /// How long until the next key expires (capped, so clock jumps are caught).
+    pub fn until_next_expiry(&self, now: OffsetDateTime) -> Option<Duration> {
+        let at = self.applied.as_ref()?.key_set.next_expiry(now)?;
+        let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
+        Some(wait.min(EXPIRY_RECHECK))
+    }
+
+    /// Switches to a new configuration: users no longer managed lose their block, new
+    /// ones get theirs.
+    pub fn reconfigure(&mut self, config: Config) {
+        let new_users = resolve_users(&config);
+        for old in &self.users {
+            if !new_users.iter().any(|u| u.path() == old.path()) {
+                match write::apply(old, &[]) {
+                    Ok(_) => info!(user = %old.name, path = %old.path().display(), "no longer managed: managed block removed"),
+                    Err(e) => error!("{e}"),
+                }
+                self.written.remove(&old.name);
+            }
+        }
+        self.users = new_users;
+        self.config = config;
+        self.enforce(timefmt::now());
+    }
+}
+
+fn resolve_users(config: &Config) -> Vec<ManagedUser> {
+    config
+        .users
+        .iter()
+        .filter_map(|u| match users::resolve(u) {
+            Ok(user) => Some(user),
+            Err(e) => {
+                error!("{e}; its keys are not managed");
+                None
+            }
+        })
+        .collect()
+}
+
+fn log_key_changes(user: &str, before: &[WrittenKey], after: &[WrittenKey]) {
+    for key in after.iter().filter(|k| !before.contains(k)) {
+        info!(user, key_id = %key.id, fingerprint = %key.fingerprint, "key added");
+    }
+    for key in before.iter().filter(|k| !after.contains(k)) {
+        info!(user, key_id = %key.id, fingerprint = %key.fingerprint, "key removed");
+    }
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration file at
+/// `config_path` (an invalid file is logged and the running configuration kept).
+pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    let mut agent = Agent::new(config);
+    agent.restore();
+
+    let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watch = DriftWatch::new(drift_tx)?;
+    for user in agent.users() {
+        if let Err(e) = watch.watch(&user.path()) {
+            warn!("{e}; drift in it is repaired only at the next key change");
+        }
+    }
+
+    let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
+    let mut follower = tokio::spawn(sync::follow(agent.config().api.clone(), sync_tx.clone()));
+    info!(users = agent.users().len(), "pictor-agent {} running", crate::VERSION);
+
+    loop {
+        let expiry = agent.until_next_expiry(timefmt::now());
+        let expiry_timer = async {
+            match expiry {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(event) = sync_rx.recv() => match event {
+                SyncEvent::Fetched(fetched) => {
+                    agent.accept(fetched);
+                }
+                SyncEvent::Failed(message) => agent.note_error(message),
+            },
+            () = expiry_timer => {
+                agent.enforce(timefmt::now());
+            }
+            Some(first) = drift_rx.recv() => {
+                tokio::time::sleep(DRIFT_SETTLE).await;
+                let mut paths = vec![first];
+                while let Ok(path) = drift_rx.try_recv() {
+                    if !paths.contains(&path) {
+                        paths.push(path);
+                    }
+                }
+                for path in paths {
+                    agent.enforce_path(&path, timefmt::now());
+                    if let Err(e) = watch.watch(&path) {
+                        warn!("{e}");
+                    }
+                }
+                // Our own writes show up as events too: drop those, they are repaired already.
+                while drift_rx.try_recv().is_ok() {}
+            }
+            _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
+            _ = hangup.recv() => match config::load(&config_path) {
+                Ok(new_config) => {
+                    info!(path = %config_path.display(), "SIGHUP: configuration reloaded");
+                    let api_changed = new_config.api != agent.config().api;
+                    for user in agent.users() {
+                        watch.unwatch(&user.path());
+                    }
+                    agent.reconfigure(new_config);
+                    for user in agent.users() {
+                        if let Err(e) = watch.watch(&user.path()) {
+                            warn!("{e}");
+                        }
+                    }
+                    if api_changed {
+                        follower.abort();
+                        follower = tokio::spawn(sync::follow(agent.config().api.clone(), sync_tx.clone()));
+                    }
+                }
+                Err(e) => error!("SIGHUP: {e}; keeping the running configuration"),
+            },
+        }
+    }
+    follower.abort();
+    Ok(())
+}
+
+/// `sync --once`: one full fetch, saved and applied. `Err` says what failed.
+pub async fn sync_once(config: Config) -> Result<EnforceReport, String> {
+    let client = crate::api::ApiClient::new(&config.api).map_err(|e| e.to_string())?;
+    let fetched = sync::fetch_full(&client).await.map_err(|e| e.to_string())?;
+    let mut agent = Agent::new(config);
+    if let Ok(Some(previous)) = state::load(&agent.config.state_dir) {
+        agent.applied = Some(previous);
+    }
+    // Start from what is on disk so additions and removals are logged correctly.
+    let report = agent.accept(fetched);
+    let report = if report == EnforceReport::default() { agent.enforce(timefmt::now()) } else { report };
+    if agent.users.len() != agent.config.users.len() {
+        return Err("some configured users could not be resolved".into());
+    }
+    if report.failed > 0 {
+        return Err(format!("{} user file(s) could not be written", report.failed));
+    }
+    Ok(report)
+}

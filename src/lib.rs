@@ -1,0 +1,36 @@
+//! pictor-agent: keeps an instance's `authorized_keys` in step with the SSH key list of
+//! the Pictor account that rents it.
+//!
+//! The map of the crate (data flows top to bottom):
+//!
+//! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading).
+//! - [`api`]: the control plane's HTTP API; [`api::model`] holds the wire types.
+//! - [`keys`]: validation of account keys, expiry, and the key set in force (pure).
+//! - [`schedule`]: when to ask the control plane next: long-poll, polling, backoff (pure).
+//! - [`authorized_keys`]: the managed block: [`authorized_keys::merge`] (pure) and
+//!   [`authorized_keys::write`] (no-follow opens, ownership checks, atomic durable replace).
+//! - [`users`]: local accounts and where their managed files live.
+//! - [`state`]: the last good key set on disk, written atomically.
+//! - [`durable`]: the one atomic, durable file replace everything else uses.
+//! - [`watch`]: inotify watches on managed files, for drift repair.
+//! - [`sync`]: the fetch task that follows the key list and hands over validated sets.
+//! - [`daemon`]: wiring: the main loop, signals, reload, expiry timer, drift repair.
+//! - [`cli`]: the command-line interface behind the thin `main.rs`.
+//! - [`timefmt`]: RFC 3339 helpers shared by the modules above.
+
+pub mod api;
+pub mod authorized_keys;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod durable;
+pub mod keys;
+pub mod schedule;
+pub mod state;
+pub mod sync;
+pub mod timefmt;
+pub mod users;
+pub mod watch;
+
+/// The agent's version, as sent in `User-Agent` and the status report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,111 @@
+//! The agent's memory on disk: the last key set applied, so a restart without network
+//! keeps the keys in force and still honours expiry. Written atomically and durably.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::durable::{self, FileMode};
+use crate::keys::KeySet;
+
+/// File name of the applied key set inside the state directory.
+pub const APPLIED_FILE: &str = "applied.json";
+/// Format version of [`Applied`]; a file of another version is not trusted.
+pub const FORMAT: u32 = 1;
+
+/// What is in force, as last applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub format: u32,
+    pub key_set: KeySet,
+    #[serde(with = "time::serde::rfc3339")]
+    pub applied_at: OffsetDateTime,
+    /// The key list's ETag, for `If-None-Match`.
+    pub etag: Option<String>,
+}
+
+/// A state file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is damaged ({message}); it is ignored until the next successful fetch")]
+    Damaged { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: durable::ReplaceError },
+}
+
+/// Reads the last applied set; `None` when there is none yet.
+pub fn load(dir: &Path) -> Result<Option<Applied>, StateError> {
+    let path = dir.join(APPLIED_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    let applied: Applied = serde_json::from_slice(&bytes)
+        .map_err(|e| StateError::Damaged { path: path.clone(), message: e.to_string() })?;
+    if applied.format != FORMAT {
+        return Err(StateError::Damaged { path, message: format!("unknown format {}", applied.format) });
+    }
+    Ok(Some(applied))
+}
+
+/// Replaces the last applied set on disk (creating the directory, mode 0700, if needed).
+pub fn save(dir: &Path, applied: &Applied) -> Result<(), StateError> {
+    let dir_error = |source| StateError::Dir { path: dir.to_owned(), source };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(dir_error)?;
+    let fd = open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| dir_error(e.into()))?;
+    let bytes = serde_json::to_vec(applied).map_err(|e| StateError::Write {
+        path: dir.join(APPLIED_FILE),
+        source: durable::ReplaceError::Write(e.into()),
+    })?;
+    let mode = FileMode { owner: None, mode: Mode::S_IRUSR | Mode::S_IWUSR };
+    durable::replace_at(&fd, OsStr::new(APPLIED_FILE), &bytes, mode, || true)
+        .map_err(|source| StateError::Write { path: dir.join(APPLIED_FILE), source })?;
+    durable::remove_stale_temps(&fd, OsStr::new(APPLIED_FILE));
+    Ok(())
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Applied {
+        Applied {
+            format: FORMAT,
+            key_set: KeySet { version: "v1".into(), keys: vec![], rejected: vec![] },
+            applied_at: crate::timefmt::parse("2026-11-25T07:00:00Z").expect("time"),
+            etag: Some("\"v1\"".into()),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_creates_the_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("state");
+        assert_eq!(load(&dir).expect("load"), None);
+        save(&dir, &sample()).expect("save");
+        assert_eq!(load(&dir).expect("load"), Some(sample()));
+    }
+
+    #[test]
+    fn damaged_file_is_an_error_not_an_empty_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(APPLIED_FILE), b"{\"format\":1,").expect("write");
+        assert!(matches!(load(dir.path()), Err(StateError::Damaged { .. })));
+    }
+}

@@ -1,0 +1,76 @@
+//! Watches the directories of managed files (inotify, through notify) and says which
+//! user's file may have drifted. Reads (sshd opening the file at each login) are not
+//! reported; creation, modification, renames and deletion are.
+
+use std::path::{Path, PathBuf};
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// A set of directory watches, each tied to the index of a managed user.
+pub struct DriftWatch {
+    watcher: RecommendedWatcher,
+    dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>>,
+}
+
+/// The watch could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path}: {source}")]
+pub struct WatchError {
+    pub path: PathBuf,
+    pub source: notify::Error,
+}
+
+impl DriftWatch {
+    /// Starts the watcher thread; the paths of touched managed files are sent on `tx`.
+    pub fn new(tx: mpsc::UnboundedSender<PathBuf>) -> Result<DriftWatch, WatchError> {
+        let dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>> = Default::default();
+        let watched = dirs.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            let dirs = watched.lock().unwrap_or_else(|p| p.into_inner());
+            for path in &event.paths {
+                for (dir, file) in dirs.iter() {
+                    if path == file || path == dir {
+                        let _ = tx.send(file.clone());
+                    }
+                }
+            }
+        })
+        .map_err(|source| WatchError { path: PathBuf::new(), source })?;
+        Ok(DriftWatch { watcher, dirs })
+    }
+
+    /// Watches the directory of `file` (again, if it was replaced). A missing directory is
+    /// not an error: there is nothing to protect until the agent creates it.
+    pub fn watch(&mut self, file: &Path) -> Result<(), WatchError> {
+        let Some(dir) = file.parent().map(Path::to_path_buf) else { return Ok(()) };
+        let _ = self.watcher.unwatch(&dir);
+        {
+            let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            if !dirs.iter().any(|(_, f)| f == file) {
+                dirs.push((dir.clone(), file.to_path_buf()));
+            }
+        }
+        match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(&e.kind, notify::ErrorKind::PathNotFound) => Ok(()),
+            Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => Ok(()),
+            Err(source) => Err(WatchError { path: dir, source }),
+        }
+    }
+
+    /// Stops watching `file`'s directory.
+    pub fn unwatch(&mut self, file: &Path) {
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        dirs.retain(|(_, f)| f != file);
+        if let Some(dir) = file.parent() {
+            if !dirs.iter().any(|(d, _)| d == dir) {
+                let _ = self.watcher.unwatch(dir);
+            }
+        }
+    }
+}
