@@ -1,1 +1,8 @@
+//! Integration and system tests: the real agent binary against the reference control
+//! plane, real files, real signals, and the real OpenSSH sshd and ssh.
 
+mod attacks;
+mod crash;
+mod sshd;
+mod support;
+mod sync;

@@ -1,0 +1,142 @@
+//! End to end with the real OpenSSH sshd on 127.0.0.1 and the real ssh client.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+/// A private sshd on a free loopback port, stopped when dropped.
+pub struct Sshd {
+    pub port: u16,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path) -> Sshd {
+        std::fs::create_dir_all("/run/sshd").expect("privsep dir");
+        let host_key = dir.join("host_key");
+        if !host_key.exists() {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&host_key)
+                .status()
+                .expect("ssh-keygen");
+            assert!(status.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\n\
+                 AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes yes\nLogLevel VERBOSE\n",
+                host_key.display(),
+                dir.join("sshd.pid").display()
+            ),
+        )
+        .expect("sshd_config");
+        let check = Command::new(SSHD).arg("-t").arg("-f").arg(&config).output().expect("sshd -t");
+        assert!(check.status.success(), "sshd -t: {}", String::from_utf8_lossy(&check.stderr));
+        let log = std::fs::File::create(dir.join("sshd.log")).expect("log");
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd starts");
+        wait_until(Duration::from_secs(5), "sshd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Sshd { port, child }
+    }
+
+    /// Runs `ssh user@127.0.0.1 true` with only this key; true when the login worked.
+    pub fn login(&self, user: &str, key: &Path) -> bool {
+        Command::new("ssh")
+            .args(["-p", &self.port.to_string(), "-i"])
+            .arg(key)
+            .args([
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            ])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("true")
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh runs")
+            .status
+            .success()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when this machine can run the sshd tests; under CI a missing part fails.
+pub fn sshd_available() -> bool {
+    prerequisite(is_root(), "root, to run sshd and create test users")
+        && prerequisite(Path::new(SSHD).exists(), "openssh-server (/usr/sbin/sshd)")
+        && prerequisite(Command::new("ssh").arg("-V").output().is_ok(), "openssh-client (ssh)")
+}
+
+/// A fresh test account whose `~/.ssh/authorized_keys` holds one hand-added key.
+pub fn user_with_hand_added_key(name: &str, key: &KeyPair) -> PathBuf {
+    let user = ensure_user(name);
+    let ssh = user.dir.join(".ssh");
+    let _ = std::fs::remove_dir_all(&ssh);
+    std::fs::create_dir(&ssh).expect("mkdir");
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let file = ssh.join("authorized_keys");
+    std::fs::write(&file, format!("{}\n", key.public_line)).expect("hand-added key");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for path in [&ssh, &file] {
+        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw())).expect("chown");
+    }
+    file
+}
+
+#[test]
+fn account_key_logs_in_deleted_key_is_refused_and_hand_added_key_always_works() {
+    if !sshd_available() {
+        return;
+    }
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hand = KeyPair::generate(dir.path(), "hand");
+    let account = KeyPair::generate(dir.path(), "account");
+    let user = "pictor-e2e";
+    let keys_file = user_with_hand_added_key(user, &hand);
+    let setup = Setup {
+        base_url: server.url.clone(),
+        user: user.into(),
+        authorized_keys: None,
+        long_poll_seconds: 30,
+        extra_api: String::new(),
+    };
+    let sandbox = Sandbox::with(dir, setup, keys_file);
+    let sshd = Sshd::start(sandbox.dir.path());
+    assert!(sshd.login(user, &hand.private), "hand-added key works before the agent");
+    assert!(!sshd.login(user, &account.private), "account key not yet known");
+
+    let _agent = sandbox.start_agent();
+    server.cp.add_key(account.new_key("key_account"));
+    wait_until(Duration::from_secs(5), "account key written", || sandbox.keys_text().contains(&account.canonical()));
+    assert!(sshd.login(user, &account.private), "account key logs in");
+    assert!(sshd.login(user, &hand.private), "hand-added key still works");
+
+    server.cp.delete_key("key_account");
+    wait_until(Duration::from_secs(5), "account key removed", || !sandbox.keys_text().contains(&account.canonical()));
+    assert!(!sshd.login(user, &account.private), "deleted key is refused");
+    assert!(sshd.login(user, &hand.private), "hand-added key still works after the deletion");
+    assert_eq!(sandbox.keys_text(), format!("{}\n", hand.public_line), "file back to the hand-added line only");
+}

@@ -1,0 +1,257 @@
+//! Test harness: a reference control plane in-process, the real agent binary as a child
+//! process, real keys from ssh-keygen, real users and files.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pictor_control_plane::{ControlPlane, NewKey};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
+pub const INSTANCE: &str = "inst_test";
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// True when running under CI: a missing prerequisite is then a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Returns false (and says so loudly) when the test cannot run here; panics under CI.
+pub fn prerequisite(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(!in_ci(), "prerequisite missing under CI: {what}");
+        eprintln!("SKIPPED: {what} (not under CI)");
+    }
+    ok
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Polls `check` every 5 ms until it holds or `timeout` passes; returns the time taken.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+/// A key pair made by the real ssh-keygen.
+pub struct KeyPair {
+    pub private: PathBuf,
+    pub public_line: String,
+}
+
+impl KeyPair {
+    pub fn generate(dir: &Path, name: &str) -> KeyPair {
+        let private = dir.join(name);
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&private)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success());
+        let public_line = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
+        KeyPair { private, public_line: public_line.trim().to_owned() }
+    }
+
+    /// `type base64`, as the agent writes it.
+    pub fn canonical(&self) -> String {
+        self.public_line.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn new_key(&self, id: &str) -> NewKey {
+        NewKey { id: Some(id.into()), name: id.into(), public_key: self.public_line.clone(), ..NewKey::default() }
+    }
+}
+
+/// A running reference control plane on loopback, served by its own runtime thread.
+pub struct Server {
+    pub cp: ControlPlane,
+    pub url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let cp = ControlPlane::new();
+        cp.register_instance(INSTANCE, TOKEN);
+        let addr = runtime
+            .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
+            .expect("bind");
+        Server { cp, url: format!("http://{addr}"), _runtime: runtime }
+    }
+}
+
+/// Settings of one test agent.
+pub struct Setup {
+    pub base_url: String,
+    pub user: String,
+    /// `None`: the user's default `~/.ssh/authorized_keys`.
+    pub authorized_keys: Option<PathBuf>,
+    pub long_poll_seconds: u64,
+    pub extra_api: String,
+}
+
+/// A sandbox: config, token and state for one agent.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub keys_file: PathBuf,
+}
+
+/// The current user's name (the agent manages it when not root).
+pub fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("current user has a name")
+}
+
+impl Sandbox {
+    /// A sandbox whose managed file is `DIR/home/authorized_keys`, for the current user.
+    pub fn new(base_url: &str) -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys_dir = dir.path().join("home");
+        std::fs::create_dir(&keys_dir).expect("mkdir");
+        std::fs::set_permissions(&keys_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let keys_file = keys_dir.join("authorized_keys");
+        let setup = Setup {
+            base_url: base_url.to_owned(),
+            user: current_user(),
+            authorized_keys: Some(keys_file.clone()),
+            long_poll_seconds: 30,
+            extra_api: String::new(),
+        };
+        Sandbox::with(dir, setup, keys_file)
+    }
+
+    pub fn with(dir: tempfile::TempDir, setup: Setup, keys_file: PathBuf) -> Sandbox {
+        let token = dir.path().join("token");
+        std::fs::write(&token, TOKEN).expect("token");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let state_dir = dir.path().join("state");
+        let config = dir.path().join("config.toml");
+        let sandbox = Sandbox { config, state_dir, keys_file, dir };
+        sandbox.write_config(&setup);
+        sandbox
+    }
+
+    pub fn write_config(&self, setup: &Setup) {
+        let override_line = setup
+            .authorized_keys
+            .as_ref()
+            .map(|p| format!("authorized_keys = {:?}\n", p.display().to_string()))
+            .unwrap_or_default();
+        let text = format!(
+            "[api]\nbase_url = {:?}\ninstance_id = {INSTANCE:?}\ntoken_file = {:?}\nlong_poll_seconds = {}\n\
+             poll_interval_seconds = 1\nbackoff_max_seconds = 1\nrequest_timeout_seconds = 2\nconnect_timeout_seconds = 2\n{}\n\
+             [[users]]\nname = {:?}\n{override_line}\n[state]\ndir = {:?}\n\n[log]\nlevel = \"debug\"\n",
+            setup.base_url,
+            self.dir.path().join("token").display().to_string(),
+            setup.long_poll_seconds,
+            setup.extra_api,
+            setup.user,
+            self.state_dir.display().to_string(),
+        );
+        std::fs::write(&self.config, text).expect("config");
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(AGENT);
+        command.arg("--config").arg(&self.config).args(args);
+        command
+    }
+
+    /// Starts `pictor-agent run`, its log in `DIR/agent.log`.
+    pub fn start_agent(&self) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log");
+        let child = self
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("agent starts");
+        Agent { child: Some(child) }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn keys_text(&self) -> String {
+        std::fs::read_to_string(&self.keys_file).unwrap_or_default()
+    }
+}
+
+/// A running agent; killed when dropped.
+pub struct Agent {
+    pub child: Option<Child>,
+}
+
+impl Agent {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut child = self.child.take().expect("child");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "agent did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+static USERADD: Mutex<()> = Mutex::new(());
+
+/// Makes sure a local test account exists (root only): `useradd -m`, no password login.
+pub fn ensure_user(name: &str) -> nix::unistd::User {
+    let _guard = USERADD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+        return user;
+    }
+    let status = Command::new("useradd")
+        .args(["-m", "-s", "/bin/sh", "-p", "*", name])
+        .status()
+        .expect("useradd runs");
+    assert!(status.success(), "useradd {name}");
+    nix::unistd::User::from_name(name).expect("lookup").expect("user exists")
+}
