@@ -58,7 +58,10 @@ pub fn main() -> ExitCode {
         Command::Status => status(&config),
         Command::Sync { .. } => match runtime().map(|rt| rt.block_on(daemon::sync_once(config))) {
             Ok(Ok(report)) => {
-                println!("synced: {} file(s) written, {} unchanged", report.written, report.unchanged);
+                println!(
+                    "synced: {} file(s) written, {} unchanged",
+                    report.written, report.unchanged
+                );
                 ExitCode::SUCCESS
             }
             Ok(Err(e)) | Err(e) => {
@@ -66,17 +69,19 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run => match runtime().map(|rt| rt.block_on(daemon::run(cli.config.clone(), config))) {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) => {
-                eprintln!("pictor-agent: {e}");
-                ExitCode::FAILURE
+        Command::Run => {
+            match runtime().map(|rt| rt.block_on(daemon::run(cli.config.clone(), config))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("pictor-agent: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("pictor-agent: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("pictor-agent: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 
@@ -96,6 +101,7 @@ fn init_logging(level: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -123,7 +129,10 @@ fn status(config: &Config) -> ExitCode {
     let applied = match state::load(&config.state_dir) {
         Ok(Some(applied)) => applied,
         Ok(None) => {
-            println!("no key set applied yet (state directory {})", config.state_dir.display());
+            println!(
+                "no key set applied yet (state directory {})",
+                config.state_dir.display()
+            );
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -137,13 +146,20 @@ fn status(config: &Config) -> ExitCode {
     println!("applied at: {}", timefmt::format(applied.applied_at));
     for user_config in &config.users {
         let path = users::resolve(user_config).map(|u| u.path().display().to_string());
-        println!("user {} ({}):", user_config.name, path.as_deref().unwrap_or("unknown account"));
+        println!(
+            "user {} ({}):",
+            user_config.name,
+            path.as_deref().unwrap_or("unknown account")
+        );
         let keys = set.in_force_for(&user_config.name, now);
         if keys.is_empty() {
             println!("  no keys in force");
         }
         for key in keys {
-            let expiry = key.expires_at.map(|at| format!("  expires {}", timefmt::format(at))).unwrap_or_default();
+            let expiry = key
+                .expires_at
+                .map(|at| format!("  expires {}", timefmt::format(at)))
+                .unwrap_or_default();
             println!("  {}  {}  {:?}{expiry}", key.id, key.fingerprint, key.name);
         }
         if let Ok(user) = users::resolve(user_config) {

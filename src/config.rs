@@ -301,7 +301,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     for (index, user) in raw.users.into_iter().enumerate() {
         let key = format!("users[{index}].name");
         if !is_valid_user_name(&user.name) {
-            return Err(invalid(key, format!("{:?} is not a valid local user name", user.name)));
+            return Err(invalid(
+                key,
+                format!("{:?} is not a valid local user name", user.name),
+            ));
         }
         if users.iter().any(|u| u.name == user.name) {
             return Err(invalid(key, format!("user {} is listed twice", user.name)));
@@ -312,8 +315,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             if path.file_name().is_none() || path.parent().is_none() {
                 return Err(invalid(key, "must name a file, not a directory"));
             }
-            if users.iter().any(|u| u.authorized_keys.as_ref() == Some(path)) {
-                return Err(invalid(key, format!("{} is used by two users", path.display())));
+            if users
+                .iter()
+                .any(|u| u.authorized_keys.as_ref() == Some(path))
+            {
+                return Err(invalid(
+                    key,
+                    format!("{} is used by two users", path.display()),
+                ));
             }
         }
         users.push(UserConfig {
@@ -355,7 +364,11 @@ fn is_valid_log_filter(filter: &str) -> bool {
         && filter.split(',').all(|directive| {
             let level = match directive.split_once('=') {
                 Some((target, level)) => {
-                    if target.is_empty() || !target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                    if target.is_empty()
+                        || !target
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    {
                         return false;
                     }
                     level
@@ -370,7 +383,10 @@ fn absolute(key: &str, path: &Path) -> Result<(), ConfigError> {
     if path.is_absolute() {
         Ok(())
     } else {
-        Err(invalid(key, format!("{} must be an absolute path", path.display())))
+        Err(invalid(
+            key,
+            format!("{} must be an absolute path", path.display()),
+        ))
     }
 }
 
@@ -407,7 +423,11 @@ name = "ubuntu"
     fn plain_http_is_refused_except_on_loopback() {
         let remote = MINIMAL.replace("https://api.pictor.example", "http://api.pictor.example");
         assert!(error_of(&remote).contains("api.base_url"));
-        for url in ["http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:9"] {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://localhost:9",
+        ] {
             let local = MINIMAL.replace("https://api.pictor.example", url);
             assert!(parse(&local).is_ok(), "{url} should be allowed");
         }
@@ -417,8 +437,14 @@ name = "ubuntu"
     fn errors_name_the_key_and_the_problem() {
         let cases = [
             (MINIMAL.replace("inst_01", "inst 01"), "api.instance_id"),
-            (MINIMAL.replace("/etc/pictor-agent/token", "token"), "api.token_file"),
-            (MINIMAL.replace("name = \"ubuntu\"", "name = \"Ubuntu;rm\""), "users[0].name"),
+            (
+                MINIMAL.replace("/etc/pictor-agent/token", "token"),
+                "api.token_file",
+            ),
+            (
+                MINIMAL.replace("name = \"ubuntu\"", "name = \"Ubuntu;rm\""),
+                "users[0].name",
+            ),
         ];
         for (text, key) in &cases {
             assert!(error_of(text).contains(key), "{key}: {}", error_of(text));
@@ -445,7 +471,10 @@ name = "ubuntu"
 
     #[test]
     fn zero_long_poll_means_plain_polling() {
-        let text = MINIMAL.replace("[[users]]", "long_poll_seconds = 0\npoll_interval_seconds = 5\n[[users]]");
+        let text = MINIMAL.replace(
+            "[[users]]",
+            "long_poll_seconds = 0\npoll_interval_seconds = 5\n[[users]]",
+        );
         let config = parse(&text).expect("valid");
         assert_eq!(config.api.long_poll, Duration::ZERO);
         assert_eq!(config.api.poll_interval, Duration::from_secs(5));

@@ -54,7 +54,13 @@ impl Agent {
     /// Resolves the configured users; one that cannot be resolved is logged and skipped.
     pub fn new(config: Config) -> Agent {
         let users = resolve_users(&config);
-        Agent { config, users, applied: None, written: HashMap::new(), last_error: None }
+        Agent {
+            config,
+            users,
+            applied: None,
+            written: HashMap::new(),
+            last_error: None,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -83,7 +89,9 @@ impl Agent {
                 self.enforce(timefmt::now())
             }
             Ok(None) => {
-                info!("no applied key set yet: waiting for the first fetch before touching any file");
+                info!(
+                    "no applied key set yet: waiting for the first fetch before touching any file"
+                );
                 EnforceReport::default()
             }
             Err(e) => {
@@ -115,7 +123,12 @@ impl Agent {
                 warn!(key_id = %rejection.id, reason = %rejection.reason, "key rejected");
             }
         }
-        let applied = Applied { format: state::FORMAT, key_set: fetched.key_set, applied_at: now, etag: fetched.etag };
+        let applied = Applied {
+            format: state::FORMAT,
+            key_set: fetched.key_set,
+            applied_at: now,
+            etag: fetched.etag,
+        };
         if let Err(e) = state::save(&self.config.state_dir, &applied) {
             // Enforce anyway: a revocation must bite even when the state disk is full.
             error!("{e}");
@@ -147,15 +160,31 @@ impl Agent {
     }
 
     /// Writes one user's block (errors are logged and returned).
-    pub fn enforce_user(&mut self, index: usize, now: OffsetDateTime) -> Result<Outcome, WriteError> {
-        let Some(applied) = &self.applied else { return Ok(Outcome::Unchanged) };
+    pub fn enforce_user(
+        &mut self,
+        index: usize,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, WriteError> {
+        let Some(applied) = &self.applied else {
+            return Ok(Outcome::Unchanged);
+        };
         let user = &self.users[index];
         let keys = applied.key_set.in_force_for(&user.name, now);
-        let lines: Vec<ManagedLine<'_>> =
-            keys.iter().map(|k| ManagedLine { public_key: &k.public_key, key_id: &k.id }).collect();
+        let lines: Vec<ManagedLine<'_>> = keys
+            .iter()
+            .map(|k| ManagedLine {
+                public_key: &k.public_key,
+                key_id: &k.id,
+            })
+            .collect();
         let block = render_block(&lines);
-        let wanted: Vec<WrittenKey> =
-            keys.iter().map(|k| WrittenKey { id: k.id.clone(), fingerprint: k.fingerprint.clone() }).collect();
+        let wanted: Vec<WrittenKey> = keys
+            .iter()
+            .map(|k| WrittenKey {
+                id: k.id.clone(),
+                fingerprint: k.fingerprint.clone(),
+            })
+            .collect();
         let result = write::apply(user, &block);
         match &result {
             Ok(outcome) => {
@@ -165,7 +194,11 @@ impl Agent {
                         warn!(user = %user.name, path = %user.path().display(), "drift repaired: {drift}; managed keys put back");
                     }
                 }
-                log_key_changes(&user.name, before.map(Vec::as_slice).unwrap_or_default(), &wanted);
+                log_key_changes(
+                    &user.name,
+                    before.map(Vec::as_slice).unwrap_or_default(),
+                    &wanted,
+                );
                 self.written.insert(user.name.clone(), wanted);
             }
             Err(e) => error!("{e}"),
@@ -194,7 +227,9 @@ impl Agent {
         for old in &self.users {
             if !new_users.iter().any(|u| u.path() == old.path()) {
                 match write::apply(old, &[]) {
-                    Ok(_) => info!(user = %old.name, path = %old.path().display(), "no longer managed: managed block removed"),
+                    Ok(_) => {
+                        info!(user = %old.name, path = %old.path().display(), "no longer managed: managed block removed")
+                    }
                     Err(e) => error!("{e}"),
                 }
                 self.written.remove(&old.name);
@@ -258,9 +293,21 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
 
     let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
     let mut follower = tokio::spawn(sync::follow(agent.config().api.clone(), sync_tx.clone()));
-    info!(users = agent.users().len(), "pictor-agent {} running", crate::VERSION);
+    info!(
+        users = agent.users().len(),
+        "pictor-agent {} running",
+        crate::VERSION
+    );
 
+    let mut drift_pending: Vec<PathBuf> = Vec::new();
+    let mut drift_deadline: Option<tokio::time::Instant> = None;
     loop {
+        let drift_timer = async {
+            match drift_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let expiry = agent.until_next_expiry(timefmt::now());
         let expiry_timer = async {
             match expiry {
@@ -278,22 +325,22 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             () = expiry_timer => {
                 agent.enforce(timefmt::now());
             }
-            Some(first) = drift_rx.recv() => {
-                tokio::time::sleep(DRIFT_SETTLE).await;
-                let mut paths = vec![first];
-                while let Ok(path) = drift_rx.try_recv() {
-                    if !paths.contains(&path) {
-                        paths.push(path);
-                    }
+            Some(path) = drift_rx.recv() => {
+                // Gather a burst of events (an editor's save is several) and repair once,
+                // without holding up the rest of the loop meanwhile.
+                if !drift_pending.contains(&path) {
+                    drift_pending.push(path);
                 }
-                for path in paths {
+                drift_deadline.get_or_insert_with(|| tokio::time::Instant::now() + DRIFT_SETTLE);
+            }
+            () = drift_timer => {
+                drift_deadline = None;
+                for path in std::mem::take(&mut drift_pending) {
                     agent.enforce_path(&path, timefmt::now());
                     if let Err(e) = watch.watch(&path) {
                         warn!("{e}");
                     }
                 }
-                // Our own writes show up as events too: drop those, they are repaired already.
-                while drift_rx.try_recv().is_ok() {}
             }
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
@@ -333,12 +380,19 @@ pub async fn sync_once(config: Config) -> Result<EnforceReport, String> {
     }
     // Start from what is on disk so additions and removals are logged correctly.
     let report = agent.accept(fetched);
-    let report = if report == EnforceReport::default() { agent.enforce(timefmt::now()) } else { report };
+    let report = if report == EnforceReport::default() {
+        agent.enforce(timefmt::now())
+    } else {
+        report
+    };
     if agent.users.len() != agent.config.users.len() {
         return Err("some configured users could not be resolved".into());
     }
     if report.failed > 0 {
-        return Err(format!("{} user file(s) could not be written", report.failed));
+        return Err(format!(
+            "{} user file(s) could not be written",
+            report.failed
+        ));
     }
     Ok(report)
 }

@@ -91,7 +91,9 @@ pub fn replace_at(
 pub fn remove_stale_temps(dir: &OwnedFd, name: &OsStr) {
     let prefix = temp_prefix(name);
     let Ok(dup) = dir.try_clone() else { return };
-    let Ok(mut listing) = nix::dir::Dir::from_fd(dup) else { return };
+    let Ok(mut listing) = nix::dir::Dir::from_fd(dup) else {
+        return;
+    };
     let stale: Vec<OsString> = listing
         .iter()
         .filter_map(Result::ok)
@@ -112,7 +114,8 @@ fn writer_alive(suffix: &[u8]) -> bool {
         .and_then(|s| s.parse::<i32>().ok());
     match pid {
         Some(pid) if pid > 0 => {
-            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() && pid != std::process::id() as i32
+            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+                && pid != std::process::id() as i32
         }
         _ => false,
     }
@@ -126,7 +129,10 @@ mod tests {
         nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).expect("dir")
     }
 
-    const PRIVATE: FileMode = FileMode { owner: None, mode: Mode::S_IRUSR.union(Mode::S_IWUSR) };
+    const PRIVATE: FileMode = FileMode {
+        owner: None,
+        mode: Mode::S_IRUSR.union(Mode::S_IWUSR),
+    };
 
     #[test]
     fn replaces_and_leaves_no_temp_behind() {
@@ -143,7 +149,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("f"), b"old").expect("write");
         let fd = open_dir(dir.path());
-        let err = replace_at(&fd, OsStr::new("f"), b"new", PRIVATE, || false).expect_err("superseded");
+        let err =
+            replace_at(&fd, OsStr::new("f"), b"new", PRIVATE, || false).expect_err("superseded");
         assert!(matches!(err, ReplaceError::Superseded));
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);

@@ -126,7 +126,11 @@ impl KeySet {
     }
 
     /// Looks a key up by fingerprint among the keys in force.
-    pub fn key_by_fingerprint(&self, fingerprint: &str, now: OffsetDateTime) -> Option<&AccountKey> {
+    pub fn key_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        now: OffsetDateTime,
+    ) -> Option<&AccountKey> {
         self.keys
             .iter()
             .find(|k| k.fingerprint == fingerprint && !k.is_expired(now))
@@ -170,7 +174,10 @@ pub fn validate(wire: &WireKey) -> Result<AccountKey, String> {
     };
     if let Some(users) = &wire.users {
         if let Some(bad) = users.iter().find(|u| !is_valid_user_name(u)) {
-            return Err(format!("users: {:?} is not a valid local user name", printable_id(bad)));
+            return Err(format!(
+                "users: {:?} is not a valid local user name",
+                printable_id(bad)
+            ));
         }
     }
     Ok(AccountKey {
@@ -187,7 +194,9 @@ pub fn validate(wire: &WireKey) -> Result<AccountKey, String> {
 /// its canonical form (`type base64`, comment dropped) and its SHA256 fingerprint.
 pub fn validate_public_key(line: &str) -> Result<(String, String), String> {
     if line.len() > MAX_PUBLIC_KEY_BYTES {
-        return Err(format!("public_key is longer than {MAX_PUBLIC_KEY_BYTES} bytes"));
+        return Err(format!(
+            "public_key is longer than {MAX_PUBLIC_KEY_BYTES} bytes"
+        ));
     }
     if line.chars().any(|c| c.is_control() && c != '\t') {
         return Err("public_key contains a line break or control character".into());
@@ -237,7 +246,9 @@ fn check_algorithm(key: &PublicKey) -> Result<(), String> {
                 .map(bit_length)
                 .unwrap_or(0);
             if bits < MIN_RSA_BITS {
-                Err(format!("RSA key of {bits} bits is shorter than {MIN_RSA_BITS} bits"))
+                Err(format!(
+                    "RSA key of {bits} bits is shorter than {MIN_RSA_BITS} bits"
+                ))
             } else {
                 Ok(())
             }
@@ -328,13 +339,19 @@ mod tests {
         w.name = "two\nlines".into();
         assert!(validate(&w).is_err());
         w.name = "é".repeat(128);
-        assert!(validate(&w).is_ok(), "128 characters, more bytes, is allowed");
+        assert!(
+            validate(&w).is_ok(),
+            "128 characters, more bytes, is allowed"
+        );
         w.users = Some(vec!["root; rm".into()]);
         assert!(validate(&w).is_err());
     }
 
     fn fixture(line: usize) -> &'static str {
-        include_str!("../tests/fixtures/public_keys.txt").lines().nth(line).expect("fixture line")
+        include_str!("../tests/fixtures/public_keys.txt")
+            .lines()
+            .nth(line)
+            .expect("fixture line")
     }
 
     #[test]
@@ -342,15 +359,24 @@ mod tests {
         let weak = validate(&wire("k1", fixture(0))).expect_err("1024 bits");
         assert!(weak.contains("1024 bits"), "{weak}");
         let ok = validate(&wire("k2", fixture(1))).expect("2048 bits");
-        assert_eq!(ok.fingerprint, "SHA256:nzbw7nSRU8sOYCgwYoEye4rs7rA7ylpgjIegQSCJV8Q", "same as ssh-keygen -lf");
-        assert!(validate(&wire("k3", fixture(2))).is_ok(), "ecdsa-sha2-nistp384");
+        assert_eq!(
+            ok.fingerprint, "SHA256:nzbw7nSRU8sOYCgwYoEye4rs7rA7ylpgjIegQSCJV8Q",
+            "same as ssh-keygen -lf"
+        );
+        assert!(
+            validate(&wire("k3", fixture(2))).is_ok(),
+            "ecdsa-sha2-nistp384"
+        );
     }
 
     #[test]
     fn truncated_keys_are_rejected() {
         let full = fixture(1);
         for cut in [20, full.len() / 2, full.len() - 30] {
-            assert!(validate(&wire("k1", &full[..cut])).is_err(), "accepted a key cut at {cut}");
+            assert!(
+                validate(&wire("k1", &full[..cut])).is_err(),
+                "accepted a key cut at {cut}"
+            );
         }
     }
 
@@ -365,7 +391,11 @@ mod tests {
     fn one_bad_key_does_not_sink_the_list() {
         let list = KeyList {
             version: "v1".into(),
-            keys: vec![wire("good", ED25519), wire("bad", "ssh-rsa AAAA"), wire("good", ED25519)],
+            keys: vec![
+                wire("good", ED25519),
+                wire("bad", "ssh-rsa AAAA"),
+                wire("good", ED25519),
+            ],
         };
         let set = KeySet::from_list(&list).expect("list ok");
         assert_eq!(set.keys.len(), 1);
@@ -379,7 +409,11 @@ mod tests {
         let at = crate::timefmt::parse("2026-11-25T08:00:00Z").expect("time");
         let mut w = wire("k1", ED25519);
         w.expires_at = Some("2026-11-25T08:00:00Z".into());
-        let set = KeySet::from_list(&KeyList { version: "v1".into(), keys: vec![w] }).expect("ok");
+        let set = KeySet::from_list(&KeyList {
+            version: "v1".into(),
+            keys: vec![w],
+        })
+        .expect("ok");
         let before = at - time::Duration::milliseconds(1);
         assert_eq!(set.in_force_for("ubuntu", before).len(), 1);
         assert_eq!(set.in_force_for("ubuntu", at).len(), 0);
@@ -398,7 +432,11 @@ mod tests {
     fn users_filter_keys() {
         let mut w = wire("k1", ED25519);
         w.users = Some(vec!["alice".into()]);
-        let set = KeySet::from_list(&KeyList { version: "v1".into(), keys: vec![w] }).expect("ok");
+        let set = KeySet::from_list(&KeyList {
+            version: "v1".into(),
+            keys: vec![w],
+        })
+        .expect("ok");
         let now = crate::timefmt::now();
         assert_eq!(set.in_force_for("alice", now).len(), 1);
         assert_eq!(set.in_force_for("bob", now).len(), 0);
@@ -407,7 +445,10 @@ mod tests {
     #[test]
     fn bad_versions_reject_the_whole_list() {
         for version in ["", "v 1", "v\n1"] {
-            let list = KeyList { version: version.into(), keys: vec![] };
+            let list = KeyList {
+                version: version.into(),
+                keys: vec![],
+            };
             assert!(KeySet::from_list(&list).is_err());
         }
     }

@@ -45,7 +45,12 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(long_poll: Duration, poll_interval: Duration, backoff_max: Duration) -> Schedule {
-        Schedule { long_poll, poll_interval, backoff_max, failures: 0 }
+        Schedule {
+            long_poll,
+            poll_interval,
+            backoff_max,
+            failures: 0,
+        }
     }
 
     /// How many requests in a row have failed.
@@ -63,7 +68,10 @@ impl Schedule {
                 if self.long_poll.is_zero() {
                     self.poll(random)
                 } else {
-                    Next { delay: Duration::ZERO, wait: self.long_poll }
+                    Next {
+                        delay: Duration::ZERO,
+                        wait: self.long_poll,
+                    }
                 }
             }
             Outcome::NotModified { held } => {
@@ -71,24 +79,38 @@ impl Schedule {
                 if self.long_poll.is_zero() {
                     self.poll(random)
                 } else if held >= self.long_poll / 2 {
-                    Next { delay: Duration::ZERO, wait: self.long_poll }
+                    Next {
+                        delay: Duration::ZERO,
+                        wait: self.long_poll,
+                    }
                 } else {
-                    Next { delay: self.jittered_interval(random), wait: self.long_poll }
+                    Next {
+                        delay: self.jittered_interval(random),
+                        wait: self.long_poll,
+                    }
                 }
             }
             Outcome::Failed { retry_after } => {
                 self.failures = self.failures.saturating_add(1);
                 let exponent = (self.failures - 1).min(20);
-                let ceiling = BACKOFF_BASE.saturating_mul(1 << exponent).min(self.backoff_max);
+                let ceiling = BACKOFF_BASE
+                    .saturating_mul(1 << exponent)
+                    .min(self.backoff_max);
                 let jittered = ceiling.mul_f64(random);
                 let floor = retry_after.unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER);
-                Next { delay: jittered.max(floor), wait: self.long_poll }
+                Next {
+                    delay: jittered.max(floor),
+                    wait: self.long_poll,
+                }
             }
         }
     }
 
     fn poll(&self, random: f64) -> Next {
-        Next { delay: self.jittered_interval(random), wait: Duration::ZERO }
+        Next {
+            delay: self.jittered_interval(random),
+            wait: Duration::ZERO,
+        }
     }
 
     fn jittered_interval(&self, random: f64) -> Duration {
@@ -109,41 +131,97 @@ mod tests {
     #[test]
     fn long_poll_asks_again_at_once() {
         let mut s = long_poll();
-        assert_eq!(s.next(Outcome::Changed, 0.5), Next { delay: S(0), wait: S(60) });
-        assert_eq!(s.next(Outcome::NotModified { held: S(60) }, 0.5), Next { delay: S(0), wait: S(60) });
+        assert_eq!(
+            s.next(Outcome::Changed, 0.5),
+            Next {
+                delay: S(0),
+                wait: S(60)
+            }
+        );
+        assert_eq!(
+            s.next(Outcome::NotModified { held: S(60) }, 0.5),
+            Next {
+                delay: S(0),
+                wait: S(60)
+            }
+        );
     }
 
     #[test]
     fn early_304_falls_back_to_polling_pace() {
         let mut s = long_poll();
-        let next = s.next(Outcome::NotModified { held: Duration::from_millis(5) }, 0.5);
+        let next = s.next(
+            Outcome::NotModified {
+                held: Duration::from_millis(5),
+            },
+            0.5,
+        );
         assert_eq!(next.delay, S(30));
     }
 
     #[test]
     fn plain_polling_jitters_around_the_interval() {
         let mut s = Schedule::new(S(0), S(30), S(300));
-        assert_eq!(s.next(Outcome::Changed, 0.0), Next { delay: S(27), wait: S(0) });
-        assert_eq!(s.next(Outcome::NotModified { held: S(0) }, 1.0), Next { delay: S(33), wait: S(0) });
+        assert_eq!(
+            s.next(Outcome::Changed, 0.0),
+            Next {
+                delay: S(27),
+                wait: S(0)
+            }
+        );
+        assert_eq!(
+            s.next(Outcome::NotModified { held: S(0) }, 1.0),
+            Next {
+                delay: S(33),
+                wait: S(0)
+            }
+        );
     }
 
     #[test]
     fn backoff_doubles_with_full_jitter_up_to_the_cap() {
         let mut s = long_poll();
-        let ceilings: Vec<Duration> =
-            (0..12).map(|_| s.next(Outcome::Failed { retry_after: None }, 1.0).delay).collect();
+        let ceilings: Vec<Duration> = (0..12)
+            .map(|_| s.next(Outcome::Failed { retry_after: None }, 1.0).delay)
+            .collect();
         assert_eq!(&ceilings[..4], &[S(1), S(2), S(4), S(8)]);
         assert_eq!(ceilings[11], S(300), "capped at backoff_max");
-        assert_eq!(s.next(Outcome::Failed { retry_after: None }, 0.0).delay, S(0), "full jitter reaches zero");
+        assert_eq!(
+            s.next(Outcome::Failed { retry_after: None }, 0.0).delay,
+            S(0),
+            "full jitter reaches zero"
+        );
         s.next(Outcome::Changed, 0.5);
         assert_eq!(s.failures(), 0);
-        assert_eq!(s.next(Outcome::Failed { retry_after: None }, 1.0).delay, S(1), "reset after success");
+        assert_eq!(
+            s.next(Outcome::Failed { retry_after: None }, 1.0).delay,
+            S(1),
+            "reset after success"
+        );
     }
 
     #[test]
     fn retry_after_is_a_floor_and_is_capped() {
         let mut s = long_poll();
-        assert_eq!(s.next(Outcome::Failed { retry_after: Some(S(7)) }, 0.0).delay, S(7));
-        assert_eq!(s.next(Outcome::Failed { retry_after: Some(S(1_000_000)) }, 0.0).delay, MAX_RETRY_AFTER);
+        assert_eq!(
+            s.next(
+                Outcome::Failed {
+                    retry_after: Some(S(7))
+                },
+                0.0
+            )
+            .delay,
+            S(7)
+        );
+        assert_eq!(
+            s.next(
+                Outcome::Failed {
+                    retry_after: Some(S(1_000_000))
+                },
+                0.0
+            )
+            .delay,
+            MAX_RETRY_AFTER
+        );
     }
 }

@@ -32,13 +32,22 @@ pub struct Applied {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state directory {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is damaged ({message}); it is ignored until the next successful fetch")]
     Damaged { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: durable::ReplaceError },
+    Write {
+        path: PathBuf,
+        source: durable::ReplaceError,
+    },
 }
 
 /// Reads the last applied set; `None` when there is none yet.
@@ -49,31 +58,50 @@ pub fn load(dir: &Path) -> Result<Option<Applied>, StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StateError::Read { path, source }),
     };
-    let applied: Applied = serde_json::from_slice(&bytes)
-        .map_err(|e| StateError::Damaged { path: path.clone(), message: e.to_string() })?;
+    let applied: Applied = serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     if applied.format != FORMAT {
-        return Err(StateError::Damaged { path, message: format!("unknown format {}", applied.format) });
+        return Err(StateError::Damaged {
+            path,
+            message: format!("unknown format {}", applied.format),
+        });
     }
     Ok(Some(applied))
 }
 
 /// Replaces the last applied set on disk (creating the directory, mode 0700, if needed).
 pub fn save(dir: &Path, applied: &Applied) -> Result<(), StateError> {
-    let dir_error = |source| StateError::Dir { path: dir.to_owned(), source };
+    let dir_error = |source| StateError::Dir {
+        path: dir.to_owned(),
+        source,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(dir_error)?;
-    let fd = open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| dir_error(e.into()))?;
+    let fd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| dir_error(e.into()))?;
     let bytes = serde_json::to_vec(applied).map_err(|e| StateError::Write {
         path: dir.join(APPLIED_FILE),
         source: durable::ReplaceError::Write(e.into()),
     })?;
-    let mode = FileMode { owner: None, mode: Mode::S_IRUSR | Mode::S_IWUSR };
-    durable::replace_at(&fd, OsStr::new(APPLIED_FILE), &bytes, mode, || true)
-        .map_err(|source| StateError::Write { path: dir.join(APPLIED_FILE), source })?;
+    let mode = FileMode {
+        owner: None,
+        mode: Mode::S_IRUSR | Mode::S_IWUSR,
+    };
+    durable::replace_at(&fd, OsStr::new(APPLIED_FILE), &bytes, mode, || true).map_err(
+        |source| StateError::Write {
+            path: dir.join(APPLIED_FILE),
+            source,
+        },
+    )?;
     durable::remove_stale_temps(&fd, OsStr::new(APPLIED_FILE));
     Ok(())
 }
@@ -87,7 +115,11 @@ mod tests {
     fn sample() -> Applied {
         Applied {
             format: FORMAT,
-            key_set: KeySet { version: "v1".into(), keys: vec![], rejected: vec![] },
+            key_set: KeySet {
+                version: "v1".into(),
+                keys: vec![],
+                rejected: vec![],
+            },
             applied_at: crate::timefmt::parse("2026-11-25T07:00:00Z").expect("time"),
             etag: Some("\"v1\"".into()),
         }

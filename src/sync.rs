@@ -40,7 +40,10 @@ pub enum SyncError {
 /// One full fetch (no ETag, no wait), validated.
 pub async fn fetch_full(client: &ApiClient) -> Result<Fetched, SyncError> {
     match client.fetch_keys(None, Duration::ZERO).await? {
-        KeyListAnswer::Modified { list, etag } => Ok(Fetched { key_set: KeySet::from_list(&list)?, etag }),
+        KeyListAnswer::Modified { list, etag } => Ok(Fetched {
+            key_set: KeySet::from_list(&list)?,
+            etag,
+        }),
         KeyListAnswer::NotModified => Err(SyncError::UnexpectedNotModified),
     }
 }
@@ -53,14 +56,21 @@ pub async fn follow(config: ApiConfig, events: mpsc::Sender<SyncEvent>) {
     let mut client: Option<ApiClient> = None;
     let mut etag: Option<String> = None;
     let mut last_set: Option<KeySet> = None;
-    let mut next = Next { delay: Duration::ZERO, wait: Duration::ZERO };
+    let mut next = Next {
+        delay: Duration::ZERO,
+        wait: Duration::ZERO,
+    };
     loop {
         tokio::time::sleep(next.delay).await;
         if client.is_none() {
             match ApiClient::new(&config) {
                 Ok(built) => client = Some(built),
                 Err(error) => {
-                    if events.send(SyncEvent::Failed(error.to_string())).await.is_err() {
+                    if events
+                        .send(SyncEvent::Failed(error.to_string()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     next = schedule.next(Outcome::Failed { retry_after: None }, fastrand::f64());
@@ -71,19 +81,30 @@ pub async fn follow(config: ApiConfig, events: mpsc::Sender<SyncEvent>) {
         let Some(api) = client.as_ref() else { continue };
         let started = Instant::now();
         let (outcome, event) = match api.fetch_keys(etag.as_deref(), next.wait).await {
-            Ok(KeyListAnswer::Modified { list, etag: new_etag }) => match KeySet::from_list(&list) {
+            Ok(KeyListAnswer::Modified {
+                list,
+                etag: new_etag,
+            }) => match KeySet::from_list(&list) {
                 Ok(key_set) => {
                     let unchanged = last_set.as_ref() == Some(&key_set);
                     let outcome = if new_etag.is_none() || unchanged {
                         // No ETag to wait on, or a "change" that changed nothing: do not
                         // ask again at once, or a misbehaving server makes a hot loop.
-                        Outcome::NotModified { held: started.elapsed() }
+                        Outcome::NotModified {
+                            held: started.elapsed(),
+                        }
                     } else {
                         Outcome::Changed
                     };
                     etag = new_etag.clone();
                     last_set = Some(key_set.clone());
-                    (outcome, Some(SyncEvent::Fetched(Fetched { key_set, etag: new_etag })))
+                    (
+                        outcome,
+                        Some(SyncEvent::Fetched(Fetched {
+                            key_set,
+                            etag: new_etag,
+                        })),
+                    )
                 }
                 Err(error) => (
                     Outcome::Failed { retry_after: None },
@@ -92,12 +113,22 @@ pub async fn follow(config: ApiConfig, events: mpsc::Sender<SyncEvent>) {
             },
             Ok(KeyListAnswer::NotModified) if etag.is_none() => (
                 Outcome::Failed { retry_after: None },
-                Some(SyncEvent::Failed(SyncError::UnexpectedNotModified.to_string())),
+                Some(SyncEvent::Failed(
+                    SyncError::UnexpectedNotModified.to_string(),
+                )),
             ),
-            Ok(KeyListAnswer::NotModified) => (Outcome::NotModified { held: started.elapsed() }, None),
+            Ok(KeyListAnswer::NotModified) => (
+                Outcome::NotModified {
+                    held: started.elapsed(),
+                },
+                None,
+            ),
             Err(error) => {
                 let retry_after = error.retry_after();
-                (Outcome::Failed { retry_after }, Some(SyncEvent::Failed(error.to_string())))
+                (
+                    Outcome::Failed { retry_after },
+                    Some(SyncEvent::Failed(error.to_string())),
+                )
             }
         };
         if let Some(event) = event {
@@ -107,7 +138,11 @@ pub async fn follow(config: ApiConfig, events: mpsc::Sender<SyncEvent>) {
         }
         next = schedule.next(outcome, fastrand::f64());
         if matches!(outcome, Outcome::Failed { .. }) {
-            tracing::debug!(delay_ms = next.delay.as_millis() as u64, failures = schedule.failures(), "backing off");
+            tracing::debug!(
+                delay_ms = next.delay.as_millis() as u64,
+                failures = schedule.failures(),
+                "backing off"
+            );
         }
     }
 }

@@ -62,7 +62,10 @@ pub fn resolve(config: &UserConfig) -> Result<ManagedUser, UserError> {
     let (location, file_name) = match &config.authorized_keys {
         Some(path) => (
             Location::Directory {
-                dir: path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/")),
+                dir: path
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/")),
             },
             path.file_name().map(OsString::from).unwrap_or_default(),
         ),

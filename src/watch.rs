@@ -40,14 +40,19 @@ impl DriftWatch {
                 }
             }
         })
-        .map_err(|source| WatchError { path: PathBuf::new(), source })?;
+        .map_err(|source| WatchError {
+            path: PathBuf::new(),
+            source,
+        })?;
         Ok(DriftWatch { watcher, dirs })
     }
 
     /// Watches the directory of `file` (again, if it was replaced). A missing directory is
     /// not an error: there is nothing to protect until the agent creates it.
     pub fn watch(&mut self, file: &Path) -> Result<(), WatchError> {
-        let Some(dir) = file.parent().map(Path::to_path_buf) else { return Ok(()) };
+        let Some(dir) = file.parent().map(Path::to_path_buf) else {
+            return Ok(());
+        };
         let _ = self.watcher.unwatch(&dir);
         {
             let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
@@ -58,7 +63,9 @@ impl DriftWatch {
         match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => Ok(()),
             Err(e) if matches!(&e.kind, notify::ErrorKind::PathNotFound) => Ok(()),
-            Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => Ok(()),
+            Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {
+                Ok(())
+            }
             Err(source) => Err(WatchError { path: dir, source }),
         }
     }

@@ -9,6 +9,9 @@
 //! Read it as the spec's companion: every handler says which rule of the contract it
 //! implements.
 
+// Handlers return `Result<_, Response>` so an early answer reads as `?`; the size is fine here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -121,25 +124,42 @@ impl Default for ControlPlane {
 }
 
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The SHA256 fingerprint of an OpenSSH public key line, as `ssh-keygen -l` prints it.
 pub fn fingerprint(public_key: &str) -> Option<String> {
     let blob = public_key.split_ascii_whitespace().nth(1)?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(blob).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
     let digest = sha2::Sha256::digest(&raw);
-    Some(format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)))
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
 }
 
 fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl ControlPlane {
     pub fn new() -> ControlPlane {
-        let inner = Inner { version: 1, next_key: 1, ..Inner::default() };
-        ControlPlane { inner: Arc::new(Mutex::new(inner)), changed: watch::channel(1).0 }
+        let inner = Inner {
+            version: 1,
+            next_key: 1,
+            ..Inner::default()
+        };
+        ControlPlane {
+            inner: Arc::new(Mutex::new(inner)),
+            changed: watch::channel(1).0,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -184,7 +204,9 @@ impl ControlPlane {
         inner.keys.clear();
         for new in keys {
             inner.next_key += 1;
-            let id = new.id.unwrap_or_else(|| format!("key_{:010}", inner.next_key));
+            let id = new
+                .id
+                .unwrap_or_else(|| format!("key_{:010}", inner.next_key));
             inner.keys.push(Key {
                 fingerprint: fingerprint(&new.public_key),
                 id,
@@ -213,7 +235,9 @@ impl ControlPlane {
     /// Sets a key's `expires_at`; false when there is no such key.
     pub fn expire_key(&self, id: &str, at: &str) -> bool {
         let mut inner = self.lock();
-        let Some(key) = inner.keys.iter_mut().find(|k| k.id == id) else { return false };
+        let Some(key) = inner.keys.iter_mut().find(|k| k.id == id) else {
+            return false;
+        };
         key.expires_at = Some(at.to_owned());
         self.bump(&mut inner);
         true
@@ -230,7 +254,10 @@ impl ControlPlane {
 
     /// Arms a fault for the next `count` agent requests (`None`: until cleared).
     pub fn set_fault(&self, fault: Fault, count: Option<u64>) {
-        self.lock().fault = Some(ArmedFault { fault, remaining: count });
+        self.lock().fault = Some(ArmedFault {
+            fault,
+            remaining: count,
+        });
     }
 
     pub fn clear_fault(&self) {
@@ -243,7 +270,11 @@ impl ControlPlane {
 
     /// Events an instance reported, in arrival order, without duplicates.
     pub fn events(&self, instance: &str) -> Vec<Value> {
-        self.lock().events.get(instance).cloned().unwrap_or_default()
+        self.lock()
+            .events
+            .get(instance)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The last agent status an instance sent.
@@ -255,15 +286,24 @@ impl ControlPlane {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/instances/{instance_id}/ssh-keys", get(get_keys))
-            .route("/v1/instances/{instance_id}/ssh-sessions", post(post_sessions))
+            .route(
+                "/v1/instances/{instance_id}/ssh-sessions",
+                post(post_sessions),
+            )
             .route("/v1/instances/{instance_id}/agent-status", put(put_status))
             .route("/admin/keys", get(admin_list_keys).post(admin_add_key))
-            .route("/admin/keys/{key_id}", axum::routing::delete(admin_delete_key))
+            .route(
+                "/admin/keys/{key_id}",
+                axum::routing::delete(admin_delete_key),
+            )
             .route("/admin/keys/{key_id}/expire", post(admin_expire_key))
             .route("/admin/instances", post(admin_register))
             .route("/admin/instances/{instance_id}/events", get(admin_events))
             .route("/admin/instances/{instance_id}/status", get(admin_status))
-            .route("/admin/faults", put(admin_set_fault).delete(admin_clear_fault))
+            .route(
+                "/admin/faults",
+                put(admin_set_fault).delete(admin_clear_fault),
+            )
             .route("/admin/stats", get(admin_stats))
             .with_state(self.clone())
     }
@@ -318,21 +358,30 @@ impl ControlPlane {
 
     /// Applies a fault: `Ok(())` to go on normally (after a slow wait), `Err` to answer it.
     async fn fault_response(&self) -> Result<(), Response> {
-        let Some(fault) = self.take_fault() else { return Ok(()) };
+        let Some(fault) = self.take_fault() else {
+            return Ok(());
+        };
         match fault {
             Fault::Slow { ms } => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(())
             }
-            Fault::ServerError { status } => {
-                Err(error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected fault"))
-            }
+            Fault::ServerError { status } => Err(error(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "injected fault",
+            )),
             Fault::TooManyRequests { retry_after } => {
                 let mut response = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 Err(response)
             }
-            Fault::Garbage => Err(with_etag(StatusCode::OK, "\"garbage\"", Body::from("{\"version\": \"v9\", \"keys\": [{\"id\": 7"))),
+            Fault::Garbage => Err(with_etag(
+                StatusCode::OK,
+                "\"garbage\"",
+                Body::from("{\"version\": \"v9\", \"keys\": [{\"id\": 7"),
+            )),
             Fault::Oversized { bytes, chunked } => {
                 let body = if chunked {
                     let chunk = vec![b' '; 64 * 1024];
@@ -350,7 +399,11 @@ impl ControlPlane {
                     Ok(b"{\"version\":".to_vec()),
                     Err(std::io::Error::other("connection dropped by fault switch")),
                 ]);
-                Err(with_etag(StatusCode::OK, "\"dropped\"", Body::from_stream(stream)))
+                Err(with_etag(
+                    StatusCode::OK,
+                    "\"dropped\"",
+                    Body::from_stream(stream),
+                ))
             }
         }
     }
@@ -363,8 +416,13 @@ fn error(status: StatusCode, message: &str) -> Response {
 fn with_etag(status: StatusCode, etag: &'static str, body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(header::ETAG, HeaderValue::from_static(etag));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::ETAG, HeaderValue::from_static(etag));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -378,7 +436,11 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag)))
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+        })
 }
 
 /// `GET /v1/instances/{id}/ssh-keys[?wait=N]`: the key list, with ETag and long-poll.
@@ -395,7 +457,12 @@ async fn get_keys(
     let wait = match query.wait.as_deref().map(str::parse::<u64>) {
         None => 0,
         Some(Ok(wait)) if wait <= MAX_WAIT_SECONDS => wait,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "wait must be an integer from 0 to 300"),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "wait must be an integer from 0 to 300",
+            )
+        }
     };
     if let Err(response) = cp.fault_response().await {
         return response;
@@ -453,20 +520,30 @@ pub fn validate_event(event: &Value) -> Result<(), String> {
     }
     match string("type") {
         Some("session_opened" | "session_closed" | "session_terminated") => {}
-        _ => return Err("type must be session_opened, session_closed or session_terminated".into()),
+        _ => {
+            return Err("type must be session_opened, session_closed or session_terminated".into())
+        }
     }
     let at = string("at").ok_or("at must be a string")?;
     OffsetDateTime::parse(at, &Rfc3339).map_err(|_| "at must be an RFC 3339 time".to_owned())?;
-    string("user").filter(|u| !u.is_empty()).ok_or("user must be a non-empty string")?;
+    string("user")
+        .filter(|u| !u.is_empty())
+        .ok_or("user must be a non-empty string")?;
     string("auth_method").ok_or("auth_method must be a string")?;
-    string("session_id").filter(|s| !s.is_empty()).ok_or("session_id must be a non-empty string")?;
+    string("session_id")
+        .filter(|s| !s.is_empty())
+        .ok_or("session_id must be a non-empty string")?;
     nullable_string("key_id")?;
     nullable_string("fingerprint")?;
     if let Some(ip) = object.get("source_ip").filter(|v| !v.is_null()) {
-        ip.as_str().and_then(|s| s.parse::<IpAddr>().ok()).ok_or("source_ip must be an IP address")?;
+        ip.as_str()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .ok_or("source_ip must be an IP address")?;
     }
     if let Some(port) = object.get("source_port").filter(|v| !v.is_null()) {
-        port.as_u64().filter(|p| *p <= 65535).ok_or("source_port must be 0..65535")?;
+        port.as_u64()
+            .filter(|p| *p <= 65535)
+            .ok_or("source_port must be 0..65535")?;
     }
     Ok(())
 }
@@ -491,25 +568,43 @@ async fn post_sessions(
         return error(StatusCode::UNPROCESSABLE_ENTITY, "events must be an array");
     };
     if events.len() > MAX_EVENTS_PER_BATCH {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "at most 500 events a request");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at most 500 events a request",
+        );
     }
     for (index, event) in events.iter().enumerate() {
         if let Err(problem) = validate_event(event) {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, &format!("events[{index}]: {problem}"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("events[{index}]: {problem}"),
+            );
         }
     }
     let mut inner = cp.lock();
     inner.stats.session_posts += 1;
     for event in events {
-        let id = event.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = event
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if inner.event_ids.insert((instance.clone(), id)) {
             inner.stats.events_accepted += 1;
-            inner.events.entry(instance.clone()).or_default().push(event.clone());
+            inner
+                .events
+                .entry(instance.clone())
+                .or_default()
+                .push(event.clone());
         } else {
             inner.stats.duplicate_events += 1;
         }
     }
-    (StatusCode::ACCEPTED, Json(json!({ "accepted": events.len() }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": events.len() })),
+    )
+        .into_response()
 }
 
 /// `PUT /v1/instances/{id}/agent-status`: the heartbeat; replaces what was known.
@@ -530,12 +625,18 @@ async fn put_status(
     };
     for field in ["agent_version", "boot_id"] {
         if !status.get(field).is_some_and(Value::is_string) {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{field} must be a string"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{field} must be a string"),
+            );
         }
     }
     for field in ["keys", "rejected_keys", "active_sessions"] {
         if !status.get(field).is_some_and(Value::is_array) {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{field} must be an array"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{field} must be an array"),
+            );
         }
     }
     let mut inner = cp.lock();
@@ -550,7 +651,10 @@ async fn admin_list_keys(State(cp): State<ControlPlane>) -> Response {
 
 async fn admin_add_key(State(cp): State<ControlPlane>, Json(new): Json<NewKey>) -> Response {
     if new.id.as_deref().is_some_and(|id| !valid_id(id)) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "id must match [A-Za-z0-9_-]{1,64}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "id must match [A-Za-z0-9_-]{1,64}",
+        );
     }
     (StatusCode::CREATED, Json(cp.add_key(new))).into_response()
 }
@@ -568,7 +672,11 @@ struct ExpireBody {
     at: Option<String>,
 }
 
-async fn admin_expire_key(State(cp): State<ControlPlane>, Path(id): Path<String>, body: Option<Json<ExpireBody>>) -> Response {
+async fn admin_expire_key(
+    State(cp): State<ControlPlane>,
+    Path(id): Path<String>,
+    body: Option<Json<ExpireBody>>,
+) -> Response {
     let at = body.and_then(|Json(b)| b.at).unwrap_or_else(now_rfc3339);
     if cp.expire_key(&id, &at) {
         StatusCode::NO_CONTENT.into_response()
@@ -583,9 +691,15 @@ struct RegisterBody {
     token: String,
 }
 
-async fn admin_register(State(cp): State<ControlPlane>, Json(body): Json<RegisterBody>) -> Response {
+async fn admin_register(
+    State(cp): State<ControlPlane>,
+    Json(body): Json<RegisterBody>,
+) -> Response {
     if !valid_id(&body.id) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "id must match [A-Za-z0-9_-]{1,64}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "id must match [A-Za-z0-9_-]{1,64}",
+        );
     }
     cp.register_instance(&body.id, &body.token);
     StatusCode::NO_CONTENT.into_response()
@@ -630,8 +744,14 @@ mod tests {
     #[test]
     fn fingerprint_matches_ssh_keygen() {
         // ssh-keygen -lf of this key prints SHA256:nzbw7nSRU8sOYCgwYoEye4rs7rA7ylpgjIegQSCJV8Q
-        let line = include_str!("../../tests/fixtures/public_keys.txt").lines().nth(1).expect("fixture");
-        assert_eq!(fingerprint(line).as_deref(), Some("SHA256:nzbw7nSRU8sOYCgwYoEye4rs7rA7ylpgjIegQSCJV8Q"));
+        let line = include_str!("../../tests/fixtures/public_keys.txt")
+            .lines()
+            .nth(1)
+            .expect("fixture");
+        assert_eq!(
+            fingerprint(line).as_deref(),
+            Some("SHA256:nzbw7nSRU8sOYCgwYoEye4rs7rA7ylpgjIegQSCJV8Q")
+        );
     }
 
     #[test]

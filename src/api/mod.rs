@@ -8,7 +8,9 @@ pub mod token;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT,
+};
 use reqwest::{StatusCode, Url};
 
 use crate::config::{is_loopback, ApiConfig};
@@ -33,7 +35,10 @@ pub enum ApiError {
     #[error("the control plane does not know this instance (404)")]
     UnknownInstance,
     #[error("the control plane is busy ({status}){}", retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
-    Throttled { status: StatusCode, retry_after: Option<Duration> },
+    Throttled {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
     #[error("unexpected answer {0}")]
     Status(StatusCode),
     #[error("response larger than {0} bytes, rejected whole")]
@@ -85,15 +90,26 @@ impl ApiClient {
             .pool_max_idle_per_host(1)
             .default_headers(default_headers());
         if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| ApiError::CaFile { path: path.clone(), message: e.to_string() })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ApiError::CaFile { path: path.clone(), message: e.to_string() })?;
+            let pem = std::fs::read(path).map_err(|e| ApiError::CaFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ApiError::CaFile {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
             if certs.is_empty() {
-                return Err(ApiError::CaFile { path: path.clone(), message: "no PEM certificate in it".into() });
+                return Err(ApiError::CaFile {
+                    path: path.clone(),
+                    message: "no PEM certificate in it".into(),
+                });
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let http = builder.build().map_err(|e| ApiError::Setup(e.to_string()))?;
+        let http = builder
+            .build()
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
         let key_list_url = endpoint(&config.base_url, &config.instance_id, "ssh-keys")?;
         Ok(ApiClient {
             http,
@@ -106,15 +122,27 @@ impl ApiClient {
 
     /// `GET .../ssh-keys`: a full fetch without `etag`, a conditional one with it, and a
     /// long-poll when `wait` is not zero.
-    pub async fn fetch_keys(&self, etag: Option<&str>, wait: Duration) -> Result<KeyListAnswer, ApiError> {
+    pub async fn fetch_keys(
+        &self,
+        etag: Option<&str>,
+        wait: Duration,
+    ) -> Result<KeyListAnswer, ApiError> {
         let mut url = self.key_list_url.clone();
         if !wait.is_zero() {
-            url.query_pairs_mut().append_pair("wait", &wait.as_secs().to_string());
+            url.query_pairs_mut()
+                .append_pair("wait", &wait.as_secs().to_string());
         }
         let mut request = self
             .http
             .get(url)
-            .timeout(wait + self.read_timeout + if wait.is_zero() { Duration::ZERO } else { LONG_POLL_MARGIN })
+            .timeout(
+                wait + self.read_timeout
+                    + if wait.is_zero() {
+                        Duration::ZERO
+                    } else {
+                        LONG_POLL_MARGIN
+                    },
+            )
             .header(AUTHORIZATION, self.token.header_value()?);
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
@@ -130,7 +158,8 @@ impl ApiClient {
                     .filter(|v| v.len() <= 256)
                     .map(str::to_owned);
                 let body = self.read_body(response).await?;
-                let list: KeyList = serde_json::from_slice(&body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+                let list: KeyList = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::Malformed(e.to_string()))?;
                 Ok(KeyListAnswer::Modified { list, etag })
             }
             StatusCode::NOT_MODIFIED => Ok(KeyListAnswer::NotModified),
@@ -146,15 +175,17 @@ impl ApiClient {
                 ApiError::Unauthorized(status)
             }
             StatusCode::NOT_FOUND => ApiError::UnknownInstance,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => ApiError::Throttled {
-                status,
-                retry_after: response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
-            },
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                ApiError::Throttled {
+                    status,
+                    retry_after: response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs),
+                }
+            }
             _ => ApiError::Status(status),
         }
     }
@@ -162,7 +193,10 @@ impl ApiClient {
     /// Reads a body, each read bounded by the read timeout, the whole by the size limit.
     async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
         let limit = self.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
             return Err(ApiError::TooLarge(limit));
         }
         let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
@@ -198,8 +232,14 @@ fn transport_error(error: reqwest::Error) -> ApiError {
 
 fn default_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(USER_AGENT, HeaderValue::from_static(concat!("pictor-agent/", env!("CARGO_PKG_VERSION"))));
-    headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("pictor-agent/", env!("CARGO_PKG_VERSION"))),
+    );
+    headers.insert(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
     headers
 }
 
@@ -226,10 +266,15 @@ mod tests {
     fn endpoints_keep_the_base_path() {
         let base = Url::parse("https://api.example/pictor/").expect("url");
         let url = endpoint(&base, "inst_1", "ssh-keys").expect("endpoint");
-        assert_eq!(url.as_str(), "https://api.example/pictor/v1/instances/inst_1/ssh-keys");
+        assert_eq!(
+            url.as_str(),
+            "https://api.example/pictor/v1/instances/inst_1/ssh-keys"
+        );
         let bare = Url::parse("http://127.0.0.1:9").expect("url");
         assert_eq!(
-            endpoint(&bare, "i", "agent-status").expect("endpoint").as_str(),
+            endpoint(&bare, "i", "agent-status")
+                .expect("endpoint")
+                .as_str(),
             "http://127.0.0.1:9/v1/instances/i/agent-status"
         );
     }

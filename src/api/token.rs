@@ -14,10 +14,15 @@ use reqwest::header::HeaderValue;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("cannot read token file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("token file {path} has mode {mode:04o}: it must not be readable by group or others (chmod 600)")]
     Exposed { path: PathBuf, mode: u32 },
-    #[error("token file {path} is owned by uid {owner}: it must belong to root or the agent's user")]
+    #[error(
+        "token file {path} is owned by uid {owner}: it must belong to root or the agent's user"
+    )]
     WrongOwner { path: PathBuf, owner: u32 },
     #[error("token file {path} is empty or not a single line of printable ASCII")]
     Invalid { path: PathBuf },
@@ -39,7 +44,10 @@ impl Token {
     /// Reads the token now, so a bad token file is reported at start-up.
     pub fn load(path: &Path) -> Result<Token, TokenError> {
         let header = read_header(path)?;
-        Ok(Token { path: path.to_owned(), header: Mutex::new(Some(header)) })
+        Ok(Token {
+            path: path.to_owned(),
+            header: Mutex::new(Some(header)),
+        })
     }
 
     /// `Bearer <token>`, read again from the file if it was invalidated.
@@ -61,24 +69,40 @@ impl Token {
 }
 
 fn read_header(path: &Path) -> Result<HeaderValue, TokenError> {
-    let read_error = |source| TokenError::Read { path: path.to_owned(), source };
+    let read_error = |source| TokenError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = File::open(path).map_err(read_error)?;
     let meta = file.metadata().map_err(read_error)?;
     if meta.mode() & 0o077 != 0 {
-        return Err(TokenError::Exposed { path: path.to_owned(), mode: meta.mode() & 0o7777 });
+        return Err(TokenError::Exposed {
+            path: path.to_owned(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     let me = nix::unistd::Uid::effective().as_raw();
     if meta.uid() != 0 && meta.uid() != me {
-        return Err(TokenError::WrongOwner { path: path.to_owned(), owner: meta.uid() });
+        return Err(TokenError::WrongOwner {
+            path: path.to_owned(),
+            owner: meta.uid(),
+        });
     }
     let mut text = String::new();
-    file.by_ref().take(8192).read_to_string(&mut text).map_err(read_error)?;
+    file.by_ref()
+        .take(8192)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
     let token = text.trim();
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(TokenError::Invalid { path: path.to_owned() });
+        return Err(TokenError::Invalid {
+            path: path.to_owned(),
+        });
     }
     let mut value =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| TokenError::Invalid { path: path.to_owned() })?;
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| TokenError::Invalid {
+            path: path.to_owned(),
+        })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -109,6 +133,9 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "a b").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        assert!(matches!(Token::load(&path), Err(TokenError::Invalid { .. })));
+        assert!(matches!(
+            Token::load(&path),
+            Err(TokenError::Invalid { .. })
+        ));
     }
 }

@@ -26,7 +26,10 @@ pub fn render_block(lines: &[ManagedLine<'_>]) -> Vec<u8> {
     if lines.is_empty() {
         return Vec::new();
     }
-    let size: usize = lines.iter().map(|l| l.public_key.len() + l.key_id.len() + 20).sum();
+    let size: usize = lines
+        .iter()
+        .map(|l| l.public_key.len() + l.key_id.len() + 20)
+        .sum();
     let mut out = Vec::with_capacity(BEGIN_MARKER.len() + END_MARKER.len() + 2 + size);
     out.extend_from_slice(BEGIN_MARKER.as_bytes());
     out.push(b'\n');
@@ -72,7 +75,11 @@ pub fn parse(existing: &[u8]) -> Parsed<'_> {
     while i < lines.len() {
         let (start, end) = lines[i];
         if !is_marker(&existing[start..end], BEGIN_MARKER) {
-            let out = if parsed.blocks == 0 { &mut parsed.before } else { &mut parsed.after };
+            let out = if parsed.blocks == 0 {
+                &mut parsed.before
+            } else {
+                &mut parsed.after
+            };
             out.push(&existing[start..end]);
             i += 1;
             continue;
@@ -85,7 +92,9 @@ pub fn parse(existing: &[u8]) -> Parsed<'_> {
             Some(last) => last,
             None => {
                 let mut last = i;
-                while last + 1 < lines.len() && is_tagged_key_line(&existing[lines[last + 1].0..lines[last + 1].1]) {
+                while last + 1 < lines.len()
+                    && is_tagged_key_line(&existing[lines[last + 1].0..lines[last + 1].1])
+                {
                     last += 1;
                 }
                 last
@@ -103,7 +112,12 @@ pub fn parse(existing: &[u8]) -> Parsed<'_> {
 /// The new file content: `existing` with its managed block(s) replaced by `block`.
 pub fn merge(existing: &[u8], block: &[u8]) -> Vec<u8> {
     let parsed = parse(existing);
-    let foreign_len: usize = parsed.before.iter().chain(&parsed.after).map(|s| s.len()).sum();
+    let foreign_len: usize = parsed
+        .before
+        .iter()
+        .chain(&parsed.after)
+        .map(|s| s.len())
+        .sum();
     let mut out = Vec::with_capacity(foreign_len + block.len());
     if parsed.blocks == 0 {
         out.extend_from_slice(block);
@@ -127,7 +141,12 @@ pub fn merge(existing: &[u8], block: &[u8]) -> Vec<u8> {
 /// Everything in `existing` that is not the agent's: what must survive every write.
 pub fn foreign_bytes(existing: &[u8]) -> Vec<u8> {
     let parsed = parse(existing);
-    parsed.before.iter().chain(&parsed.after).flat_map(|s| s.iter().copied()).collect()
+    parsed
+        .before
+        .iter()
+        .chain(&parsed.after)
+        .flat_map(|s| s.iter().copied())
+        .collect()
 }
 
 /// What changed in the managed part of a file, relative to what the agent wants there:
@@ -151,12 +170,27 @@ pub fn describe_drift(existing: Option<&[u8]>, wanted_block: &[u8]) -> Option<St
     }
     let mut what = Vec::new();
     if parsed.blocks > 1 {
-        what.push(format!("{} managed blocks found, extra copies removed", parsed.blocks));
+        what.push(format!(
+            "{} managed blocks found, extra copies removed",
+            parsed.blocks
+        ));
     }
-    let found_lines: Vec<&[u8]> = split_lines(found).iter().map(|&(s, e)| trim_eol(&found[s..e])).collect();
-    let wanted_lines: Vec<&[u8]> = split_lines(wanted_block).iter().map(|&(s, e)| trim_eol(&wanted_block[s..e])).collect();
-    let added = found_lines.iter().filter(|l| !wanted_lines.contains(l)).count();
-    let removed = wanted_lines.iter().filter(|l| !found_lines.contains(l)).count();
+    let found_lines: Vec<&[u8]> = split_lines(found)
+        .iter()
+        .map(|&(s, e)| trim_eol(&found[s..e]))
+        .collect();
+    let wanted_lines: Vec<&[u8]> = split_lines(wanted_block)
+        .iter()
+        .map(|&(s, e)| trim_eol(&wanted_block[s..e]))
+        .collect();
+    let added = found_lines
+        .iter()
+        .filter(|l| !wanted_lines.contains(l))
+        .count();
+    let removed = wanted_lines
+        .iter()
+        .filter(|l| !found_lines.contains(l))
+        .count();
     if added > 0 || removed > 0 {
         what.push(format!(
             "managed block edited: {added} line(s) added or changed, {removed} line(s) missing"
@@ -193,7 +227,9 @@ fn is_marker(line: &[u8], marker: &str) -> bool {
 /// A key line the agent wrote: `type base64 pictor-key-id=ID`.
 fn is_tagged_key_line(line: &[u8]) -> bool {
     let mut words = trim_eol(line).split(|&b| b == b' ');
-    let (Some(_), Some(_), Some(tag), None) = (words.next(), words.next(), words.next(), words.next()) else {
+    let (Some(_), Some(_), Some(tag), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
         return false;
     };
     tag.starts_with(KEY_ID_TAG.as_bytes())
@@ -207,7 +243,10 @@ mod tests {
     fn block(ids: &[&str]) -> Vec<u8> {
         let lines: Vec<ManagedLine<'_>> = ids
             .iter()
-            .map(|id| ManagedLine { public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA", key_id: id })
+            .map(|id| ManagedLine {
+                public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA",
+                key_id: id,
+            })
             .collect();
         render_block(&lines)
     }
@@ -219,14 +258,28 @@ mod tests {
         assert!(merged.starts_with(BEGIN_MARKER.as_bytes()));
         assert!(merged.ends_with(b"\nssh-rsa AAAA hand-added"));
         assert_eq!(foreign_bytes(&merged), existing);
-        assert_eq!(merge(&merged, &[]), existing, "no keys: the file is exactly as before");
+        assert_eq!(
+            merge(&merged, &[]),
+            existing,
+            "no keys: the file is exactly as before"
+        );
     }
 
     #[test]
     fn block_is_rewritten_in_place() {
-        let existing = [b"# mine\n".as_slice(), &block(&["k1"]), b"ssh-ed25519 BBBB mine\n"].concat();
+        let existing = [
+            b"# mine\n".as_slice(),
+            &block(&["k1"]),
+            b"ssh-ed25519 BBBB mine\n",
+        ]
+        .concat();
         let merged = merge(&existing, &block(&["k2", "k3"]));
-        let expected = [b"# mine\n".as_slice(), &block(&["k2", "k3"]), b"ssh-ed25519 BBBB mine\n"].concat();
+        let expected = [
+            b"# mine\n".as_slice(),
+            &block(&["k2", "k3"]),
+            b"ssh-ed25519 BBBB mine\n",
+        ]
+        .concat();
         assert_eq!(merged, expected);
     }
 
@@ -247,7 +300,9 @@ mod tests {
     #[test]
     fn block_without_end_marker_never_swallows_foreign_lines() {
         let damaged = [block(&["k1"]), b"mine\n".to_vec()].concat();
-        let damaged = String::from_utf8(damaged).expect("utf8").replace(&format!("{END_MARKER}\n"), "");
+        let damaged = String::from_utf8(damaged)
+            .expect("utf8")
+            .replace(&format!("{END_MARKER}\n"), "");
         let merged = merge(damaged.as_bytes(), &block(&["k1"]));
         assert_eq!(merged, [block(&["k1"]), b"mine\n".to_vec()].concat());
     }
@@ -255,12 +310,21 @@ mod tests {
     #[test]
     fn drift_is_described() {
         let wanted = block(&["k1", "k2"]);
-        assert_eq!(describe_drift(None, &wanted).as_deref(), Some("the file was deleted"));
+        assert_eq!(
+            describe_drift(None, &wanted).as_deref(),
+            Some("the file was deleted")
+        );
         assert_eq!(describe_drift(None, &[]), None);
-        assert_eq!(describe_drift(Some(b"mine\n"), &wanted).as_deref(), Some("the managed block was removed"));
+        assert_eq!(
+            describe_drift(Some(b"mine\n"), &wanted).as_deref(),
+            Some("the managed block was removed")
+        );
         let edited = merge(b"", &block(&["k1", "evil"]));
         let what = describe_drift(Some(&edited), &wanted).expect("drift");
-        assert!(what.contains("1 line(s) added or changed, 1 line(s) missing"), "{what}");
+        assert!(
+            what.contains("1 line(s) added or changed, 1 line(s) missing"),
+            "{what}"
+        );
         let good = merge(b"mine\n", &wanted);
         assert_eq!(describe_drift(Some(&good), &wanted), None);
     }
@@ -275,7 +339,10 @@ mod tests {
                 Just(b"\r".to_vec()),
                 Just(b"ssh-ed25519 AAAA pictor-key-id=lookalike".to_vec()),
                 Just(format!("x{BEGIN_MARKER}").into_bytes()),
-                prop::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..40),
+                prop::collection::vec(
+                    any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
+                    0..40
+                ),
             ],
             0..12,
         )

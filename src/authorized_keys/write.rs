@@ -33,24 +33,51 @@ const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 pub enum WriteError {
     #[error("user {user}: {path} is a symbolic link; refusing to follow it")]
     Symlink { user: String, path: PathBuf },
-    #[error("user {user}: {path} is owned by uid {owner}, not by the user or root; refusing to write")]
-    WrongOwner { user: String, path: PathBuf, owner: u32 },
+    #[error(
+        "user {user}: {path} is owned by uid {owner}, not by the user or root; refusing to write"
+    )]
+    WrongOwner {
+        user: String,
+        path: PathBuf,
+        owner: u32,
+    },
     #[error("user {user}: {path} is writable by group or others; refusing to write")]
     LooseDirectory { user: String, path: PathBuf },
     #[error("user {user}: {path} is not a {expected}; refusing to write")]
-    WrongType { user: String, path: PathBuf, expected: &'static str },
+    WrongType {
+        user: String,
+        path: PathBuf,
+        expected: &'static str,
+    },
     #[error("user {user}: {path} has {links} hard links; refusing to read or replace it")]
-    HardLinked { user: String, path: PathBuf, links: u64 },
+    HardLinked {
+        user: String,
+        path: PathBuf,
+        links: u64,
+    },
     #[error("user {user}: {path} is larger than {MAX_FILE_BYTES} bytes")]
     TooLarge { user: String, path: PathBuf },
     #[error("user {user}: {path} does not exist")]
     Missing { user: String, path: PathBuf },
     #[error("user {user}: the agent runs as uid {agent_uid} and cannot write files for uid {uid}")]
-    NotPermitted { user: String, agent_uid: u32, uid: u32 },
+    NotPermitted {
+        user: String,
+        agent_uid: u32,
+        uid: u32,
+    },
     #[error("user {user}: {path}: {action}: {source}")]
-    Io { user: String, path: PathBuf, action: &'static str, source: std::io::Error },
+    Io {
+        user: String,
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
     #[error("user {user}: {path}: {source}")]
-    Replace { user: String, path: PathBuf, source: ReplaceError },
+    Replace {
+        user: String,
+        path: PathBuf,
+        source: ReplaceError,
+    },
     #[error("user {user}: {path} kept changing while being rewritten ({MAX_ATTEMPTS} attempts); will try again")]
     KeepsChanging { user: String, path: PathBuf },
 }
@@ -80,7 +107,10 @@ pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
         }
         let drift = merge::describe_drift(before, block);
         let identity = existing.map(|(_, id)| id);
-        let mode = FileMode { owner, mode: Mode::S_IRUSR | Mode::S_IWUSR };
+        let mode = FileMode {
+            owner,
+            mode: Mode::S_IRUSR | Mode::S_IWUSR,
+        };
         let still_current = || identity_of(&dir, &user.file_name) == identity;
         match durable::replace_at(&dir, &user.file_name, &merged, mode, still_current) {
             Ok(()) => {
@@ -89,16 +119,25 @@ pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
             }
             Err(ReplaceError::Superseded) => continue,
             Err(source) => {
-                return Err(WriteError::Replace { user: user.name.clone(), path: user.path(), source })
+                return Err(WriteError::Replace {
+                    user: user.name.clone(),
+                    path: user.path(),
+                    source,
+                })
             }
         }
     }
-    Err(WriteError::KeepsChanging { user: user.name.clone(), path: user.path() })
+    Err(WriteError::KeepsChanging {
+        user: user.name.clone(),
+        path: user.path(),
+    })
 }
 
 /// Reads the user's file through the same checks as a write (`None`: it does not exist).
 pub fn read(user: &ManagedUser) -> Result<Option<Vec<u8>>, WriteError> {
-    let Some(dir) = open_dir(user, false, None)? else { return Ok(None) };
+    let Some(dir) = open_dir(user, false, None)? else {
+        return Ok(None);
+    };
     Ok(read_existing(user, &dir)?.map(|(bytes, _)| bytes))
 }
 
@@ -111,17 +150,30 @@ fn owner_for(user: &ManagedUser) -> Result<Option<(Uid, nix::unistd::Gid)>, Writ
     } else if me == user.uid {
         Ok(None)
     } else {
-        Err(WriteError::NotPermitted { user: user.name.clone(), agent_uid: me.as_raw(), uid: user.uid.as_raw() })
+        Err(WriteError::NotPermitted {
+            user: user.name.clone(),
+            agent_uid: me.as_raw(),
+            uid: user.uid.as_raw(),
+        })
     }
 }
 
 fn io_error(user: &ManagedUser, path: PathBuf, action: &'static str, errno: Errno) -> WriteError {
-    WriteError::Io { user: user.name.clone(), path, action, source: errno.into() }
+    WriteError::Io {
+        user: user.name.clone(),
+        path,
+        action,
+        source: errno.into(),
+    }
 }
 
 /// Opens the directory of the managed file, checked; creates `~/.ssh` when `create`.
 /// `None`: it does not exist and was not to be created.
-fn open_dir(user: &ManagedUser, create: bool, owner: Option<(Uid, nix::unistd::Gid)>) -> Result<Option<OwnedFd>, WriteError> {
+fn open_dir(
+    user: &ManagedUser,
+    create: bool,
+    owner: Option<(Uid, nix::unistd::Gid)>,
+) -> Result<Option<OwnedFd>, WriteError> {
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     match &user.location {
         Location::Directory { dir } => {
@@ -130,7 +182,10 @@ fn open_dir(user: &ManagedUser, create: bool, owner: Option<(Uid, nix::unistd::G
                     check_dir(user, &fd, dir.clone())?;
                     Ok(Some(fd))
                 }
-                Err(Errno::ENOENT) if create => Err(WriteError::Missing { user: user.name.clone(), path: dir.clone() }),
+                Err(Errno::ENOENT) if create => Err(WriteError::Missing {
+                    user: user.name.clone(),
+                    path: dir.clone(),
+                }),
                 Err(Errno::ENOENT) => Ok(None),
                 Err(errno) => Err(classify_open_error(user, dir.clone(), errno, "directory")),
             }
@@ -140,27 +195,48 @@ fn open_dir(user: &ManagedUser, create: bool, owner: Option<(Uid, nix::unistd::G
             let home_fd = match open(home.as_path(), dir_flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(errno) => return Err(io_error(user, home.clone(), "cannot open home directory", errno)),
+                Err(errno) => {
+                    return Err(io_error(
+                        user,
+                        home.clone(),
+                        "cannot open home directory",
+                        errno,
+                    ))
+                }
             };
             check_owner(user, &fstat_of(user, &home_fd, home.clone())?, home.clone())?;
             let ssh_path = home.join(".ssh");
-            match openat(home_fd.as_fd(), ".ssh", dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            match openat(
+                home_fd.as_fd(),
+                ".ssh",
+                dir_flags | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            ) {
                 Ok(fd) => {
                     check_dir(user, &fd, ssh_path)?;
                     Ok(Some(fd))
                 }
                 Err(Errno::ENOENT) if create => {
-                    mkdirat(home_fd.as_fd(), ".ssh", Mode::S_IRWXU)
-                        .map_err(|e| io_error(user, ssh_path.clone(), "cannot create directory", e))?;
-                    let fd = openat(home_fd.as_fd(), ".ssh", dir_flags | OFlag::O_NOFOLLOW, Mode::empty())
-                        .map_err(|e| classify_open_error(user, ssh_path.clone(), e, "directory"))?;
+                    mkdirat(home_fd.as_fd(), ".ssh", Mode::S_IRWXU).map_err(|e| {
+                        io_error(user, ssh_path.clone(), "cannot create directory", e)
+                    })?;
+                    let fd = openat(
+                        home_fd.as_fd(),
+                        ".ssh",
+                        dir_flags | OFlag::O_NOFOLLOW,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| classify_open_error(user, ssh_path.clone(), e, "directory"))?;
                     if let Some((uid, gid)) = owner {
-                        fchown(fd.as_fd(), Some(uid), Some(gid))
-                            .map_err(|e| io_error(user, ssh_path.clone(), "cannot chown directory", e))?;
+                        fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(|e| {
+                            io_error(user, ssh_path.clone(), "cannot chown directory", e)
+                        })?;
                     }
-                    fchmod(fd.as_fd(), Mode::S_IRWXU)
-                        .map_err(|e| io_error(user, ssh_path.clone(), "cannot chmod directory", e))?;
-                    fsync(home_fd.as_fd()).map_err(|e| io_error(user, home.clone(), "cannot fsync", e))?;
+                    fchmod(fd.as_fd(), Mode::S_IRWXU).map_err(|e| {
+                        io_error(user, ssh_path.clone(), "cannot chmod directory", e)
+                    })?;
+                    fsync(home_fd.as_fd())
+                        .map_err(|e| io_error(user, home.clone(), "cannot fsync", e))?;
                     check_dir(user, &fd, ssh_path)?;
                     Ok(Some(fd))
                 }
@@ -172,14 +248,29 @@ fn open_dir(user: &ManagedUser, create: bool, owner: Option<(Uid, nix::unistd::G
 }
 
 /// Turns a failed no-follow open into the error a person needs.
-fn classify_open_error(user: &ManagedUser, path: PathBuf, errno: Errno, expected: &'static str) -> WriteError {
+fn classify_open_error(
+    user: &ManagedUser,
+    path: PathBuf,
+    errno: Errno,
+    expected: &'static str,
+) -> WriteError {
     match errno {
-        Errno::ELOOP => WriteError::Symlink { user: user.name.clone(), path },
+        Errno::ELOOP => WriteError::Symlink {
+            user: user.name.clone(),
+            path,
+        },
         Errno::ENOTDIR => {
             // O_NOFOLLOW|O_DIRECTORY on a symlink can also answer ENOTDIR.
             match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() => WriteError::Symlink { user: user.name.clone(), path },
-                _ => WriteError::WrongType { user: user.name.clone(), path, expected },
+                Ok(meta) if meta.file_type().is_symlink() => WriteError::Symlink {
+                    user: user.name.clone(),
+                    path,
+                },
+                _ => WriteError::WrongType {
+                    user: user.name.clone(),
+                    path,
+                    expected,
+                },
             }
         }
         other => io_error(user, path, "cannot open", other),
@@ -194,7 +285,11 @@ fn check_owner(user: &ManagedUser, stat: &FileStat, path: PathBuf) -> Result<(),
     if stat.st_uid == user.uid.as_raw() || stat.st_uid == 0 {
         Ok(())
     } else {
-        Err(WriteError::WrongOwner { user: user.name.clone(), path, owner: stat.st_uid })
+        Err(WriteError::WrongOwner {
+            user: user.name.clone(),
+            path,
+            owner: stat.st_uid,
+        })
     }
 }
 
@@ -202,7 +297,10 @@ fn check_dir(user: &ManagedUser, fd: &OwnedFd, path: PathBuf) -> Result<(), Writ
     let stat = fstat_of(user, fd, path.clone())?;
     check_owner(user, &stat, path.clone())?;
     if stat.st_mode & 0o022 != 0 {
-        return Err(WriteError::LooseDirectory { user: user.name.clone(), path });
+        return Err(WriteError::LooseDirectory {
+            user: user.name.clone(),
+            path,
+        });
     }
     Ok(())
 }
@@ -230,33 +328,63 @@ impl From<&FileStat> for Identity {
 }
 
 fn identity_of(dir: &OwnedFd, name: &OsStr) -> Option<Identity> {
-    fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok().map(|s| Identity::from(&s))
+    fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|s| Identity::from(&s))
 }
 
 /// Opens and reads the current file after checking it; `None` when it does not exist.
-fn read_existing(user: &ManagedUser, dir: &OwnedFd) -> Result<Option<(Vec<u8>, Identity)>, WriteError> {
+fn read_existing(
+    user: &ManagedUser,
+    dir: &OwnedFd,
+) -> Result<Option<(Vec<u8>, Identity)>, WriteError> {
     let path = user.path();
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-    let fd = match openat(dir.as_fd(), user.file_name.as_os_str(), flags, Mode::empty()) {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC
+        | OFlag::O_NOCTTY;
+    let fd = match openat(
+        dir.as_fd(),
+        user.file_name.as_os_str(),
+        flags,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
         Err(errno) => return Err(classify_open_error(user, path, errno, "regular file")),
     };
     let stat = fstat_of(user, &fd, path.clone())?;
     if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
-        return Err(WriteError::WrongType { user: user.name.clone(), path, expected: "regular file" });
+        return Err(WriteError::WrongType {
+            user: user.name.clone(),
+            path,
+            expected: "regular file",
+        });
     }
     check_owner(user, &stat, path.clone())?;
     if stat.st_nlink != 1 {
-        return Err(WriteError::HardLinked { user: user.name.clone(), path, links: stat.st_nlink });
+        return Err(WriteError::HardLinked {
+            user: user.name.clone(),
+            path,
+            links: stat.st_nlink,
+        });
     }
     if stat.st_size as u64 > MAX_FILE_BYTES {
-        return Err(WriteError::TooLarge { user: user.name.clone(), path });
+        return Err(WriteError::TooLarge {
+            user: user.name.clone(),
+            path,
+        });
     }
     let mut bytes = Vec::with_capacity(stat.st_size as usize);
     std::fs::File::from(fd)
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| WriteError::Io { user: user.name.clone(), path, action: "cannot read", source })?;
+        .map_err(|source| WriteError::Io {
+            user: user.name.clone(),
+            path,
+            action: "cannot read",
+            source,
+        })?;
     Ok(Some((bytes, Identity::from(&stat))))
 }

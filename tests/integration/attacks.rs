@@ -8,7 +8,10 @@ use crate::support::*;
 
 /// A sandbox managing `user`'s default `~/.ssh/authorized_keys`, with one account key.
 fn setup(user: &str) -> Option<(Server, Sandbox, PathBuf, KeyPair)> {
-    if !prerequisite(is_root(), "root, to create test users and write as root into their homes") {
+    if !prerequisite(
+        is_root(),
+        "root, to create test users and write as root into their homes",
+    ) {
         return None;
     }
     let account = ensure_user(user);
@@ -31,8 +34,14 @@ fn setup(user: &str) -> Option<(Server, Sandbox, PathBuf, KeyPair)> {
 }
 
 fn sync_once(sandbox: &Sandbox) -> (bool, String) {
-    let out = sandbox.command(&["sync", "--once"]).output().expect("sync runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = sandbox
+        .command(&["sync", "--once"])
+        .output()
+        .expect("sync runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
@@ -41,34 +50,57 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 
 #[test]
 fn missing_ssh_dir_is_created_private_and_owned_by_the_user() {
-    let Some((_server, sandbox, home, key)) = setup("pictor-atk0") else { return };
+    let Some((_server, sandbox, home, key)) = setup("pictor-atk0") else {
+        return;
+    };
     let (ok, err) = sync_once(&sandbox);
     assert!(ok, "{err}");
-    let user = nix::unistd::User::from_name("pictor-atk0").expect("lookup").expect("user");
+    let user = nix::unistd::User::from_name("pictor-atk0")
+        .expect("lookup")
+        .expect("user");
     let ssh = std::fs::metadata(home.join(".ssh")).expect("created");
-    assert_eq!((ssh.mode() & 0o7777, ssh.uid(), ssh.gid()), (0o700, user.uid.as_raw(), user.gid.as_raw()));
+    assert_eq!(
+        (ssh.mode() & 0o7777, ssh.uid(), ssh.gid()),
+        (0o700, user.uid.as_raw(), user.gid.as_raw())
+    );
     let file = std::fs::metadata(home.join(".ssh/authorized_keys")).expect("written");
-    assert_eq!((file.mode() & 0o7777, file.uid(), file.gid()), (0o600, user.uid.as_raw(), user.gid.as_raw()));
+    assert_eq!(
+        (file.mode() & 0o7777, file.uid(), file.gid()),
+        (0o600, user.uid.as_raw(), user.gid.as_raw())
+    );
     assert!(sandbox.keys_text().contains(&key.canonical()));
 }
 
 #[test]
 fn symlinked_ssh_dir_is_refused_and_its_target_untouched() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk1") else { return };
+    let Some((_server, sandbox, home, _key)) = setup("pictor-atk1") else {
+        return;
+    };
     let target = tempfile::tempdir().expect("target");
     std::os::unix::fs::symlink(target.path(), home.join(".ssh")).expect("symlink");
     let (ok, err) = sync_once(&sandbox);
     assert!(!ok);
-    assert!(err.contains(".ssh is a symbolic link; refusing to follow it"), "{err}");
-    assert_eq!(std::fs::read_dir(target.path()).expect("ls").count(), 0, "nothing written through the link");
+    assert!(
+        err.contains(".ssh is a symbolic link; refusing to follow it"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(target.path()).expect("ls").count(),
+        0,
+        "nothing written through the link"
+    );
 }
 
 #[test]
 fn symlinked_file_is_refused_and_its_target_untouched() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk2") else { return };
+    let Some((_server, sandbox, home, _key)) = setup("pictor-atk2") else {
+        return;
+    };
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
-    let user = nix::unistd::User::from_name("pictor-atk2").expect("lookup").expect("user");
+    let user = nix::unistd::User::from_name("pictor-atk2")
+        .expect("lookup")
+        .expect("user");
     chown(&ssh, user.uid.as_raw(), user.gid.as_raw());
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let secret = tempfile::NamedTempFile::new().expect("secret");
@@ -77,16 +109,26 @@ fn symlinked_file_is_refused_and_its_target_untouched() {
     let (ok, err) = sync_once(&sandbox);
     assert!(!ok);
     assert!(err.contains("authorized_keys is a symbolic link"), "{err}");
-    assert_eq!(std::fs::read_to_string(secret.path()).expect("read"), "root:secret-hash:19000:0:99999:7:::\n");
-    assert!(std::fs::symlink_metadata(ssh.join("authorized_keys")).expect("still there").file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(secret.path()).expect("read"),
+        "root:secret-hash:19000:0:99999:7:::\n"
+    );
+    assert!(std::fs::symlink_metadata(ssh.join("authorized_keys"))
+        .expect("still there")
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
 fn hard_link_to_a_foreign_file_is_refused_and_not_copied() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk3") else { return };
+    let Some((_server, sandbox, home, _key)) = setup("pictor-atk3") else {
+        return;
+    };
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
-    let user = nix::unistd::User::from_name("pictor-atk3").expect("lookup").expect("user");
+    let user = nix::unistd::User::from_name("pictor-atk3")
+        .expect("lookup")
+        .expect("user");
     chown(&ssh, user.uid.as_raw(), user.gid.as_raw());
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     // A root-owned secret on the same file system, hard-linked into the user's .ssh.
@@ -97,14 +139,23 @@ fn hard_link_to_a_foreign_file_is_refused_and_not_copied() {
     let (ok, err) = sync_once(&sandbox);
     assert!(!ok);
     assert!(err.contains("hard links"), "{err}");
-    assert_eq!(std::fs::read_to_string(&secret).expect("read"), "secret material\n");
-    assert_eq!(std::fs::metadata(&secret).expect("stat").nlink(), 2, "link left as it was");
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("read"),
+        "secret material\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&secret).expect("stat").nlink(),
+        2,
+        "link left as it was"
+    );
     std::fs::remove_file(&secret).expect("cleanup");
 }
 
 #[test]
 fn ssh_dir_owned_by_another_user_is_refused() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk4") else { return };
+    let Some((_server, sandbox, home, _key)) = setup("pictor-atk4") else {
+        return;
+    };
     let other = ensure_user("pictor-atk5");
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
@@ -112,14 +163,21 @@ fn ssh_dir_owned_by_another_user_is_refused() {
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let (ok, err) = sync_once(&sandbox);
     assert!(!ok);
-    assert!(err.contains(&format!("owned by uid {}", other.uid)), "{err}");
+    assert!(
+        err.contains(&format!("owned by uid {}", other.uid)),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(&ssh).expect("ls").count(), 0);
 }
 
 #[test]
 fn group_writable_ssh_dir_and_fifo_file_are_refused_without_hanging() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk6") else { return };
-    let user = nix::unistd::User::from_name("pictor-atk6").expect("lookup").expect("user");
+    let Some((_server, sandbox, home, _key)) = setup("pictor-atk6") else {
+        return;
+    };
+    let user = nix::unistd::User::from_name("pictor-atk6")
+        .expect("lookup")
+        .expect("user");
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
     chown(&ssh, user.uid.as_raw(), user.gid.as_raw());
@@ -129,8 +187,13 @@ fn group_writable_ssh_dir_and_fifo_file_are_refused_without_hanging() {
     assert!(err.contains("writable by group or others"), "{err}");
 
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    nix::unistd::mkfifo(&ssh.join("authorized_keys"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-    chown(&ssh.join("authorized_keys"), user.uid.as_raw(), user.gid.as_raw());
+    nix::unistd::mkfifo(&ssh.join("authorized_keys"), nix::sys::stat::Mode::S_IRWXU)
+        .expect("mkfifo");
+    chown(
+        &ssh.join("authorized_keys"),
+        user.uid.as_raw(),
+        user.gid.as_raw(),
+    );
     let start = std::time::Instant::now();
     let (ok, err) = sync_once(&sandbox);
     assert!(!ok);

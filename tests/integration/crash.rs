@@ -22,12 +22,20 @@ fn synthetic_key(seed: u64) -> String {
         state ^= state << 17;
         blob.push(state as u8);
     }
-    format!("ssh-ed25519 {} synthetic-{seed}", base64::engine::general_purpose::STANDARD.encode(blob))
+    format!(
+        "ssh-ed25519 {} synthetic-{seed}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
 }
 
 fn key_set(offset: u64, count: u64) -> Vec<NewKey> {
     (offset..offset + count)
-        .map(|i| NewKey { id: Some(format!("k{i}")), name: format!("key {i}"), public_key: synthetic_key(i), ..NewKey::default() })
+        .map(|i| NewKey {
+            id: Some(format!("k{i}")),
+            name: format!("key {i}"),
+            public_key: synthetic_key(i),
+            ..NewKey::default()
+        })
         .collect()
 }
 
@@ -35,7 +43,8 @@ fn key_set(offset: u64, count: u64) -> Vec<NewKey> {
 fn kill_9_during_rewrites_never_leaves_a_torn_file() {
     let server = Server::start();
     let sandbox = Sandbox::new(&server.url);
-    let foreign = "# my own keys\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAdded me@host\n".repeat(200);
+    let foreign =
+        "# my own keys\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAdded me@host\n".repeat(200);
     std::fs::write(&sandbox.keys_file, &foreign).expect("foreign");
     let sets = [key_set(0, 2000), key_set(10_000, 2000)];
 
@@ -45,11 +54,20 @@ fn kill_9_during_rewrites_never_leaves_a_torn_file() {
     for set in &sets {
         server.cp.set_keys(set.clone());
         let start = Instant::now();
-        assert!(sandbox.command(&["sync", "--once"]).output().expect("sync").status.success());
+        assert!(sandbox
+            .command(&["sync", "--once"])
+            .output()
+            .expect("sync")
+            .status
+            .success());
         full_run = full_run.max(start.elapsed());
         contents.push(std::fs::read(&sandbox.keys_file).expect("read"));
     }
-    assert!(contents[0].len() > 150_000, "a large file: {} bytes", contents[0].len());
+    assert!(
+        contents[0].len() > 150_000,
+        "a large file: {} bytes",
+        contents[0].len()
+    );
     assert_ne!(contents[0], contents[1]);
 
     let rounds = 300;
@@ -58,7 +76,11 @@ fn kill_9_during_rewrites_never_leaves_a_torn_file() {
         let target = round % 2;
         server.cp.set_keys(sets[target].clone());
         let before = std::fs::read(&sandbox.keys_file).expect("read");
-        let mut child = sandbox.command(&["sync", "--once"]).stderr(std::process::Stdio::null()).spawn().expect("spawn");
+        let mut child = sandbox
+            .command(&["sync", "--once"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
         let delay = full_run.mul_f64(fastrand::f64() * 1.2);
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
@@ -77,17 +99,29 @@ fn kill_9_during_rewrites_never_leaves_a_torn_file() {
         let mode = std::fs::metadata(&sandbox.keys_file).expect("stat").mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    eprintln!("kill -9 rounds: {rounds}, old content kept {old_seen}, new content complete {new_seen}");
-    assert!(old_seen >= 10 && new_seen >= 10, "kills landed on both sides of the rename: {old_seen}/{new_seen}");
+    eprintln!(
+        "kill -9 rounds: {rounds}, old content kept {old_seen}, new content complete {new_seen}"
+    );
+    assert!(
+        old_seen >= 10 && new_seen >= 10,
+        "kills landed on both sides of the rename: {old_seen}/{new_seen}"
+    );
 
     // A later good run cleans the temp files the killed writers left.
     server.cp.set_keys(sets[0].clone());
-    assert!(sandbox.command(&["sync", "--once"]).output().expect("sync").status.success());
+    assert!(sandbox
+        .command(&["sync", "--once"])
+        .output()
+        .expect("sync")
+        .status
+        .success());
     let leftovers: Vec<_> = std::fs::read_dir(sandbox.keys_file.parent().expect("dir"))
         .expect("ls")
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains("pictor-tmp"))
         .collect();
     assert!(leftovers.is_empty(), "stale temp files left: {leftovers:?}");
-    assert!(std::fs::read(&sandbox.keys_file).expect("read").ends_with(foreign.as_bytes()));
+    assert!(std::fs::read(&sandbox.keys_file)
+        .expect("read")
+        .ends_with(foreign.as_bytes()));
 }

@@ -27,7 +27,11 @@ impl Sshd {
                 .expect("ssh-keygen");
             assert!(status.success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
         let config = dir.join("sshd_config");
         std::fs::write(
             &config,
@@ -40,8 +44,17 @@ impl Sshd {
             ),
         )
         .expect("sshd_config");
-        let check = Command::new(SSHD).arg("-t").arg("-f").arg(&config).output().expect("sshd -t");
-        assert!(check.status.success(), "sshd -t: {}", String::from_utf8_lossy(&check.stderr));
+        let check = Command::new(SSHD)
+            .arg("-t")
+            .arg("-f")
+            .arg(&config)
+            .output()
+            .expect("sshd -t");
+        assert!(
+            check.status.success(),
+            "sshd -t: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         let log = std::fs::File::create(dir.join("sshd.log")).expect("log");
         let child = Command::new(SSHD)
             .args(["-D", "-e", "-f"])
@@ -62,8 +75,18 @@ impl Sshd {
             .args(["-p", &self.port.to_string(), "-i"])
             .arg(key)
             .args([
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
             ])
             .arg(format!("{user}@127.0.0.1"))
             .arg("true")
@@ -86,7 +109,10 @@ impl Drop for Sshd {
 pub fn sshd_available() -> bool {
     prerequisite(is_root(), "root, to run sshd and create test users")
         && prerequisite(Path::new(SSHD).exists(), "openssh-server (/usr/sbin/sshd)")
-        && prerequisite(Command::new("ssh").arg("-V").output().is_ok(), "openssh-client (ssh)")
+        && prerequisite(
+            Command::new("ssh").arg("-V").output().is_ok(),
+            "openssh-client (ssh)",
+        )
 }
 
 /// A fresh test account whose `~/.ssh/authorized_keys` holds one hand-added key.
@@ -100,7 +126,8 @@ pub fn user_with_hand_added_key(name: &str, key: &KeyPair) -> PathBuf {
     std::fs::write(&file, format!("{}\n", key.public_line)).expect("hand-added key");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     for path in [&ssh, &file] {
-        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw())).expect("chown");
+        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .expect("chown");
     }
     file
 }
@@ -125,18 +152,41 @@ fn account_key_logs_in_deleted_key_is_refused_and_hand_added_key_always_works() 
     };
     let sandbox = Sandbox::with(dir, setup, keys_file);
     let sshd = Sshd::start(sandbox.dir.path());
-    assert!(sshd.login(user, &hand.private), "hand-added key works before the agent");
-    assert!(!sshd.login(user, &account.private), "account key not yet known");
+    assert!(
+        sshd.login(user, &hand.private),
+        "hand-added key works before the agent"
+    );
+    assert!(
+        !sshd.login(user, &account.private),
+        "account key not yet known"
+    );
 
     let _agent = sandbox.start_agent();
     server.cp.add_key(account.new_key("key_account"));
-    wait_until(Duration::from_secs(5), "account key written", || sandbox.keys_text().contains(&account.canonical()));
+    wait_until(Duration::from_secs(5), "account key written", || {
+        sandbox.keys_text().contains(&account.canonical())
+    });
     assert!(sshd.login(user, &account.private), "account key logs in");
-    assert!(sshd.login(user, &hand.private), "hand-added key still works");
+    assert!(
+        sshd.login(user, &hand.private),
+        "hand-added key still works"
+    );
 
     server.cp.delete_key("key_account");
-    wait_until(Duration::from_secs(5), "account key removed", || !sandbox.keys_text().contains(&account.canonical()));
-    assert!(!sshd.login(user, &account.private), "deleted key is refused");
-    assert!(sshd.login(user, &hand.private), "hand-added key still works after the deletion");
-    assert_eq!(sandbox.keys_text(), format!("{}\n", hand.public_line), "file back to the hand-added line only");
+    wait_until(Duration::from_secs(5), "account key removed", || {
+        !sandbox.keys_text().contains(&account.canonical())
+    });
+    assert!(
+        !sshd.login(user, &account.private),
+        "deleted key is refused"
+    );
+    assert!(
+        sshd.login(user, &hand.private),
+        "hand-added key still works after the deletion"
+    );
+    assert_eq!(
+        sandbox.keys_text(),
+        format!("{}\n", hand.public_line),
+        "file back to the hand-added line only"
+    );
 }

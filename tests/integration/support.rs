@@ -37,7 +37,10 @@ pub fn is_root() -> bool {
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     start.elapsed()
@@ -58,17 +61,30 @@ impl KeyPair {
             .status()
             .expect("ssh-keygen runs");
         assert!(status.success());
-        let public_line = std::fs::read_to_string(private.with_extension("pub")).expect("public key");
-        KeyPair { private, public_line: public_line.trim().to_owned() }
+        let public_line =
+            std::fs::read_to_string(private.with_extension("pub")).expect("public key");
+        KeyPair {
+            private,
+            public_line: public_line.trim().to_owned(),
+        }
     }
 
     /// `type base64`, as the agent writes it.
     pub fn canonical(&self) -> String {
-        self.public_line.split(' ').take(2).collect::<Vec<_>>().join(" ")
+        self.public_line
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn new_key(&self, id: &str) -> NewKey {
-        NewKey { id: Some(id.into()), name: id.into(), public_key: self.public_line.clone(), ..NewKey::default() }
+        NewKey {
+            id: Some(id.into()),
+            name: id.into(),
+            public_key: self.public_line.clone(),
+            ..NewKey::default()
+        }
     }
 }
 
@@ -91,7 +107,11 @@ impl Server {
         let addr = runtime
             .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
             .expect("bind");
-        Server { cp, url: format!("http://{addr}"), _runtime: runtime }
+        Server {
+            cp,
+            url: format!("http://{addr}"),
+            _runtime: runtime,
+        }
     }
 }
 
@@ -146,7 +166,12 @@ impl Sandbox {
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let state_dir = dir.path().join("state");
         let config = dir.path().join("config.toml");
-        let sandbox = Sandbox { config, state_dir, keys_file, dir };
+        let sandbox = Sandbox {
+            config,
+            state_dir,
+            keys_file,
+            dir,
+        };
         sandbox.write_config(&setup);
         sandbox
     }
@@ -225,7 +250,10 @@ impl Agent {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(start.elapsed() < Duration::from_secs(5), "agent did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "agent did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -253,5 +281,7 @@ pub fn ensure_user(name: &str) -> nix::unistd::User {
         .status()
         .expect("useradd runs");
     assert!(status.success(), "useradd {name}");
-    nix::unistd::User::from_name(name).expect("lookup").expect("user exists")
+    nix::unistd::User::from_name(name)
+        .expect("lookup")
+        .expect("user exists")
 }

@@ -26,13 +26,19 @@ fn added_and_deleted_keys_follow_the_account_and_hand_added_lines_stay() {
     let agent = sandbox.start_agent();
     wait_until(SOON, "key a written", || contains(&sandbox, &a));
     let text = sandbox.keys_text();
-    assert!(text.ends_with(hand), "foreign bytes kept exactly, no newline added:\n{text}");
+    assert!(
+        text.ends_with(hand),
+        "foreign bytes kept exactly, no newline added:\n{text}"
+    );
     assert!(text.contains(" pictor-key-id=key_a\n"));
 
     let requests_before = server.cp.stats().key_list_requests;
     server.cp.add_key(b.new_key("key_b"));
     let took = wait_until(SOON, "key b written", || contains(&sandbox, &b));
-    assert!(took < Duration::from_secs(2), "long-poll delivers at once, took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "long-poll delivers at once, took {took:?}"
+    );
     assert!(
         server.cp.stats().key_list_requests <= requests_before + 2,
         "a change is one long-poll answer, not polling"
@@ -66,11 +72,20 @@ fn nothing_is_written_when_nothing_changed() {
         public_key: "ssh-rsa AAAA".into(),
         ..Default::default()
     });
-    wait_until(SOON, "rejection logged", || sandbox.log().contains("key rejected"));
+    wait_until(SOON, "rejection logged", || {
+        sandbox.log().contains("key rejected")
+    });
     std::thread::sleep(Duration::from_millis(200));
     let after = std::fs::metadata(&sandbox.keys_file).expect("stat");
-    assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode, "file not replaced");
-    assert_eq!(after.modified().expect("mtime"), meta.modified().expect("mtime"));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&after),
+        inode,
+        "file not replaced"
+    );
+    assert_eq!(
+        after.modified().expect("mtime"),
+        meta.modified().expect("mtime")
+    );
     drop(agent);
 }
 
@@ -81,19 +96,36 @@ fn a_bad_key_is_rejected_alone_and_reported_by_status() {
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     server.cp.add_key(a.new_key("key_a"));
     let mut injected = a.new_key("key_evil");
-    injected.public_key = format!("{}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil evil", a.public_line);
+    injected.public_key = format!(
+        "{}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil evil",
+        a.public_line
+    );
     server.cp.add_key(injected);
-    let output = sandbox.command(&["sync", "--once"]).output().expect("sync runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = sandbox
+        .command(&["sync", "--once"])
+        .output()
+        .expect("sync runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = sandbox.keys_text();
     assert!(contains(&sandbox, &a));
-    assert!(!text.contains("Evil") && !text.contains("key_evil"), "{text}");
+    assert!(
+        !text.contains("Evil") && !text.contains("key_evil"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 3, "begin, one key, end:\n{text}");
 
     let status = sandbox.command(&["status"]).output().expect("status runs");
     let report = String::from_utf8_lossy(&status.stdout);
     assert!(report.contains("key_a"), "{report}");
-    assert!(report.contains("rejected:") && report.contains("key_evil: public_key contains a line break"), "{report}");
+    assert!(
+        report.contains("rejected:")
+            && report.contains("key_evil: public_key contains a line break"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -104,15 +136,26 @@ fn expired_keys_go_at_expires_at_even_with_the_control_plane_failing() {
     let b = KeyPair::generate(sandbox.dir.path(), "b");
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let mut short = a.new_key("key_short");
-    short.expires_at = Some(expires.format(&time::format_description::well_known::Rfc3339).expect("fmt"));
+    short.expires_at = Some(
+        expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("fmt"),
+    );
     server.cp.add_key(short);
     server.cp.add_key(b.new_key("key_b"));
     let _agent = sandbox.start_agent();
-    wait_until(SOON, "both keys written", || contains(&sandbox, &a) && contains(&sandbox, &b));
-    server.cp.set_fault(Fault::ServerError { status: 500 }, None);
+    wait_until(SOON, "both keys written", || {
+        contains(&sandbox, &a) && contains(&sandbox, &b)
+    });
+    server
+        .cp
+        .set_fault(Fault::ServerError { status: 500 }, None);
     wait_until(SOON, "short key expired", || !contains(&sandbox, &a));
     let late = time::OffsetDateTime::now_utc() - expires;
-    assert!(late < time::Duration::milliseconds(1500), "expired {late} after expires_at");
+    assert!(
+        late < time::Duration::milliseconds(1500),
+        "expired {late} after expires_at"
+    );
     assert!(contains(&sandbox, &b), "the other key stays");
 }
 
@@ -138,8 +181,14 @@ fn faults_keep_the_keys_in_force_and_the_agent_recovers() {
         Fault::ServerError { status: 503 },
         Fault::TooManyRequests { retry_after: 1 },
         Fault::Garbage,
-        Fault::Oversized { bytes: 2 * 1024 * 1024, chunked: false },
-        Fault::Oversized { bytes: 2 * 1024 * 1024, chunked: true },
+        Fault::Oversized {
+            bytes: 2 * 1024 * 1024,
+            chunked: false,
+        },
+        Fault::Oversized {
+            bytes: 2 * 1024 * 1024,
+            chunked: true,
+        },
         Fault::Drop,
     ];
     for fault in faults {
@@ -171,10 +220,18 @@ fn faults_keep_the_keys_in_force_and_the_agent_recovers() {
 
         let agent = sandbox.start_agent();
         let requests = server.cp.stats().key_list_requests;
-        wait_until(Duration::from_secs(15), "agent retries", || server.cp.stats().key_list_requests >= requests + 2);
-        assert_eq!(sandbox.keys_text(), before, "{fault:?}: keys in force unchanged during the fault");
+        wait_until(Duration::from_secs(15), "agent retries", || {
+            server.cp.stats().key_list_requests >= requests + 2
+        });
+        assert_eq!(
+            sandbox.keys_text(),
+            before,
+            "{fault:?}: keys in force unchanged during the fault"
+        );
         server.cp.clear_fault();
-        wait_until(Duration::from_secs(15), "recovered", || contains(&sandbox, &new) && !contains(&sandbox, &old));
+        wait_until(Duration::from_secs(15), "recovered", || {
+            contains(&sandbox, &new) && !contains(&sandbox, &old)
+        });
         drop(agent);
     }
 }
@@ -185,14 +242,24 @@ fn retry_after_is_honoured() {
     let sandbox = Sandbox::new(&server.url);
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     server.cp.add_key(a.new_key("key_a"));
-    server.cp.set_fault(Fault::TooManyRequests { retry_after: 3 }, None);
+    server
+        .cp
+        .set_fault(Fault::TooManyRequests { retry_after: 3 }, None);
     let _agent = sandbox.start_agent();
-    wait_until(SOON, "first request", || server.cp.stats().key_list_requests >= 1);
+    wait_until(SOON, "first request", || {
+        server.cp.stats().key_list_requests >= 1
+    });
     // backoff_max_seconds is 1 in the test config: without Retry-After it would retry sooner.
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(server.cp.stats().key_list_requests, 1, "no retry before Retry-After");
+    assert_eq!(
+        server.cp.stats().key_list_requests,
+        1,
+        "no retry before Retry-After"
+    );
     server.cp.clear_fault();
-    wait_until(SOON, "key written after the wait", || contains(&sandbox, &a));
+    wait_until(SOON, "key written after the wait", || {
+        contains(&sandbox, &a)
+    });
 }
 
 #[test]
@@ -203,11 +270,17 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     let b = KeyPair::generate(sandbox.dir.path(), "b");
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
     let mut short = b.new_key("key_b");
-    short.expires_at = Some(expires.format(&time::format_description::well_known::Rfc3339).expect("fmt"));
+    short.expires_at = Some(
+        expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("fmt"),
+    );
     server.cp.add_key(a.new_key("key_a"));
     server.cp.add_key(short);
     let agent = sandbox.start_agent();
-    wait_until(SOON, "keys written", || contains(&sandbox, &a) && contains(&sandbox, &b));
+    wait_until(SOON, "keys written", || {
+        contains(&sandbox, &a) && contains(&sandbox, &b)
+    });
     assert!(agent.stop().success());
 
     // The control plane is gone: point the agent at a port where nothing listens.
@@ -223,7 +296,10 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     });
     let _agent = sandbox.start_agent();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(contains(&sandbox, &a) && contains(&sandbox, &b), "nothing wiped while offline");
+    assert!(
+        contains(&sandbox, &a) && contains(&sandbox, &b),
+        "nothing wiped while offline"
+    );
     wait_until(SOON, "key b expired offline", || !contains(&sandbox, &b));
     assert!(contains(&sandbox, &a));
     assert!(sandbox.log().contains("fetching the key list failed"));
@@ -240,11 +316,22 @@ fn drift_is_repaired_and_logged() {
     let good = sandbox.keys_text();
 
     // Someone edits the managed block and adds a line of their own.
-    let tampered = good.replace(&a.canonical(), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITampered") + "mine\n";
+    let tampered = good.replace(
+        &a.canonical(),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITampered",
+    ) + "mine\n";
     std::fs::write(&sandbox.keys_file, &tampered).expect("tamper");
-    let took = wait_until(SOON, "block repaired", || sandbox.keys_text() == format!("{good}mine\n"));
+    let took = wait_until(SOON, "block repaired", || {
+        sandbox.keys_text() == format!("{good}mine\n")
+    });
     assert!(took < Duration::from_secs(1), "repaired in {took:?}");
-    assert!(sandbox.log().contains("drift repaired: managed block edited"), "{}", sandbox.log());
+    assert!(
+        sandbox
+            .log()
+            .contains("drift repaired: managed block edited"),
+        "{}",
+        sandbox.log()
+    );
 
     // Someone deletes the file.
     std::fs::remove_file(&sandbox.keys_file).expect("rm");
@@ -265,13 +352,23 @@ fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
     let good_config = std::fs::read_to_string(&sandbox.config).expect("config");
     std::fs::write(&sandbox.config, "[api\n").expect("break config");
     agent.signal(Signal::SIGHUP);
-    wait_until(SOON, "reload refused", || sandbox.log().contains("keeping the running configuration"));
+    wait_until(SOON, "reload refused", || {
+        sandbox.log().contains("keeping the running configuration")
+    });
 
     // A good file moving the managed file: the old one loses its block, the new one gets it.
     let moved = sandbox.dir.path().join("home").join("moved_keys");
-    std::fs::write(&sandbox.config, good_config.replace("authorized_keys\"", "moved_keys\"")).expect("config");
+    std::fs::write(
+        &sandbox.config,
+        good_config.replace("authorized_keys\"", "moved_keys\""),
+    )
+    .expect("config");
     agent.signal(Signal::SIGHUP);
-    wait_until(SOON, "new file written", || std::fs::read_to_string(&moved).unwrap_or_default().contains(&a.canonical()));
+    wait_until(SOON, "new file written", || {
+        std::fs::read_to_string(&moved)
+            .unwrap_or_default()
+            .contains(&a.canonical())
+    });
     wait_until(SOON, "old file released", || !contains(&sandbox, &a));
     let start = Instant::now();
     assert!(agent.stop().success());
@@ -283,9 +380,17 @@ fn check_config_names_the_problem() {
     let server = Server::start();
     let sandbox = Sandbox::new(&server.url);
     let ok = sandbox.command(&["check-config"]).output().expect("runs");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let text = std::fs::read_to_string(&sandbox.config).expect("config");
-    std::fs::write(&sandbox.config, text.replace(&server.url, "http://example.com")).expect("write");
+    std::fs::write(
+        &sandbox.config,
+        text.replace(&server.url, "http://example.com"),
+    )
+    .expect("write");
     let bad = sandbox.command(&["check-config"]).output().expect("runs");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("api.base_url: plain http://"));
@@ -296,11 +401,15 @@ fn a_token_readable_by_others_is_refused_and_never_logged() {
     let server = Server::start();
     let sandbox = Sandbox::new(&server.url);
     let token = sandbox.dir.path().join("token");
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     let out = sandbox.command(&["sync", "--once"]).output().expect("runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("must not be readable by group or others"), "{stderr}");
+    assert!(
+        stderr.contains("must not be readable by group or others"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(TOKEN));
     assert!(!sandbox.keys_file.exists());
 }

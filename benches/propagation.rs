@@ -1,0 +1,188 @@
+//! Prints figures, asserts nothing: deletion in the reference control plane → key gone
+//! from authorized_keys (long-poll mode), and the agent's memory and CPU after idling.
+//!
+//! cargo bench --bench propagation -- [--rounds 50] [--idle-seconds 60]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use pictor_control_plane::{ControlPlane, NewKey};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
+const TOKEN: &str = "bench-token";
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn key_line(seed: u8) -> String {
+    use base64::Engine;
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&11u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    blob.extend((0..32u8).map(|i| i.wrapping_mul(31).wrapping_add(seed)));
+    format!(
+        "ssh-ed25519 {}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+fn proc_status(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l[field.len()..].trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn wait_for(rx: &mpsc::Receiver<()>, file: &Path, want_present: bool, needle: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let present = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .contains(needle);
+        if present == want_present {
+            return start.elapsed();
+        }
+        let _ = rx.recv_timeout(Duration::from_millis(50));
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let rounds = arg("--rounds", 50) as usize;
+    let idle = arg("--idle-seconds", 60);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let cp = ControlPlane::new();
+    cp.register_instance("bench", TOKEN);
+    let addr = runtime
+        .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
+        .expect("bind");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys_dir = dir.path().join("home");
+    std::fs::create_dir(&keys_dir).expect("mkdir");
+    std::fs::set_permissions(
+        &keys_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let keys_file: PathBuf = keys_dir.join("authorized_keys");
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).expect("token");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .ok()
+        .flatten()
+        .expect("user")
+        .name;
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nbase_url = \"http://{addr}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\nlong_poll_seconds = 60\n\n\
+             [[users]]\nname = {user:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n",
+            token.display().to_string(),
+            keys_file.display().to_string(),
+            dir.path().join("state").display().to_string()
+        ),
+    )
+    .expect("config");
+    cp.add_key(NewKey {
+        id: Some("base".into()),
+        name: "base".into(),
+        public_key: key_line(0),
+        ..NewKey::default()
+    });
+
+    let mut agent: Child = Command::new(AGENT)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("agent");
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |_| {
+        let _ = tx.send(());
+    })
+    .expect("watcher");
+    watcher
+        .watch(&keys_dir, RecursiveMode::NonRecursive)
+        .expect("watch");
+    wait_for(&rx, &keys_file, true, &key_line(0));
+
+    let mut samples = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let line = key_line((round % 250) as u8 + 1);
+        cp.add_key(NewKey {
+            id: Some("victim".into()),
+            name: "victim".into(),
+            public_key: line.clone(),
+            ..NewKey::default()
+        });
+        wait_for(&rx, &keys_file, true, &line);
+        std::thread::sleep(Duration::from_millis(20));
+        while rx.try_recv().is_ok() {}
+        let start = Instant::now();
+        cp.delete_key("victim");
+        wait_for(&rx, &keys_file, false, &line);
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "deletion -> key gone from authorized_keys (long-poll, {rounds} rounds): p50 {:.2} ms, p90 {:.2} ms, worst {:.2} ms",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.9),
+        samples[samples.len() - 1]
+    );
+
+    let pid = agent.id();
+    let cpu_before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(idle));
+    let cpu = cpu_seconds(pid) - cpu_before;
+    println!(
+        "after {idle} s idle: VmRSS {}, RssAnon {}, CPU {:.3} s ({:.4} s per minute)",
+        proc_status(pid, "VmRSS:"),
+        proc_status(pid, "RssAnon:"),
+        cpu,
+        if idle > 0 {
+            cpu * 60.0 / idle as f64
+        } else {
+            0.0
+        }
+    );
+    let binary = std::fs::metadata(AGENT).map(|m| m.len()).unwrap_or(0);
+    println!("binary {AGENT}: {:.2} MiB", binary as f64 / 1048576.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
