@@ -94,11 +94,21 @@ pub enum Outcome {
 /// Puts `block` (from [`merge::render_block`]) into the user's file, keeping every
 /// foreign byte. Writes nothing when the file already says it.
 pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
+    apply_racing(user, block, |_| {})
+}
+
+/// [`apply`], with `before_rename(attempt)` run in the window where a concurrent edit is
+/// detected: the seam tests use to land an edit mid-write.
+fn apply_racing(
+    user: &ManagedUser,
+    block: &[u8],
+    mut before_rename: impl FnMut(usize),
+) -> Result<Outcome, WriteError> {
     let owner = owner_for(user)?;
     let Some(dir) = open_dir(user, !block.is_empty(), owner)? else {
         return Ok(Outcome::Unchanged);
     };
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let existing = read_existing(user, &dir)?;
         let before = existing.as_ref().map(|(bytes, _)| bytes.as_slice());
         let merged = merge::merge(before.unwrap_or_default(), block);
@@ -111,7 +121,10 @@ pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
             owner,
             mode: Mode::S_IRUSR | Mode::S_IWUSR,
         };
-        let still_current = || identity_of(&dir, &user.file_name) == identity;
+        let still_current = || {
+            before_rename(attempt);
+            identity_of(&dir, &user.file_name) == identity
+        };
         match durable::replace_at(&dir, &user.file_name, &merged, mode, still_current) {
             Ok(()) => {
                 durable::remove_stale_temps(&dir, &user.file_name);
@@ -387,4 +400,84 @@ fn read_existing(
             source,
         })?;
     Ok(Some((bytes, Identity::from(&stat))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authorized_keys::merge::{render_block, ManagedLine};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sandbox_user(dir: &std::path::Path) -> ManagedUser {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        ManagedUser {
+            name: "owner".into(),
+            uid: Uid::effective(),
+            gid: nix::unistd::Gid::effective(),
+            location: Location::Directory {
+                dir: dir.to_owned(),
+            },
+            file_name: "authorized_keys".into(),
+        }
+    }
+
+    fn block() -> Vec<u8> {
+        render_block(&[ManagedLine {
+            public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA",
+            key_id: "k1",
+        }])
+    }
+
+    #[test]
+    fn an_edit_landing_during_the_write_is_merged_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = sandbox_user(dir.path());
+        std::fs::write(user.path(), "first\n").expect("seed");
+        let mut attempts = Vec::new();
+        let outcome = apply_racing(&user, &block(), |attempt| {
+            attempts.push(attempt);
+            if attempt == 0 {
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(user.path())
+                    .expect("open");
+                std::io::Write::write_all(&mut file, b"owner edit\n").expect("append");
+            }
+        })
+        .expect("applied");
+        assert!(matches!(outcome, Outcome::Written { .. }));
+        assert_eq!(
+            attempts,
+            [0, 1],
+            "the first attempt was abandoned and merged again"
+        );
+        let text = std::fs::read(user.path()).expect("read");
+        assert_eq!(text, [block(), b"first\nowner edit\n".to_vec()].concat());
+    }
+
+    #[test]
+    fn same_content_is_not_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = sandbox_user(dir.path());
+        assert!(matches!(
+            apply(&user, &block()).expect("first"),
+            Outcome::Written { .. }
+        ));
+        assert_eq!(apply(&user, &block()).expect("second"), Outcome::Unchanged);
+        assert_eq!(
+            apply(&user, &[]).expect("remove"),
+            Outcome::Written {
+                drift: Some("a managed block appeared although no keys are managed".into())
+            }
+        );
+        assert_eq!(std::fs::read(user.path()).expect("read"), b"");
+    }
+
+    #[test]
+    fn no_keys_and_no_file_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = sandbox_user(dir.path());
+        assert_eq!(apply(&user, &[]).expect("apply"), Outcome::Unchanged);
+        assert!(!user.path().exists());
+    }
 }
