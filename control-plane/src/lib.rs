@@ -356,6 +356,19 @@ impl ControlPlane {
         Some(fault)
     }
 
+    /// The common start of the agent's POST and PUT: authorization, faults, a JSON body.
+    async fn agent_body(
+        &self,
+        instance: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Value, Response> {
+        self.authorize(instance, headers)?;
+        self.fault_response().await?;
+        serde_json::from_slice::<Value>(body)
+            .map_err(|_| error(StatusCode::BAD_REQUEST, "body is not JSON"))
+    }
+
     /// Applies a fault: `Ok(())` to go on normally (after a slow wait), `Err` to answer it.
     async fn fault_response(&self) -> Result<(), Response> {
         let Some(fault) = self.take_fault() else {
@@ -555,14 +568,9 @@ async fn post_sessions(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = cp.authorize(&instance, &headers) {
-        return response;
-    }
-    if let Err(response) = cp.fault_response().await {
-        return response;
-    }
-    let Ok(batch) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "body is not JSON");
+    let batch = match cp.agent_body(&instance, &headers, &body).await {
+        Ok(batch) => batch,
+        Err(response) => return response,
     };
     let Some(events) = batch.get("events").and_then(Value::as_array) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "events must be an array");
@@ -614,14 +622,9 @@ async fn put_status(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = cp.authorize(&instance, &headers) {
-        return response;
-    }
-    if let Err(response) = cp.fault_response().await {
-        return response;
-    }
-    let Ok(status) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "body is not JSON");
+    let status = match cp.agent_body(&instance, &headers, &body).await {
+        Ok(status) => status,
+        Err(response) => return response,
     };
     for field in ["agent_version", "boot_id"] {
         if !status.get(field).is_some_and(Value::is_string) {

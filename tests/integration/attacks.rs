@@ -19,13 +19,7 @@ fn setup(user: &str) -> Option<(Server, Sandbox, PathBuf, KeyPair)> {
     let _ = std::fs::remove_dir_all(home.join(".ssh"));
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let setup = Setup {
-        base_url: server.url.clone(),
-        user: user.into(),
-        authorized_keys: None,
-        long_poll_seconds: 30,
-        extra_api: String::new(),
-    };
+    let setup = Setup::new(&server.url, user, None);
     let keys_file = home.join(".ssh/authorized_keys");
     let sandbox = Sandbox::with(dir, setup, keys_file);
     let key = KeyPair::generate(sandbox.dir.path(), "a");

@@ -143,13 +143,7 @@ fn account_key_logs_in_deleted_key_is_refused_and_hand_added_key_always_works() 
     let account = KeyPair::generate(dir.path(), "account");
     let user = "pictor-e2e";
     let keys_file = user_with_hand_added_key(user, &hand);
-    let setup = Setup {
-        base_url: server.url.clone(),
-        user: user.into(),
-        authorized_keys: None,
-        long_poll_seconds: 30,
-        extra_api: String::new(),
-    };
+    let setup = Setup::new(&server.url, user, None);
     let sandbox = Sandbox::with(dir, setup, keys_file);
     let sshd = Sshd::start(sandbox.dir.path());
     assert!(

@@ -78,6 +78,17 @@ impl KeyPair {
             .join(" ")
     }
 
+    /// An account key that expires `seconds` from now.
+    pub fn expiring_key(&self, id: &str, seconds: i64) -> NewKey {
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+        let mut key = self.new_key(id);
+        key.expires_at = Some(
+            at.format(&time::format_description::well_known::Rfc3339)
+                .expect("format"),
+        );
+        key
+    }
+
     pub fn new_key(&self, id: &str) -> NewKey {
         NewKey {
             id: Some(id.into()),
@@ -125,6 +136,19 @@ pub struct Setup {
     pub extra_api: String,
 }
 
+impl Setup {
+    /// Long-poll mode, no extra `[api]` options.
+    pub fn new(base_url: &str, user: &str, authorized_keys: Option<PathBuf>) -> Setup {
+        Setup {
+            base_url: base_url.to_owned(),
+            user: user.to_owned(),
+            authorized_keys,
+            long_poll_seconds: 30,
+            extra_api: String::new(),
+        }
+    }
+}
+
 /// A sandbox: config, token and state for one agent.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -150,13 +174,7 @@ impl Sandbox {
         std::fs::create_dir(&keys_dir).expect("mkdir");
         std::fs::set_permissions(&keys_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let keys_file = keys_dir.join("authorized_keys");
-        let setup = Setup {
-            base_url: base_url.to_owned(),
-            user: current_user(),
-            authorized_keys: Some(keys_file.clone()),
-            long_poll_seconds: 30,
-            extra_api: String::new(),
-        };
+        let setup = Setup::new(base_url, &current_user(), Some(keys_file.clone()));
         Sandbox::with(dir, setup, keys_file)
     }
 

@@ -135,12 +135,7 @@ fn expired_keys_go_at_expires_at_even_with_the_control_plane_failing() {
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     let b = KeyPair::generate(sandbox.dir.path(), "b");
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
-    let mut short = a.new_key("key_short");
-    short.expires_at = Some(
-        expires
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("fmt"),
-    );
+    let short = a.expiring_key("key_short", 2);
     server.cp.add_key(short);
     server.cp.add_key(b.new_key("key_b"));
     let _agent = sandbox.start_agent();
@@ -268,13 +263,7 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     let sandbox = Sandbox::new(&server.url);
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     let b = KeyPair::generate(sandbox.dir.path(), "b");
-    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
-    let mut short = b.new_key("key_b");
-    short.expires_at = Some(
-        expires
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("fmt"),
-    );
+    let short = b.expiring_key("key_b", 3);
     server.cp.add_key(a.new_key("key_a"));
     server.cp.add_key(short);
     let agent = sandbox.start_agent();
@@ -287,13 +276,11 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_url = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
-    sandbox.write_config(&Setup {
-        base_url: dead_url,
-        user: current_user(),
-        authorized_keys: Some(sandbox.keys_file.clone()),
-        long_poll_seconds: 30,
-        extra_api: String::new(),
-    });
+    sandbox.write_config(&Setup::new(
+        &dead_url,
+        &current_user(),
+        Some(sandbox.keys_file.clone()),
+    ));
     let _agent = sandbox.start_agent();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
