@@ -37,13 +37,28 @@ pub enum Command {
     },
     /// Validate the configuration file and exit (0 when it is valid).
     CheckConfig,
-    /// Show what is in force: version, when applied, keys per user, rejected keys.
+    /// Show what is in force: version, when applied, keys per user, rejected keys, and
+    /// the active SSH sessions per key.
     Status,
+    /// Read an auth.log/secure file (or `-` for standard input) and print the logins and
+    /// sessions found in it as JSON lines, one event a line, with the API's field names.
+    ScanLog {
+        /// The log file, or `-` for standard input.
+        file: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ScanLog { file } = &cli.command {
+        // Needs no configuration; key ids are filled in when the agent's state is readable.
+        init_logging(Some("warn"));
+        let keys = config::load(&cli.config)
+            .ok()
+            .and_then(|c| state::load(&c.state_dir).ok().flatten());
+        return scan_log(file, keys.map(|a| a.key_set));
+    }
     let loaded = config::load(&cli.config);
     init_logging(loaded.as_ref().ok().map(|c| c.log_level.as_str()));
     let config = match loaded {
@@ -54,6 +69,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::ScanLog { .. } => ExitCode::SUCCESS,
         Command::CheckConfig => check_config(&cli.config, &config),
         Command::Status => status(&config),
         Command::Sync { .. } => match runtime().map(|rt| rt.block_on(daemon::sync_once(config))) {
@@ -181,6 +197,98 @@ fn status(config: &Config) -> ExitCode {
         for rejection in &set.rejected {
             println!("  {}: {}", rejection.id, rejection.reason);
         }
+    }
+    let sessions = crate::sessions::task::load_state(&config.state_dir);
+    println!("active sessions: {}", sessions.open.len());
+    let mut by_key: Vec<(String, &crate::sessions::Session)> = sessions
+        .open
+        .iter()
+        .map(|s| {
+            (
+                s.key_id
+                    .clone()
+                    .unwrap_or_else(|| "(no account key)".into()),
+                s,
+            )
+        })
+        .collect();
+    by_key.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, session) in by_key {
+        println!(
+            "  {key}: {} from {} port {} since {} ({}, session {})",
+            session.user,
+            session.source_ip,
+            session.source_port,
+            timefmt::format(session.since),
+            session.auth_method,
+            session.session_id
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `scan-log`: the parser's plain door.
+fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCode {
+    use crate::sessions::parse::{parse_message, parse_syslog_line};
+    use crate::sessions::track::{Lookups, Tracker};
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
+            Err(e) => {
+                eprintln!("pictor-agent: cannot read {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let now = timefmt::now();
+    let year = now.year();
+    let key_id = |fp: &str| {
+        keys.as_ref()
+            .and_then(|k| k.keys.iter().find(|k| k.fingerprint == fp))
+            .map(|k| k.id.clone())
+    };
+    let process_start = |_| None;
+    let lookups = Lookups {
+        key_id: &key_id,
+        process_start: &process_start,
+    };
+    let mut tracker = Tracker::new("log", Vec::new());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = Vec::new();
+    let mut reader = reader;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("pictor-agent: read error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            continue;
+        };
+        let Some(record) = parse_syslog_line(text, year) else {
+            continue;
+        };
+        let Some(message) = parse_message(record.message) else {
+            continue;
+        };
+        for event in tracker.observe(&record, message, now, &lookups) {
+            if serde_json::to_writer(&mut out, &event).is_err()
+                || std::io::Write::write_all(&mut out, b"\n").is_err()
+            {
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if std::io::Write::flush(&mut out).is_err() {
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
+pub use crate::sessions::source::SourceChoice;
+
 /// Where the daemon looks for its configuration unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/pictor-agent/config.toml";
 
@@ -37,6 +39,7 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub api: ApiConfig,
     pub users: Vec<UserConfig>,
+    pub sessions: SessionsConfig,
     pub state_dir: PathBuf,
     pub log_level: String,
 }
@@ -55,6 +58,17 @@ pub struct ApiConfig {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub backoff_max: Duration,
+    pub heartbeat: Duration,
+}
+
+/// `[sessions]`: reporting who logged in with which key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionsConfig {
+    pub enabled: bool,
+    pub log_source: SourceChoice,
+    /// `None`: `/var/log/auth.log`, or `/var/log/secure` where that exists.
+    pub log_file: Option<PathBuf>,
+    pub outbox_max_events: usize,
 }
 
 /// `[[users]]`: a local account whose keys are managed.
@@ -71,6 +85,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     users: Vec<RawUser>,
+    #[serde(default)]
+    sessions: RawSessions,
     #[serde(default)]
     state: RawState,
     #[serde(default)]
@@ -96,6 +112,44 @@ struct RawApi {
     request_timeout_seconds: u64,
     #[serde(default = "default_backoff_max")]
     backoff_max_seconds: u64,
+    #[serde(default = "default_heartbeat")]
+    heartbeat_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_source")]
+    log_source: SourceChoice,
+    log_file: Option<PathBuf>,
+    #[serde(default = "default_outbox_max")]
+    outbox_max_events: u64,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            enabled: true,
+            log_source: SourceChoice::Auto,
+            log_file: None,
+            outbox_max_events: default_outbox_max(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_source() -> SourceChoice {
+    SourceChoice::Auto
+}
+fn default_outbox_max() -> u64 {
+    100_000
+}
+fn default_heartbeat() -> u64 {
+    60
 }
 
 #[derive(Deserialize)]
@@ -291,6 +345,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    if !(5..=3600).contains(&api.heartbeat_seconds) {
+        return Err(invalid(
+            "api.heartbeat_seconds",
+            "must be between 5 and 3600",
+        ));
+    }
+    if let Some(path) = &raw.sessions.log_file {
+        absolute("sessions.log_file", path)?;
+    }
+    if !(100..=10_000_000).contains(&raw.sessions.outbox_max_events) {
+        return Err(invalid(
+            "sessions.outbox_max_events",
+            "must be between 100 and 10000000",
+        ));
+    }
+
     if raw.users.is_empty() {
         return Err(invalid(
             "users",
@@ -350,6 +420,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             connect_timeout: Duration::from_secs(api.connect_timeout_seconds),
             request_timeout: Duration::from_secs(api.request_timeout_seconds),
             backoff_max: Duration::from_secs(api.backoff_max_seconds),
+            heartbeat: Duration::from_secs(api.heartbeat_seconds),
+        },
+        sessions: SessionsConfig {
+            enabled: raw.sessions.enabled,
+            log_source: raw.sessions.log_source,
+            log_file: raw.sessions.log_file,
+            outbox_max_events: raw.sessions.outbox_max_events as usize,
         },
         users,
         state_dir: raw.state.dir,
@@ -413,6 +490,24 @@ name = "ubuntu"
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/pictor-agent"));
         assert_eq!(config.users[0].authorized_keys, None);
         assert_eq!(config.log_level, "info");
+        assert_eq!(config.api.heartbeat, Duration::from_secs(60));
+        assert_eq!(config.sessions.log_source, SourceChoice::Auto);
+        assert!(config.sessions.enabled);
+    }
+
+    #[test]
+    fn sessions_options_are_checked() {
+        let bad = format!("{MINIMAL}\n[sessions]\nlog_source = \"syslog\"\n");
+        assert!(error_of(&bad).contains("log_source"));
+        let relative = format!("{MINIMAL}\n[sessions]\nlog_file = \"auth.log\"\n");
+        assert!(error_of(&relative).contains("sessions.log_file"));
+        let good = format!(
+            "{MINIMAL}\n[sessions]\nlog_source = \"file\"\nlog_file = \"/var/log/secure\"\n"
+        );
+        assert_eq!(
+            parse(&good).expect("valid").sessions.log_source,
+            SourceChoice::File
+        );
     }
 
     fn error_of(text: &str) -> String {

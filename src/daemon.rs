@@ -3,12 +3,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
+
+use crate::api::shared::SharedClient;
+use crate::heartbeat::{KeysReport, StatusKey};
+use crate::keys::KeySet;
+use crate::outbox::Outbox;
+use crate::sessions::{self as sessions_mod, ActiveSession};
 
 use crate::authorized_keys::merge::{render_block, ManagedLine};
 use crate::authorized_keys::write::{self, Outcome, WriteError};
@@ -213,6 +220,53 @@ impl Agent {
         }
     }
 
+    /// The key side of the agent status: what is in force now and for whom.
+    pub fn report(&self, now: OffsetDateTime) -> KeysReport {
+        let Some(applied) = &self.applied else {
+            return KeysReport {
+                last_error: self.last_error.clone(),
+                ..KeysReport::default()
+            };
+        };
+        let keys = applied
+            .key_set
+            .keys
+            .iter()
+            .filter(|k| !k.is_expired(now))
+            .map(|k| StatusKey {
+                id: k.id.clone(),
+                fingerprint: k.fingerprint.clone(),
+                users: self
+                    .users
+                    .iter()
+                    .filter(|u| k.is_for(&u.name))
+                    .map(|u| u.name.clone())
+                    .collect(),
+            })
+            .collect();
+        KeysReport {
+            applied_version: Some(applied.key_set.version.clone()),
+            applied_at: Some(timefmt::format(applied.applied_at)),
+            keys,
+            rejected_keys: applied.key_set.rejected.clone(),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// The key set in force, for the sessions task's fingerprint lookups.
+    pub fn key_set(&self) -> Arc<KeySet> {
+        Arc::new(
+            self.applied
+                .as_ref()
+                .map(|a| a.key_set.clone())
+                .unwrap_or(KeySet {
+                    version: String::new(),
+                    keys: Vec::new(),
+                    rejected: Vec::new(),
+                }),
+        )
+    }
+
     /// How long until the next key expires (capped, so clock jumps are caught).
     pub fn until_next_expiry(&self, now: OffsetDateTime) -> Option<Duration> {
         let at = self.applied.as_ref()?.key_set.next_expiry(now)?;
@@ -291,13 +345,57 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         }
     }
 
+    let boot_id = sessions_mod::procs::boot_id();
+    let (keys_tx, keys_rx) = watch::channel(agent.key_set());
+    let (report_tx, report_rx) = watch::channel(agent.report(timefmt::now()));
+    let saved_sessions = sessions_mod::task::load_state(&agent.config().state_dir);
+    let (active_tx, active_rx) = watch::channel::<Vec<ActiveSession>>(
+        saved_sessions.open.iter().map(|s| s.active()).collect(),
+    );
+
     let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
-    let mut follower = tokio::spawn(sync::follow(agent.config().api.clone(), sync_tx.clone()));
+    let mut client = SharedClient::new(agent.config().api.clone());
+    let mut follower = Tasks::default();
+    follower.spawn(sync::follow(client.clone(), sync_tx.clone()));
+    let mut reporters = Tasks::default();
+    let outbox = start_sessions(&agent, &boot_id, keys_rx, active_tx, &mut reporters);
+    let spawn_senders = |tasks: &mut Tasks, client: &Arc<SharedClient>| {
+        if let Some((outbox, wake)) = &outbox {
+            tasks.spawn(crate::delivery::deliver(
+                client.clone(),
+                outbox.clone(),
+                wake.clone(),
+            ));
+        }
+        tasks.spawn(crate::heartbeat::run(
+            client.clone(),
+            boot_id.clone(),
+            client.config().heartbeat,
+            report_rx.clone(),
+            active_rx.clone(),
+        ));
+    };
+    let mut senders = Tasks::default();
+    spawn_senders(&mut senders, &client);
     info!(
         users = agent.users().len(),
         "pictor-agent {} running",
         crate::VERSION
     );
+    let publish = |agent: &Agent| {
+        keys_tx.send_if_modified(|current| {
+            let next = agent.key_set();
+            let changed = **current != *next;
+            *current = next;
+            changed
+        });
+        report_tx.send_if_modified(|current| {
+            let next = agent.report(timefmt::now());
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+    };
 
     let mut drift_pending: Vec<PathBuf> = Vec::new();
     let mut drift_deadline: Option<tokio::time::Instant> = None;
@@ -316,14 +414,18 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             }
         };
         tokio::select! {
-            Some(event) = sync_rx.recv() => match event {
-                SyncEvent::Fetched(fetched) => {
-                    agent.accept(fetched);
+            Some(event) = sync_rx.recv() => {
+                match event {
+                    SyncEvent::Fetched(fetched) => {
+                        agent.accept(fetched);
+                    }
+                    SyncEvent::Failed(message) => agent.note_error(message),
                 }
-                SyncEvent::Failed(message) => agent.note_error(message),
-            },
+                publish(&agent);
+            }
             () = expiry_timer => {
                 agent.enforce(timefmt::now());
+                publish(&agent);
             }
             Some(path) = drift_rx.recv() => {
                 // Gather a burst of events (an editor's save is several) and repair once,
@@ -358,16 +460,76 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                         }
                     }
                     if api_changed {
-                        follower.abort();
-                        follower = tokio::spawn(sync::follow(agent.config().api.clone(), sync_tx.clone()));
+                        client = SharedClient::new(agent.config().api.clone());
+                        follower.abort_all();
+                        follower.spawn(sync::follow(client.clone(), sync_tx.clone()));
+                        senders.abort_all();
+                        spawn_senders(&mut senders, &client);
                     }
+                    publish(&agent);
                 }
                 Err(e) => error!("SIGHUP: {e}; keeping the running configuration"),
             },
         }
     }
-    follower.abort();
+    follower.abort_all();
+    senders.abort_all();
+    reporters.abort_all();
     Ok(())
+}
+
+/// Background tasks aborted together (on reload or stop).
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(task));
+    }
+
+    fn abort_all(&mut self) {
+        for task in self.0.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the sessions task when enabled; returns the outbox and its delivery wake-up.
+fn start_sessions(
+    agent: &Agent,
+    boot_id: &str,
+    keys: watch::Receiver<Arc<KeySet>>,
+    active: watch::Sender<Vec<ActiveSession>>,
+    tasks: &mut Tasks,
+) -> Option<(Arc<Mutex<Outbox>>, Arc<Notify>)> {
+    let config = &agent.config().sessions;
+    if !config.enabled {
+        info!("session reporting is disabled ([sessions] enabled = false)");
+        return None;
+    }
+    if let Err(e) = state::ensure_dir(&agent.config().state_dir) {
+        error!("{e}; session reporting is off");
+        return None;
+    }
+    let outbox = match Outbox::open(&agent.config().state_dir, config.outbox_max_events) {
+        Ok(outbox) => Arc::new(Mutex::new(outbox)),
+        Err(e) => {
+            error!("{e}; session reporting is off");
+            return None;
+        }
+    };
+    let wake = Arc::new(Notify::new());
+    let task = sessions_mod::task::SessionsTask {
+        source: sessions_mod::source::choose(config.log_source, config.log_file.as_deref()),
+        state_dir: agent.config().state_dir.clone(),
+        boot_id: boot_id.to_owned(),
+        keys,
+        outbox: outbox.clone(),
+        delivery: wake.clone(),
+        active,
+    };
+    tasks.spawn(task.run());
+    Some((outbox, wake))
 }
 
 /// `sync --once`: one full fetch, saved and applied. `Err` says what failed.

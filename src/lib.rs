@@ -13,6 +13,10 @@
 //! - [`state`]: the last good key set on disk, written atomically.
 //! - [`durable`]: the one atomic, durable file replace everything else uses.
 //! - [`watch`]: inotify watches on managed files, for drift repair.
+//! - [`sessions`]: sshd's log parsed ([`sessions::parse`]) and correlated into sessions
+//!   ([`sessions::track`]), read from the journal or a syslog file ([`sessions::source`]).
+//! - [`outbox`]: the durable queue of session events; [`delivery`] sends it in batches.
+//! - [`heartbeat`]: the agent status sent after every change and every interval.
 //! - [`sync`]: the fetch task that follows the key list and hands over validated sets.
 //! - [`daemon`]: wiring: the main loop, signals, reload, expiry timer, drift repair.
 //! - [`cli`]: the command-line interface behind the thin `main.rs`.
@@ -23,9 +27,13 @@ pub mod authorized_keys;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod durable;
+pub mod heartbeat;
 pub mod keys;
+pub mod outbox;
 pub mod schedule;
+pub mod sessions;
 pub mod state;
 pub mod sync;
 pub mod timefmt;

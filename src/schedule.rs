@@ -118,6 +118,21 @@ impl Schedule {
     }
 }
 
+/// The delay after the `failures`-th failure in a row: full jitter over
+/// `BACKOFF_BASE × 2^(failures-1)` capped at `max`, never less than `retry_after`
+/// (itself capped at [`MAX_RETRY_AFTER`]). Shared by every call that retries.
+pub fn backoff_delay(
+    failures: u32,
+    max: Duration,
+    retry_after: Option<Duration>,
+    random: f64,
+) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let ceiling = BACKOFF_BASE.saturating_mul(1 << exponent).min(max);
+    let jittered = ceiling.mul_f64(random.clamp(0.0, 1.0));
+    jittered.max(retry_after.unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

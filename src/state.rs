@@ -71,17 +71,25 @@ pub fn load(dir: &Path) -> Result<Option<Applied>, StateError> {
     Ok(Some(applied))
 }
 
+/// Creates the state directory (mode 0700) when it is missing.
+pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StateError::Dir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
 /// Replaces the last applied set on disk (creating the directory, mode 0700, if needed).
 pub fn save(dir: &Path, applied: &Applied) -> Result<(), StateError> {
     let dir_error = |source| StateError::Dir {
         path: dir.to_owned(),
         source,
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(dir_error)?;
+    ensure_dir(dir)?;
     let fd = open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

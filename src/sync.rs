@@ -7,8 +7,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
+use crate::api::shared::SharedClient;
 use crate::api::{ApiClient, ApiError, KeyListAnswer};
-use crate::config::ApiConfig;
 use crate::keys::{KeyListError, KeySet};
 use crate::schedule::{Next, Outcome, Schedule};
 
@@ -49,11 +51,12 @@ pub async fn fetch_full(client: &ApiClient) -> Result<Fetched, SyncError> {
 }
 
 /// Follows the key list until the receiver goes away: a full fetch first, then long-poll
-/// (or polling) with the ETag, backing off on errors. The client is (re)built here, so a
-/// missing or bad token file is retried with backoff instead of stopping the agent.
-pub async fn follow(config: ApiConfig, events: mpsc::Sender<SyncEvent>) {
+/// (or polling) with the ETag, backing off on errors. A client that cannot be built (a
+/// missing or bad token file) is retried with backoff instead of stopping the agent.
+pub async fn follow(shared: Arc<SharedClient>, events: mpsc::Sender<SyncEvent>) {
+    let config = shared.config();
     let mut schedule = Schedule::new(config.long_poll, config.poll_interval, config.backoff_max);
-    let mut client: Option<ApiClient> = None;
+    let mut client: Option<Arc<ApiClient>> = None;
     let mut etag: Option<String> = None;
     let mut last_set: Option<KeySet> = None;
     let mut next = Next {
@@ -63,7 +66,7 @@ pub async fn follow(config: ApiConfig, events: mpsc::Sender<SyncEvent>) {
     loop {
         tokio::time::sleep(next.delay).await;
         if client.is_none() {
-            match ApiClient::new(&config) {
+            match shared.get() {
                 Ok(built) => client = Some(built),
                 Err(error) => {
                     if events

@@ -3,6 +3,7 @@
 //! later features (session events, agent status) join it.
 
 pub mod model;
+pub mod shared;
 pub mod token;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("malformed response: {0}")]
     Malformed(String),
+    /// `400`/`422`: the control plane says the request itself is malformed.
+    #[error("request rejected as malformed ({status}): {message}")]
+    Rejected { status: StatusCode, message: String },
 }
 
 impl ApiError {
@@ -70,6 +74,8 @@ pub enum KeyListAnswer {
 pub struct ApiClient {
     http: reqwest::Client,
     key_list_url: Url,
+    sessions_url: Url,
+    status_url: Url,
     token: Token,
     max_response_bytes: usize,
     read_timeout: Duration,
@@ -110,10 +116,11 @@ impl ApiClient {
         let http = builder
             .build()
             .map_err(|e| ApiError::Setup(e.to_string()))?;
-        let key_list_url = endpoint(&config.base_url, &config.instance_id, "ssh-keys")?;
         Ok(ApiClient {
             http,
-            key_list_url,
+            key_list_url: endpoint(&config.base_url, &config.instance_id, "ssh-keys")?,
+            sessions_url: endpoint(&config.base_url, &config.instance_id, "ssh-sessions")?,
+            status_url: endpoint(&config.base_url, &config.instance_id, "agent-status")?,
             token: Token::load(&config.token_file)?,
             max_response_bytes: config.max_response_bytes,
             read_timeout: config.request_timeout,
@@ -165,6 +172,60 @@ impl ApiClient {
             StatusCode::NOT_MODIFIED => Ok(KeyListAnswer::NotModified),
             _ => Err(self.status_error(response)),
         }
+    }
+
+    /// `POST .../ssh-sessions` (at most 500 events): `Ok` once accepted (`202`).
+    pub async fn post_events(
+        &self,
+        events: &[crate::sessions::SessionEvent],
+    ) -> Result<(), ApiError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "events": events }))
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        self.send_json(
+            self.http.post(self.sessions_url.clone()),
+            body,
+            StatusCode::ACCEPTED,
+        )
+        .await
+    }
+
+    /// `PUT .../agent-status`: `Ok` on `204`.
+    pub async fn put_status(&self, status: &impl serde::Serialize) -> Result<(), ApiError> {
+        let body = serde_json::to_vec(status).map_err(|e| ApiError::Setup(e.to_string()))?;
+        self.send_json(
+            self.http.put(self.status_url.clone()),
+            body,
+            StatusCode::NO_CONTENT,
+        )
+        .await
+    }
+
+    async fn send_json(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: Vec<u8>,
+        success: StatusCode,
+    ) -> Result<(), ApiError> {
+        let response = request
+            .timeout(self.read_timeout)
+            .header(AUTHORIZATION, self.token.header_value()?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        if status == success || (status.is_success() && success != StatusCode::NO_CONTENT) {
+            // The body (e.g. {"accepted": n}) is read and dropped, bounded like any other.
+            let _ = self.read_body(response).await;
+            return Ok(());
+        }
+        if status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY {
+            let body = self.read_body(response).await.unwrap_or_default();
+            let message: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return Err(ApiError::Rejected { status, message });
+        }
+        Err(self.status_error(response))
     }
 
     fn status_error(&self, response: reqwest::Response) -> ApiError {

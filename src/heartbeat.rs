@@ -1,0 +1,104 @@
+//! The agent's heartbeat: `PUT .../agent-status` after every applied change and at least
+//! every heartbeat interval, with the keys in force, rejected keys, active sessions and
+//! the last error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::api::shared::SharedClient;
+use crate::keys::Rejection;
+use crate::schedule::backoff_delay;
+use crate::sessions::ActiveSession;
+
+/// A key as the status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusKey {
+    pub id: String,
+    pub fingerprint: String,
+    /// The managed users it is written for.
+    pub users: Vec<String>,
+}
+
+/// The key side of the status, published by the main loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeysReport {
+    pub applied_version: Option<String>,
+    pub applied_at: Option<String>,
+    pub keys: Vec<StatusKey>,
+    pub rejected_keys: Vec<Rejection>,
+    pub last_error: Option<String>,
+}
+
+/// The body of `PUT .../agent-status`.
+#[derive(Debug, Serialize)]
+pub struct AgentStatus<'a> {
+    pub agent_version: &'static str,
+    pub boot_id: &'a str,
+    #[serde(flatten)]
+    pub keys: &'a KeysReport,
+    pub active_sessions: &'a [ActiveSession],
+}
+
+/// How long changes are gathered before one status goes out.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Runs until dropped.
+pub async fn run(
+    client: Arc<SharedClient>,
+    boot_id: String,
+    interval: Duration,
+    mut keys: watch::Receiver<KeysReport>,
+    mut sessions: watch::Receiver<Vec<ActiveSession>>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let status = {
+            let keys = keys.borrow_and_update().clone();
+            let sessions = sessions.borrow_and_update().clone();
+            (keys, sessions)
+        };
+        let body = AgentStatus {
+            agent_version: crate::VERSION,
+            boot_id: &boot_id,
+            keys: &status.0,
+            active_sessions: &status.1,
+        };
+        let result = match client.get() {
+            Ok(api) => api.put_status(&body).await,
+            Err(e) => Err(e),
+        };
+        let wait = match result {
+            Ok(()) => {
+                failures = 0;
+                debug!(sessions = status.1.len(), "heartbeat sent");
+                interval
+            }
+            Err(e) => {
+                failures += 1;
+                warn!("sending the agent status failed: {e}");
+                backoff_delay(
+                    failures,
+                    client.config().backoff_max,
+                    e.retry_after(),
+                    fastrand::f64(),
+                )
+                .min(interval)
+            }
+        };
+        if failures > 0 {
+            // Failing: retry on the backoff schedule only, changes or not.
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        tokio::select! {
+            changed = keys.changed() => if changed.is_err() { return },
+            changed = sessions.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(wait) => {}
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+}

@@ -1,0 +1,435 @@
+//! The durable outbox of session events: nothing the agent has taken is lost across
+//! restarts and reboots, and nothing grows without bound.
+//!
+//! `outbox.jsonl` starts with a header line naming its generation, then one event a
+//! line, appended and fsynced before the events count as taken. `outbox.ack` (replaced
+//! atomically) holds the generation and the byte offset up to which the control plane
+//! has accepted. When the accepted prefix grows large, the file is rewritten with only
+//! the pending lines under a new generation; a crash between the two writes leaves an
+//! ack of the old generation, read as "nothing accepted yet", so events are sent again
+//! (harmless: ids are deterministic), never lost. A torn last line (a crash mid-append,
+//! before the fsync that makes it count) is cut off at open.
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+use tracing::{error, warn};
+
+use crate::durable::{self, FileMode};
+use crate::sessions::SessionEvent;
+
+pub const OUTBOX_FILE: &str = "outbox.jsonl";
+pub const ACK_FILE: &str = "outbox.ack";
+pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
+/// Accepted bytes at the head of the file before it is compacted.
+const COMPACT_AFTER: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("outbox {path}: {source}")]
+    Replace {
+        path: PathBuf,
+        source: durable::ReplaceError,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    outbox: u32,
+    generation: u64,
+}
+
+#[derive(Serialize, Deserialize, Default, PartialEq, Debug)]
+struct Ack {
+    generation: u64,
+    offset: u64,
+}
+
+/// A batch read from the outbox: the events and the offset just past them.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<SessionEvent>,
+    pub end: u64,
+}
+
+/// The outbox in a state directory.
+pub struct Outbox {
+    dir: PathBuf,
+    file: File,
+    generation: u64,
+    header_len: u64,
+    acked: u64,
+    len: u64,
+    pending: usize,
+    max_pending: usize,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox in `dir`; at most `max_pending` events are kept,
+    /// the oldest dropped (and counted in the log) beyond that.
+    pub fn open(dir: &Path, max_pending: usize) -> Result<Outbox, OutboxError> {
+        let path = dir.join(OUTBOX_FILE);
+        let io = |source| OutboxError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut reader = BufReader::new(file.try_clone().map_err(io)?);
+        let mut first = String::new();
+        reader.read_line(&mut first).map_err(io)?;
+        let header: Option<Header> = serde_json::from_str(first.trim_end())
+            .ok()
+            .filter(|_| first.ends_with('\n'));
+        let mut outbox = match header {
+            Some(header) => Outbox {
+                dir: dir.to_owned(),
+                generation: header.generation,
+                header_len: first.len() as u64,
+                acked: first.len() as u64,
+                len: first.len() as u64,
+                pending: 0,
+                max_pending,
+                file,
+            },
+            None => {
+                // New, or torn before its header was durable: start a fresh generation.
+                drop(reader);
+                file.set_len(0).map_err(io)?;
+                let generation = fastrand::u64(..);
+                let line = header_line(generation);
+                file.write_all(line.as_bytes()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                return Ok(Outbox {
+                    dir: dir.to_owned(),
+                    file,
+                    generation,
+                    header_len: line.len() as u64,
+                    acked: line.len() as u64,
+                    len: line.len() as u64,
+                    pending: 0,
+                    max_pending,
+                });
+            }
+        };
+        let ack = read_ack(dir);
+        if ack.generation == outbox.generation && ack.offset >= outbox.header_len {
+            outbox.acked = ack.offset;
+        }
+        // Walk the lines: count what is pending, cut a torn tail.
+        let mut offset = outbox.header_len;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = reader.read_line(&mut line).map_err(io)?;
+            if read == 0 {
+                break;
+            }
+            if !line.ends_with('\n')
+                || serde_json::from_str::<SessionEvent>(line.trim_end()).is_err()
+            {
+                warn!(path = %path.display(), offset, "outbox: cutting a torn or damaged tail");
+                break;
+            }
+            offset += read as u64;
+            if offset > outbox.acked {
+                outbox.pending += 1;
+            }
+        }
+        outbox.acked = outbox.acked.min(offset);
+        if offset != outbox.file.metadata().map_err(io)?.len() {
+            outbox.file.set_len(offset).map_err(io)?;
+            outbox.file.sync_all().map_err(io)?;
+        }
+        outbox.len = offset;
+        Ok(outbox)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(OUTBOX_FILE)
+    }
+
+    fn io(&self, source: std::io::Error) -> OutboxError {
+        OutboxError::Io {
+            path: self.path(),
+            source,
+        }
+    }
+
+    /// Events waiting for the control plane.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Appends events and fsyncs: from here on they survive anything.
+    pub fn append(&mut self, events: &[SessionEvent]) -> Result<(), OutboxError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(events.len() * 320);
+        for event in events {
+            serde_json::to_writer(&mut bytes, event).map_err(|e| self.io(e.into()))?;
+            bytes.push(b'\n');
+        }
+        self.file.write_all(&bytes).map_err(|e| self.io(e))?;
+        self.file.sync_data().map_err(|e| self.io(e))?;
+        self.len += bytes.len() as u64;
+        self.pending += events.len();
+        if self.pending > self.max_pending {
+            let excess = self.pending - self.max_pending;
+            let batch = self.read(excess)?;
+            warn!(
+                dropped = batch.events.len(),
+                cap = self.max_pending,
+                "outbox full: oldest events dropped"
+            );
+            self.ack(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// The oldest pending events, at most `max`.
+    pub fn read(&self, max: usize) -> Result<Batch, OutboxError> {
+        let mut file = self.file.try_clone().map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(self.acked))
+            .map_err(|e| self.io(e))?;
+        let mut reader = BufReader::new(file);
+        let mut events = Vec::new();
+        let mut end = self.acked;
+        let mut line = String::new();
+        while events.len() < max && end < self.len {
+            line.clear();
+            let read = reader.read_line(&mut line).map_err(|e| self.io(e))?;
+            if read == 0 {
+                break;
+            }
+            end += read as u64;
+            match serde_json::from_str::<SessionEvent>(line.trim_end()) {
+                Ok(event) => events.push(event),
+                Err(e) => error!("outbox: skipping a damaged line: {e}"),
+            }
+        }
+        Ok(Batch { events, end })
+    }
+
+    /// Marks everything up to `batch.end` as accepted (durably), compacting when due.
+    pub fn ack(&mut self, batch: &Batch) -> Result<(), OutboxError> {
+        self.acked = batch.end.min(self.len);
+        self.pending = self.pending.saturating_sub(batch.events.len());
+        if self.acked >= self.len && self.acked > self.header_len
+            || self.acked - self.header_len > COMPACT_AFTER
+        {
+            return self.compact();
+        }
+        self.write_ack()
+    }
+
+    fn write_ack(&self) -> Result<(), OutboxError> {
+        let ack = Ack {
+            generation: self.generation,
+            offset: self.acked,
+        };
+        let bytes = serde_json::to_vec(&ack).map_err(|e| self.io(e.into()))?;
+        replace(&self.dir, ACK_FILE, &bytes)
+    }
+
+    /// Rewrites the file with only the pending lines, under a new generation.
+    fn compact(&mut self) -> Result<(), OutboxError> {
+        let mut rest = Vec::new();
+        let mut file = self.file.try_clone().map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(self.acked))
+            .map_err(|e| self.io(e))?;
+        std::io::Read::read_to_end(&mut file, &mut rest).map_err(|e| self.io(e))?;
+        let generation = fastrand::u64(..);
+        let header = header_line(generation);
+        let content = [header.as_bytes(), &rest].concat();
+        replace(&self.dir, OUTBOX_FILE, &content)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(self.path())
+            .map_err(|e| self.io(e))?;
+        self.generation = generation;
+        self.header_len = header.len() as u64;
+        self.acked = self.header_len;
+        self.len = content.len() as u64;
+        self.write_ack()
+    }
+
+    /// Sets rejected events aside in `dead-letter.jsonl` (fsynced) and acknowledges them.
+    pub fn dead_letter(&mut self, batch: &Batch, reason: &str) -> Result<(), OutboxError> {
+        let path = self.dir.join(DEAD_LETTER_FILE);
+        let io = |source| OutboxError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        for event in &batch.events {
+            let entry = serde_json::json!({ "rejected_because": reason, "event": event });
+            serde_json::to_writer(&mut bytes, &entry).map_err(|e| io(e.into()))?;
+            bytes.push(b'\n');
+        }
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        error!(events = batch.events.len(), path = %path.display(), "control plane rejected events as malformed ({reason}); set aside");
+        self.ack(batch)
+    }
+}
+
+fn header_line(generation: u64) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({ "outbox": 1, "generation": generation })
+    )
+}
+
+fn read_ack(dir: &Path) -> Ack {
+    std::fs::read(dir.join(ACK_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
+    let path = dir.join(name);
+    let fd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OutboxError::Io {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    let mode = FileMode {
+        owner: None,
+        mode: Mode::S_IRUSR | Mode::S_IWUSR,
+    };
+    durable::replace_at(&fd, OsStr::new(name), bytes, mode, || true)
+        .map_err(|source| OutboxError::Replace { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::EventKind;
+
+    fn event(n: u32) -> SessionEvent {
+        SessionEvent {
+            id: format!("e{n}"),
+            kind: EventKind::SessionOpened,
+            at: "2026-11-25T07:00:00Z".into(),
+            user: "u".into(),
+            auth_method: "publickey".into(),
+            key_id: None,
+            fingerprint: None,
+            source_ip: "127.0.0.1".into(),
+            source_port: 1,
+            session_id: format!("b:{n}"),
+        }
+    }
+
+    fn ids(batch: &Batch) -> Vec<String> {
+        batch.events.iter().map(|e| e.id.clone()).collect()
+    }
+
+    #[test]
+    fn survives_reopen_and_resumes_after_the_ack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        outbox
+            .append(&[event(1), event(2), event(3)])
+            .expect("append");
+        let first = outbox.read(2).expect("read");
+        assert_eq!(ids(&first), ["e1", "e2"]);
+        outbox.ack(&first).expect("ack");
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 100).expect("reopen");
+        assert_eq!(outbox.pending(), 1);
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e3"]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_earlier_events_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        outbox.append(&[event(1)]).expect("append");
+        drop(outbox);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(OUTBOX_FILE))
+            .expect("open");
+        file.write_all(b"{\"id\":\"e2\",\"ty").expect("torn write");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("reopen");
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e1"]);
+        outbox.append(&[event(3)]).expect("append after repair");
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e1", "e3"]);
+    }
+
+    #[test]
+    fn compaction_keeps_pending_events_and_a_stale_ack_means_resend_not_loss() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        outbox.append(&[event(1), event(2)]).expect("append");
+        let all = outbox.read(10).expect("read");
+        outbox
+            .ack(&all)
+            .expect("ack all: compacts to an empty file");
+        outbox.append(&[event(3)]).expect("append");
+        drop(outbox);
+        // Simulate a crash between the compaction and its ack: an ack of another generation.
+        std::fs::write(
+            dir.path().join(ACK_FILE),
+            br#"{"generation":1,"offset":99999}"#,
+        )
+        .expect("stale ack");
+        let outbox = Outbox::open(dir.path(), 100).expect("reopen");
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e3"]);
+    }
+
+    #[test]
+    fn the_cap_drops_the_oldest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 3).expect("open");
+        outbox
+            .append(&(1..=5).map(event).collect::<Vec<_>>())
+            .expect("append");
+        assert_eq!(outbox.pending(), 3);
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e3", "e4", "e5"]);
+    }
+
+    #[test]
+    fn dead_letters_are_kept_aside_and_do_not_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        outbox.append(&[event(1), event(2)]).expect("append");
+        let bad = outbox.read(1).expect("read");
+        outbox
+            .dead_letter(&bad, "422 events[0]: type")
+            .expect("dead letter");
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e2"]);
+        let kept =
+            std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).expect("dead letters");
+        assert!(kept.contains("\"e1\"") && kept.contains("422"));
+    }
+}

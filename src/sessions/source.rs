@@ -1,0 +1,401 @@
+//! Where sshd's messages come from: the systemd journal (through `journalctl --follow
+//! --output=json`, resumed from a saved cursor) or a classic syslog file (`auth.log`,
+//! `secure`) followed with inotify through rotation, truncation and copytruncate, resumed
+//! from a saved inode and offset.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::parse;
+
+/// Where reading resumes after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum Position {
+    Journal { cursor: String },
+    File { dev: u64, ino: u64, offset: u64 },
+}
+
+/// An sshd record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub pid: u32,
+    pub at: Option<OffsetDateTime>,
+    pub message: String,
+}
+
+/// What a source hands over: a record (or only progress, for lines that were not
+/// sshd's) and the position just after it.
+#[derive(Debug, Clone)]
+pub struct LogItem {
+    pub record: Option<OwnedRecord>,
+    pub position: Position,
+}
+
+/// Which source to read; `auto` picks the journal when journald runs, else the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceChoice {
+    Auto,
+    Journal,
+    File,
+}
+
+/// The source actually used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Journal,
+    File(PathBuf),
+}
+
+/// The syslog files sshd's messages go to on Debian/Ubuntu and on RHEL-like systems.
+pub const DEFAULT_LOG_FILES: [&str; 2] = ["/var/log/auth.log", "/var/log/secure"];
+
+/// Resolves the configured choice on this machine.
+pub fn choose(choice: SourceChoice, log_file: Option<&Path>) -> Source {
+    let file = || {
+        log_file.map(Path::to_path_buf).unwrap_or_else(|| {
+            DEFAULT_LOG_FILES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_FILES[0]))
+        })
+    };
+    match choice {
+        SourceChoice::Journal => Source::Journal,
+        SourceChoice::File => Source::File(file()),
+        SourceChoice::Auto if Path::new("/run/systemd/journal/socket").exists() => Source::Journal,
+        SourceChoice::Auto => Source::File(file()),
+    }
+}
+
+/// Follows the journal until `tx` closes; restarts `journalctl` (with backoff) if it dies.
+pub async fn follow_journal(
+    mut cursor: Option<String>,
+    boot_id: String,
+    tx: mpsc::Sender<LogItem>,
+) {
+    let mut failures = 0;
+    loop {
+        let mut command = tokio::process::Command::new("journalctl");
+        command.args([
+            "--follow",
+            "--output=json",
+            "--no-pager",
+            "--all",
+            "--quiet",
+        ]);
+        match &cursor {
+            Some(c) => command.arg(format!("--after-cursor={c}")),
+            None => command.arg("--boot"),
+        };
+        command
+            .args(["SYSLOG_IDENTIFIER=sshd", "SYSLOG_IDENTIFIER=sshd-session"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        match command.spawn() {
+            Ok(mut child) => {
+                if let Some(stdout) = child.stdout.take() {
+                    let mut lines = BufReader::new(stdout).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        failures = 0;
+                        let Some((record, new_cursor, boot)) = parse_journal_json(&line) else {
+                            continue;
+                        };
+                        cursor = Some(new_cursor.clone());
+                        let record =
+                            record.filter(|_| boot.as_deref().is_none_or(|b| b == boot_id));
+                        if tx
+                            .send(LogItem {
+                                record,
+                                position: Position::Journal { cursor: new_cursor },
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                let _ = child.kill().await;
+                warn!("journalctl stopped; restarting it");
+            }
+            Err(e) => warn!("cannot run journalctl: {e}"),
+        }
+        failures += 1;
+        let delay = crate::schedule::backoff_delay(
+            failures,
+            Duration::from_secs(30),
+            None,
+            fastrand::f64(),
+        );
+        tokio::time::sleep(delay.max(Duration::from_millis(100))).await;
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// One `journalctl -o json` line: the record (when it is a text message with a pid), the
+/// cursor, and the boot it belongs to.
+pub fn parse_journal_json(line: &str) -> Option<(Option<OwnedRecord>, String, Option<String>)> {
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(rename = "__CURSOR")]
+        cursor: String,
+        #[serde(rename = "MESSAGE")]
+        message: Option<serde_json::Value>,
+        #[serde(rename = "_PID")]
+        pid: Option<String>,
+        #[serde(rename = "SYSLOG_PID")]
+        syslog_pid: Option<String>,
+        #[serde(rename = "__REALTIME_TIMESTAMP")]
+        realtime: Option<String>,
+        #[serde(rename = "_BOOT_ID")]
+        boot: Option<String>,
+    }
+    let entry: Entry = serde_json::from_str(line).ok()?;
+    let record = (|| {
+        let message = entry.message?.as_str()?.to_owned();
+        let pid = entry.syslog_pid.or(entry.pid)?.parse().ok()?;
+        let at = entry
+            .realtime
+            .and_then(|us| us.parse::<i128>().ok())
+            .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(us * 1000).ok());
+        Some(OwnedRecord { pid, at, message })
+    })();
+    Some((record, entry.cursor, entry.boot))
+}
+
+/// The open file being followed.
+struct Followed {
+    file: File,
+    dev: u64,
+    ino: u64,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+/// Follows a syslog file until `tx` closes.
+pub async fn follow_file(path: PathBuf, start: Option<Position>, tx: mpsc::Sender<LogItem>) {
+    let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
+    let Some(dir) = path.parent().map(Path::to_path_buf) else {
+        return;
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        // The directory is shared with other logs: only our file (and its rotated name).
+        if event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&name))
+        }) {
+            let _ = wake_tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!("cannot watch {}: {e}; polling it every 5 s", dir.display());
+            None
+        }
+    };
+    if let Some(w) = watcher.as_mut() {
+        if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
+            warn!("cannot watch {}: {e}; polling it every 5 s", dir.display());
+            watcher = None;
+        }
+    }
+    let year = OffsetDateTime::now_utc().year();
+    let mut current: Option<Followed> = None;
+    let mut rotated: Vec<Followed> = Vec::new();
+    let mut resume = start;
+    loop {
+        // Lines still landing in a rotated file (the writer not yet reopened) come first.
+        for old in &mut rotated {
+            if !drain(old, year, &tx).await {
+                return;
+            }
+        }
+        if current.is_none() {
+            current = open_followed(&path, resume.take());
+        }
+        if let Some(followed) = current.as_mut() {
+            if !drain(followed, year, &tx).await {
+                return;
+            }
+            let now_at_path = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            if now_at_path != Some((followed.dev, followed.ino)) {
+                debug!(path = %path.display(), "log file rotated");
+                if let Some(old) = current.take() {
+                    rotated.push(old);
+                    rotated.truncate(2);
+                }
+                continue;
+            }
+        }
+        let poll = if watcher.is_some() {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(5)
+        };
+        tokio::select! {
+            _ = wake_rx.recv() => {}
+            () = tokio::time::sleep(poll) => {
+                // A rotated file that stayed quiet a full period is done.
+                rotated.clear();
+            }
+            () = tx.closed() => return,
+        }
+        while wake_rx.try_recv().is_ok() {}
+    }
+}
+
+fn open_followed(path: &Path, resume: Option<Position>) -> Option<Followed> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let offset = match resume {
+        Some(Position::File { dev, ino, offset })
+            if dev == meta.dev() && ino == meta.ino() && offset <= meta.len() =>
+        {
+            offset
+        }
+        _ => 0,
+    };
+    Some(Followed {
+        file,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        offset,
+        partial: Vec::new(),
+    })
+}
+
+/// Reads what is new in `followed` and sends it; false when the receiver is gone.
+async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -> bool {
+    let size = followed.file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size < followed.offset {
+        // Truncated in place (copytruncate): start over from the top.
+        debug!("log file truncated; reading it from the start");
+        followed.offset = 0;
+        followed.partial.clear();
+    }
+    if size == followed.offset {
+        return true;
+    }
+    if followed
+        .file
+        .seek(SeekFrom::Start(
+            followed.offset + followed.partial.len() as u64,
+        ))
+        .is_err()
+    {
+        return true;
+    }
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match followed.file.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        followed.partial.extend_from_slice(&buffer[..read]);
+        let mut consumed = 0;
+        while let Some(newline) = followed.partial[consumed..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let line = &followed.partial[consumed..consumed + newline];
+            consumed += newline + 1;
+            let Ok(text) = std::str::from_utf8(line) else {
+                continue;
+            };
+            if let Some(record) = parse::parse_syslog_line(text, year) {
+                if parse::parse_message(record.message).is_some() {
+                    let owned = OwnedRecord {
+                        pid: record.pid,
+                        at: record.at,
+                        message: record.message.to_owned(),
+                    };
+                    let position = Position::File {
+                        dev: followed.dev,
+                        ino: followed.ino,
+                        offset: followed.offset + consumed as u64,
+                    };
+                    if tx
+                        .send(LogItem {
+                            record: Some(owned),
+                            position,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        followed.partial.drain(..consumed);
+        followed.offset += consumed as u64;
+    }
+    let position = Position::File {
+        dev: followed.dev,
+        ino: followed.ino,
+        offset: followed.offset,
+    };
+    tx.send(LogItem {
+        record: None,
+        position,
+    })
+    .await
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_json_records_are_read() {
+        let line = r#"{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1764057610000000","_PID":"30770","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for u from 127.0.0.1 port 1 ssh2: ED25519 SHA256:x","_BOOT_ID":"b1"}"#;
+        let (record, cursor, boot) = parse_journal_json(line).expect("entry");
+        let record = record.expect("record");
+        assert_eq!(
+            (record.pid, cursor.as_str(), boot.as_deref()),
+            (30770, "s=abc;i=1", Some("b1"))
+        );
+        assert_eq!(record.at.map(|t| t.unix_timestamp()), Some(1_764_057_610));
+        let binary = r#"{"__CURSOR":"c2","MESSAGE":[65,66],"_PID":"1"}"#;
+        assert_eq!(
+            parse_journal_json(binary).map(|(r, c, _)| (r, c)),
+            Some((None, "c2".to_owned()))
+        );
+        assert!(parse_journal_json("not json").is_none());
+    }
+
+    #[test]
+    fn auto_prefers_an_explicit_file_when_there_is_no_journal() {
+        let chosen = choose(SourceChoice::File, Some(Path::new("/tmp/x.log")));
+        assert_eq!(chosen, Source::File(PathBuf::from("/tmp/x.log")));
+        assert_eq!(choose(SourceChoice::Journal, None), Source::Journal);
+    }
+}

@@ -1,0 +1,261 @@
+//! The sessions task: reads sshd's log, keeps the session table, puts events in the
+//! outbox (durably, before the log position moves past them) and publishes the active
+//! sessions for the heartbeat.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{error, info};
+
+use super::parse::{parse_message, Record};
+use super::procs;
+use super::source::{self, LogItem, Position, Source};
+use super::track::{Lookups, Tracker};
+use super::{ActiveSession, Session, SessionEvent};
+use crate::durable::{self, FileMode};
+use crate::keys::KeySet;
+use crate::outbox::Outbox;
+use crate::timefmt;
+
+/// File of the session table and log position in the state directory.
+pub const SESSIONS_FILE: &str = "sessions.json";
+/// How often live sessions are checked against their processes.
+const LIVENESS_CHECK: Duration = Duration::from_secs(5);
+/// How often the log position is saved when only noise was read.
+const POSITION_SAVE: Duration = Duration::from_secs(10);
+
+/// What survives a restart: the open sessions of this boot and where reading stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsState {
+    pub boot_id: String,
+    pub open: Vec<Session>,
+    pub position: Option<Position>,
+}
+
+/// Reads the saved session table (empty when missing or unreadable).
+pub fn load_state(dir: &Path) -> SessionsState {
+    std::fs::read(dir.join(SESSIONS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(dir: &Path, state: &SessionsState) {
+    let result = (|| -> Result<(), String> {
+        let bytes = serde_json::to_vec(state).map_err(|e| e.to_string())?;
+        let fd = open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mode = FileMode {
+            owner: None,
+            mode: Mode::S_IRUSR | Mode::S_IWUSR,
+        };
+        durable::replace_at(&fd, OsStr::new(SESSIONS_FILE), &bytes, mode, || true)
+            .map_err(|e| e.to_string())
+    })();
+    if let Err(e) = result {
+        error!("cannot save {}: {e}", dir.join(SESSIONS_FILE).display());
+    }
+}
+
+/// Everything the task is handed.
+pub struct SessionsTask {
+    pub source: Source,
+    pub state_dir: PathBuf,
+    pub boot_id: String,
+    pub keys: watch::Receiver<Arc<KeySet>>,
+    pub outbox: Arc<Mutex<Outbox>>,
+    pub delivery: Arc<Notify>,
+    pub active: watch::Sender<Vec<ActiveSession>>,
+}
+
+impl SessionsTask {
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        let saved = load_state(&self.state_dir);
+        let now = timefmt::now();
+        let (open, position) = if saved.boot_id == self.boot_id {
+            (saved.open, saved.position)
+        } else {
+            // Another boot: its sessions ended with it; a journal cursor is still good.
+            let position = saved
+                .position
+                .filter(|p| matches!(p, Position::Journal { .. }));
+            (saved.open, position)
+        };
+        let mut tracker = Tracker::new(&self.boot_id, open);
+        let mut state = SessionsState {
+            boot_id: self.boot_id.clone(),
+            open: Vec::new(),
+            position,
+        };
+        let gone = tracker.close_gone(
+            |s| !s.session_id.starts_with(&self.boot_id) || !procs::session_alive(s),
+            now,
+        );
+        if !gone.is_empty() {
+            info!(
+                sessions = gone.len(),
+                "sessions ended while the agent was down"
+            );
+        }
+        self.commit(&tracker, &mut state, &gone);
+        let (tx, mut rx) = mpsc::channel::<LogItem>(1024);
+        let reader = match &self.source {
+            Source::Journal => {
+                let cursor = match &state.position {
+                    Some(Position::Journal { cursor }) => Some(cursor.clone()),
+                    _ => None,
+                };
+                info!("reading sshd's messages from the journal");
+                tokio::spawn(source::follow_journal(cursor, self.boot_id.clone(), tx))
+            }
+            Source::File(path) => {
+                info!(path = %path.display(), "reading sshd's messages from a syslog file");
+                tokio::spawn(source::follow_file(
+                    path.clone(),
+                    state.position.clone(),
+                    tx,
+                ))
+            }
+        };
+        let _reader = AbortOnDrop(reader);
+        let mut last_save = tokio::time::Instant::now();
+        let mut dirty_position = false;
+        loop {
+            let check = async {
+                if tracker.open_sessions().is_empty() {
+                    std::future::pending::<()>().await
+                } else {
+                    tokio::time::sleep(LIVENESS_CHECK).await
+                }
+            };
+            tokio::select! {
+                item = rx.recv() => {
+                    let Some(first) = item else { return };
+                    let mut items = vec![first];
+                    while items.len() < 1024 {
+                        match rx.try_recv() {
+                            Ok(item) => items.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    let previous = state.position.clone();
+                    let mut events = Vec::new();
+                    for item in items {
+                        if let Some(record) = &item.record {
+                            events.extend(self.observe(&mut tracker, record));
+                        }
+                        state.position = Some(item.position);
+                    }
+                    if !events.is_empty() {
+                        if !self.commit(&tracker, &mut state, &events) {
+                            state.position = previous;
+                            continue;
+                        }
+                        last_save = tokio::time::Instant::now();
+                        dirty_position = false;
+                    } else {
+                        dirty_position = true;
+                    }
+                }
+                () = check => {
+                    let gone = tracker.close_gone(|s| !procs::session_alive(s), timefmt::now());
+                    if !gone.is_empty() {
+                        self.commit(&tracker, &mut state, &gone);
+                    }
+                }
+                () = tokio::time::sleep(POSITION_SAVE), if dirty_position => {}
+            }
+            if dirty_position && last_save.elapsed() >= POSITION_SAVE {
+                state.open = tracker.open_sessions().to_vec();
+                save_state(&self.state_dir, &state);
+                last_save = tokio::time::Instant::now();
+                dirty_position = false;
+            }
+        }
+    }
+
+    fn observe(&self, tracker: &mut Tracker, record: &source::OwnedRecord) -> Vec<SessionEvent> {
+        let Some(message) = parse_message(&record.message) else {
+            return Vec::new();
+        };
+        let now = timefmt::now();
+        let keys = self.keys.borrow().clone();
+        let key_id = |fingerprint: &str| {
+            keys.key_by_fingerprint(fingerprint, now)
+                .map(|k| k.id.clone())
+        };
+        let process_start = |pid: u32| procs::start_time(pid);
+        let lookups = Lookups {
+            key_id: &key_id,
+            process_start: &process_start,
+        };
+        let record = Record {
+            at: record.at,
+            pid: record.pid,
+            message: &record.message,
+        };
+        let events = tracker.observe(&record, message, now, &lookups);
+        for event in &events {
+            info!(
+                user = %event.user, key_id = event.key_id.as_deref().unwrap_or("-"),
+                fingerprint = event.fingerprint.as_deref().unwrap_or("-"), source_ip = %event.source_ip,
+                session_id = %event.session_id, "{}", event.kind.as_str().replace('_', " ")
+            );
+        }
+        events
+    }
+
+    /// Events into the outbox first (durable), then the table and position, then the
+    /// heartbeat's view.
+    /// False when the events could not be made durable (the position must not move).
+    fn commit(
+        &self,
+        tracker: &Tracker,
+        state: &mut SessionsState,
+        events: &[SessionEvent],
+    ) -> bool {
+        if !events.is_empty() {
+            let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = outbox.append(events) {
+                // Not durable: the saved position stays before these lines, so they are
+                // read again after a restart.
+                error!("{e}; the events will be read from the log again after a restart");
+                return false;
+            }
+            drop(outbox);
+            self.delivery.notify_one();
+        }
+        state.open = tracker.open_sessions().to_vec();
+        save_state(&self.state_dir, state);
+        let active: Vec<ActiveSession> = tracker
+            .open_sessions()
+            .iter()
+            .map(Session::active)
+            .collect();
+        self.active.send_if_modified(|current| {
+            let changed = *current != active;
+            *current = active;
+            changed
+        });
+        true
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
