@@ -10,6 +10,7 @@
 //! (harmless: ids are deterministic), never lost. A torn last line (a crash mid-append,
 //! before the fsync that makes it count) is cut off at open.
 
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -26,8 +27,11 @@ use crate::sessions::SessionEvent;
 pub const OUTBOX_FILE: &str = "outbox.jsonl";
 pub const ACK_FILE: &str = "outbox.ack";
 pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
-/// Accepted bytes at the head of the file before it is compacted.
+/// Accepted bytes at the head of the file before it is compacted. Until then the
+/// accepted lines stay, so their ids are still known after a restart.
 const COMPACT_AFTER: u64 = 1024 * 1024;
+/// How many recent event ids are remembered to refuse a second copy.
+const RECENT_IDS: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -72,6 +76,10 @@ pub struct Outbox {
     len: u64,
     pending: usize,
     max_pending: usize,
+    /// Ids already in the outbox (pending or recently accepted): the same event found
+    /// twice (a log replayed after a crash) goes in once.
+    recent: HashSet<String>,
+    recent_order: VecDeque<String>,
 }
 
 impl Outbox {
@@ -106,6 +114,8 @@ impl Outbox {
                 pending: 0,
                 max_pending,
                 file,
+                recent: HashSet::new(),
+                recent_order: VecDeque::new(),
             },
             None => {
                 // New, or torn before its header was durable: start a fresh generation.
@@ -124,6 +134,8 @@ impl Outbox {
                     len: line.len() as u64,
                     pending: 0,
                     max_pending,
+                    recent: HashSet::new(),
+                    recent_order: VecDeque::new(),
                 });
             }
         };
@@ -140,12 +152,15 @@ impl Outbox {
             if read == 0 {
                 break;
             }
-            if !line.ends_with('\n')
-                || serde_json::from_str::<SessionEvent>(line.trim_end()).is_err()
-            {
+            let parsed = line
+                .ends_with('\n')
+                .then(|| serde_json::from_str::<SessionEvent>(line.trim_end()).ok())
+                .flatten();
+            let Some(event) = parsed else {
                 warn!(path = %path.display(), offset, "outbox: cutting a torn or damaged tail");
                 break;
-            }
+            };
+            outbox.remember(event.id);
             offset += read as u64;
             if offset > outbox.acked {
                 outbox.pending += 1;
@@ -176,13 +191,29 @@ impl Outbox {
         self.pending
     }
 
-    /// Appends events and fsyncs: from here on they survive anything.
+    fn remember(&mut self, id: String) {
+        if self.recent.insert(id.clone()) {
+            self.recent_order.push_back(id);
+            if self.recent_order.len() > RECENT_IDS {
+                if let Some(old) = self.recent_order.pop_front() {
+                    self.recent.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Appends events and fsyncs: from here on they survive anything. An event whose id
+    /// is already in the outbox is not appended again.
     pub fn append(&mut self, events: &[SessionEvent]) -> Result<(), OutboxError> {
+        let events: Vec<&SessionEvent> = events
+            .iter()
+            .filter(|e| !self.recent.contains(&e.id))
+            .collect();
         if events.is_empty() {
             return Ok(());
         }
         let mut bytes = Vec::with_capacity(events.len() * 320);
-        for event in events {
+        for event in &events {
             serde_json::to_writer(&mut bytes, event).map_err(|e| self.io(e.into()))?;
             bytes.push(b'\n');
         }
@@ -190,6 +221,9 @@ impl Outbox {
         self.file.sync_data().map_err(|e| self.io(e))?;
         self.len += bytes.len() as u64;
         self.pending += events.len();
+        for event in events {
+            self.remember(event.id.clone());
+        }
         if self.pending > self.max_pending {
             let excess = self.pending - self.max_pending;
             let batch = self.read(excess)?;
@@ -231,9 +265,7 @@ impl Outbox {
     pub fn ack(&mut self, batch: &Batch) -> Result<(), OutboxError> {
         self.acked = batch.end.min(self.len);
         self.pending = self.pending.saturating_sub(batch.events.len());
-        if self.acked >= self.len && self.acked > self.header_len
-            || self.acked - self.header_len > COMPACT_AFTER
-        {
+        if self.acked - self.header_len > COMPACT_AFTER {
             return self.compact();
         }
         self.write_ack()
@@ -392,9 +424,8 @@ mod tests {
         let mut outbox = Outbox::open(dir.path(), 100).expect("open");
         outbox.append(&[event(1), event(2)]).expect("append");
         let all = outbox.read(10).expect("read");
-        outbox
-            .ack(&all)
-            .expect("ack all: compacts to an empty file");
+        outbox.ack(&all).expect("ack all");
+        outbox.compact().expect("compact");
         outbox.append(&[event(3)]).expect("append");
         drop(outbox);
         // Simulate a crash between the compaction and its ack: an ack of another generation.
@@ -405,6 +436,21 @@ mod tests {
         .expect("stale ack");
         let outbox = Outbox::open(dir.path(), 100).expect("reopen");
         assert_eq!(ids(&outbox.read(10).expect("read")), ["e3"]);
+    }
+
+    #[test]
+    fn an_event_appended_twice_goes_in_once_even_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        outbox.append(&[event(1), event(2)]).expect("append");
+        let first = outbox.read(1).expect("read");
+        outbox.ack(&first).expect("ack e1");
+        drop(outbox);
+        let mut outbox = Outbox::open(dir.path(), 100).expect("reopen");
+        outbox
+            .append(&[event(1), event(2), event(3)])
+            .expect("replayed");
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e2", "e3"]);
     }
 
     #[test]

@@ -55,6 +55,15 @@ impl Tracker {
                 port,
                 key,
             } => {
+                // The same line read again (a log replayed after a restart): nothing new.
+                if self.open.iter().any(|s| {
+                    s.monitor_pid == record.pid
+                        && s.source_ip == ip
+                        && s.source_port == port
+                        && s.since == at
+                }) {
+                    return events;
+                }
                 // A pid that opens a new connection is not running the old one any more.
                 if let Some(index) = self.open.iter().position(|s| s.monitor_pid == record.pid) {
                     let old = self.open.remove(index);
@@ -250,6 +259,25 @@ mod tests {
         assert_eq!(closed.len(), 2);
         assert!(closed.iter().all(|e| e.kind == EventKind::SessionClosed));
         assert_eq!(tracker.open_sessions().len(), 1);
+        // Replaying the log opens nothing twice.
+        let before = tracker.open_sessions().to_vec();
+        let key_id = |_: &str| None;
+        let process_start = |_| None;
+        let lookups = Lookups {
+            key_id: &key_id,
+            process_start: &process_start,
+        };
+        for line in opened_only.lines().filter(|l| l.contains("30788")) {
+            let record = parse_syslog_line(line, 2026).expect("sshd line");
+            if let Some(message) = parse_message(record.message) {
+                let now = crate::timefmt::now();
+                assert!(
+                    tracker.observe(&record, message, now, &lookups).is_empty(),
+                    "{line}"
+                );
+            }
+        }
+        assert_eq!(tracker.open_sessions(), before.as_slice());
         let terminated = tracker
             .terminated("boot:30788", crate::timefmt::now())
             .expect("known");
