@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need
-# (OpenSSH server and client; the tests create their own users and run sshd on
-# 127.0.0.1 as root), then runs formatting, lint, unit, property, integration and
+# (OpenSSH server and client, journald and rsyslog; the tests create their own users,
+# start a journald when none runs, and run sshd on 127.0.0.1 as root), then runs formatting, lint, unit, property, integration and
 # system tests, and a smoke pass of the benchmarks.
 #
 # Under CI (CI set, as .ci/run does) a missing prerequisite fails a test instead of
@@ -15,6 +15,8 @@ if [ "$(id -u)" = 0 ]; then
     command -v ssh >/dev/null || missing+=(openssh-client)
     command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     command -v useradd >/dev/null || missing+=(passwd)
+    [ -x /lib/systemd/systemd-journald ] || missing+=(systemd)
+    [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive

@@ -16,7 +16,13 @@ pub struct Sshd {
 }
 
 impl Sshd {
+    /// sshd logging to its standard error (into `DIR/sshd.log`).
     pub fn start(dir: &Path) -> Sshd {
+        Sshd::start_logging(dir, false)
+    }
+
+    /// sshd logging through syslog(3) (`/dev/log`, the journal here) when `syslog`.
+    pub fn start_logging(dir: &Path, syslog: bool) -> Sshd {
         std::fs::create_dir_all("/run/sshd").expect("privsep dir");
         let host_key = dir.join("host_key");
         if !host_key.exists() {
@@ -57,7 +63,11 @@ impl Sshd {
         );
         let log = std::fs::File::create(dir.join("sshd.log")).expect("log");
         let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
+            .args(if syslog {
+                ["-D", "-f"].as_slice()
+            } else {
+                ["-D", "-e", "-f"].as_slice()
+            })
             .arg(&config)
             .stdout(Stdio::null())
             .stderr(log)
@@ -71,7 +81,17 @@ impl Sshd {
 
     /// Runs `ssh user@127.0.0.1 true` with only this key; true when the login worked.
     pub fn login(&self, user: &str, key: &Path) -> bool {
-        Command::new("ssh")
+        self.ssh(user, key, &["true"])
+            .output()
+            .expect("ssh runs")
+            .status
+            .success()
+    }
+
+    /// An ssh command for `user@127.0.0.1 ARGS...` with only this key.
+    pub fn ssh(&self, user: &str, key: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new("ssh");
+        command
             .args(["-p", &self.port.to_string(), "-i"])
             .arg(key)
             .args([
@@ -89,12 +109,11 @@ impl Sshd {
                 "LogLevel=ERROR",
             ])
             .arg(format!("{user}@127.0.0.1"))
-            .arg("true")
+            .args(args)
             .stdin(Stdio::null())
-            .output()
-            .expect("ssh runs")
-            .status
-            .success()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
     }
 }
 

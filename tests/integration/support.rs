@@ -134,6 +134,8 @@ pub struct Setup {
     pub authorized_keys: Option<PathBuf>,
     pub long_poll_seconds: u64,
     pub extra_api: String,
+    /// TOML appended to the file (whole sections); by default session reporting is off.
+    pub extra: String,
 }
 
 impl Setup {
@@ -145,7 +147,19 @@ impl Setup {
             authorized_keys,
             long_poll_seconds: 30,
             extra_api: String::new(),
+            extra: "[sessions]\nenabled = false\n".into(),
         }
+    }
+
+    /// Session reporting on, from `source` (`journal`, or a syslog file path).
+    pub fn with_sessions(mut self, source: &str) -> Setup {
+        self.extra = if source == "journal" {
+            "[sessions]\nlog_source = \"journal\"\n".into()
+        } else {
+            format!("[sessions]\nlog_source = \"file\"\nlog_file = {source:?}\n")
+        };
+        self.extra_api.push_str("heartbeat_seconds = 5\n");
+        self
     }
 }
 
@@ -203,13 +217,14 @@ impl Sandbox {
         let text = format!(
             "[api]\nbase_url = {:?}\ninstance_id = {INSTANCE:?}\ntoken_file = {:?}\nlong_poll_seconds = {}\n\
              poll_interval_seconds = 1\nbackoff_max_seconds = 1\nrequest_timeout_seconds = 2\nconnect_timeout_seconds = 2\n{}\n\
-             [[users]]\nname = {:?}\n{override_line}\n[state]\ndir = {:?}\n\n[log]\nlevel = \"debug\"\n",
+             [[users]]\nname = {:?}\n{override_line}\n[state]\ndir = {:?}\n\n[log]\nlevel = \"debug\"\n\n{}",
             setup.base_url,
             self.dir.path().join("token").display().to_string(),
             setup.long_poll_seconds,
             setup.extra_api,
             setup.user,
             self.state_dir.display().to_string(),
+            setup.extra,
         );
         std::fs::write(&self.config, text).expect("config");
     }

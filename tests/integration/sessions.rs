@@ -1,0 +1,485 @@
+//! Session reporting end to end: the real sshd logging to a journald started here (and,
+//! through rsyslog, to a classic syslog file), the real ssh client, the reference control
+//! plane counting events and duplicates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pictor_control_plane::Fault;
+use serde_json::Value;
+
+use crate::sshd::{sshd_available, user_with_hand_added_key, Sshd};
+use crate::support::*;
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Makes sure a journald runs and `/dev/log` reaches it (no systemd as PID 1 here).
+/// It is left running for the rest of the test run, like the system's would be.
+fn ensure_journald() -> bool {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    *STARTED.get_or_init(|| {
+        if !Path::new(JOURNAL_SOCKET).exists() {
+            let _ = std::fs::create_dir_all("/run/systemd/journal");
+            let spawned = Command::new("/lib/systemd/systemd-journald")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            if spawned.is_err() {
+                return false;
+            }
+            let start = Instant::now();
+            while !Path::new(JOURNAL_SOCKET).exists() && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if std::fs::symlink_metadata("/dev/log").is_err() {
+            let _ = std::os::unix::fs::symlink("/run/systemd/journal/dev-log", "/dev/log");
+        }
+        Path::new(JOURNAL_SOCKET).exists() && Path::new("/dev/log").exists()
+    })
+}
+
+fn journal_available() -> bool {
+    sshd_available()
+        && prerequisite(
+            ensure_journald(),
+            "systemd-journald (package systemd) to receive sshd's syslog",
+        )
+        && prerequisite(
+            Command::new("journalctl").arg("--version").output().is_ok(),
+            "journalctl",
+        )
+}
+
+/// rsyslog reading the journal and writing sshd's lines to a file, as on RHEL.
+struct Rsyslog {
+    child: Child,
+    pid_file: PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, log: &Path) -> Option<Rsyslog> {
+        if !prerequisite(
+            Path::new("/usr/sbin/rsyslogd").exists(),
+            "rsyslog (/usr/sbin/rsyslogd)",
+        ) {
+            return None;
+        }
+        let work = dir.join("rsyslog");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        let config = work.join("rsyslog.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "global(workDirectory=\"{w}\")\n\
+                 module(load=\"imjournal\" StateFile=\"{w}/imjournal.state\" IgnorePreviousMessages=\"on\")\n\
+                 template(name=\"iso\" type=\"string\" string=\"%timegenerated:::date-rfc3339% %HOSTNAME% %syslogtag%%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%\\n\")\n\
+                 if $programname == 'sshd' or $programname == 'sshd-session' then action(type=\"omfile\" file=\"{log}\" template=\"iso\")\n",
+                w = work.display(),
+                log = log.display()
+            ),
+        )
+        .expect("rsyslog.conf");
+        let pid_file = work.join("rsyslogd.pid");
+        let child = Command::new("/usr/sbin/rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&config)
+            .arg("-i")
+            .arg(&pid_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd starts");
+        wait_until(Duration::from_secs(5), "rsyslogd running", || {
+            pid_file.exists()
+        });
+        Some(Rsyslog { child, pid_file })
+    }
+
+    /// What logrotate's postrotate does: make rsyslog reopen its files.
+    fn reopen(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = &self.pid_file;
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The events the control plane accepted for `user`.
+fn events_for(server: &Server, user: &str) -> Vec<Value> {
+    server
+        .cp
+        .events(INSTANCE)
+        .into_iter()
+        .filter(|e| e["user"] == user)
+        .collect()
+}
+
+fn active_for(server: &Server, user: &str) -> Vec<Value> {
+    server
+        .cp
+        .status(INSTANCE)
+        .and_then(|s| s["active_sessions"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s["user"] == user)
+        .collect()
+}
+
+fn count(events: &[Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["type"] == kind).count()
+}
+
+struct World {
+    server: Server,
+    sandbox: Sandbox,
+    sshd: Sshd,
+    account: KeyPair,
+    user: &'static str,
+}
+
+/// A user with an account key in force, sshd logging to syslog, and the agent reporting
+/// sessions from `source` (`journal` or a file path inside the sandbox, by name).
+fn world(user: &'static str, source: impl FnOnce(&Path) -> String) -> World {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hand = KeyPair::generate(dir.path(), "hand");
+    let account = KeyPair::generate(dir.path(), "account");
+    let keys_file = user_with_hand_added_key(user, &hand);
+    let source = source(dir.path());
+    let setup = Setup::new(&server.url, user, None).with_sessions(&source);
+    let sandbox = Sandbox::with(dir, setup, keys_file);
+    let sshd = Sshd::start_logging(sandbox.dir.path(), true);
+    server.cp.add_key(account.new_key("key_account"));
+    World {
+        server,
+        sandbox,
+        sshd,
+        account,
+        user,
+    }
+}
+
+#[test]
+fn journal_login_and_logout_are_reported_with_key_user_and_source() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s1", |_| "journal".into());
+    let _agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+
+    let mut session = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "3"])
+        .spawn()
+        .expect("ssh");
+    wait_until(Duration::from_secs(10), "session_opened accepted", || {
+        count(&events_for(&w.server, w.user), "session_opened") == 1
+    });
+    let accepted_at = time::OffsetDateTime::now_utc();
+    let opened = events_for(&w.server, w.user).remove(0);
+    let logged_at = time::OffsetDateTime::parse(
+        opened["at"].as_str().expect("at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("rfc3339");
+    eprintln!(
+        "sshd logged the login -> event accepted by the control plane: {} ms",
+        (accepted_at - logged_at).whole_milliseconds()
+    );
+    assert_eq!(opened["key_id"], "key_account");
+    assert_eq!(opened["auth_method"], "publickey");
+    assert_eq!(opened["source_ip"], "127.0.0.1");
+    assert!(opened["source_port"].as_u64().is_some_and(|p| p > 0));
+    assert!(opened["fingerprint"]
+        .as_str()
+        .is_some_and(|f| f.starts_with("SHA256:")));
+
+    wait_until(
+        Duration::from_secs(5),
+        "heartbeat shows the session",
+        || active_for(&w.server, w.user).len() == 1,
+    );
+    let active = active_for(&w.server, w.user).remove(0);
+    assert_eq!(active["key_id"], "key_account");
+    assert_eq!(active["session_id"], opened["session_id"]);
+
+    assert!(session.wait().expect("ssh ends").success());
+    wait_until(Duration::from_secs(10), "session_closed accepted", || {
+        count(&events_for(&w.server, w.user), "session_closed") == 1
+    });
+    wait_until(
+        Duration::from_secs(5),
+        "heartbeat no longer shows it",
+        || active_for(&w.server, w.user).is_empty(),
+    );
+    let closed = events_for(&w.server, w.user)
+        .into_iter()
+        .find(|e| e["type"] == "session_closed")
+        .expect("closed");
+    assert_eq!(closed["session_id"], opened["session_id"]);
+    assert_ne!(closed["id"], opened["id"]);
+    assert_eq!(w.server.cp.stats().duplicate_events, 0);
+
+    let status = w.sandbox.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("active sessions:") && !text.contains("pictor-s1 from"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sessions_open_across_an_agent_restart_are_known_again() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s2", |_| "journal".into());
+    let agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+    let mut session = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "6"])
+        .spawn()
+        .expect("ssh");
+    wait_until(Duration::from_secs(10), "session open", || {
+        active_for(&w.server, w.user).len() == 1
+    });
+    agent.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(agent);
+    // After the restart the session is known from the state the agent kept, checked
+    // against the live sshd process: the status command and the next heartbeat show it.
+    let _agent = w.sandbox.start_agent();
+    let report = w.sandbox.command(&["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        text.contains("key_account: pictor-s2 from 127.0.0.1"),
+        "{text}"
+    );
+    let puts = w.server.cp.stats().status_puts;
+    wait_until(
+        Duration::from_secs(5),
+        "a heartbeat after the restart",
+        || w.server.cp.stats().status_puts > puts,
+    );
+    assert_eq!(
+        active_for(&w.server, w.user).len(),
+        1,
+        "still active after the restart"
+    );
+    assert!(session.wait().expect("ssh").success());
+    wait_until(Duration::from_secs(10), "closed after the restart", || {
+        count(&events_for(&w.server, w.user), "session_closed") == 1
+    });
+    wait_until(Duration::from_secs(5), "inactive", || {
+        active_for(&w.server, w.user).is_empty()
+    });
+    assert_eq!(count(&events_for(&w.server, w.user), "session_opened"), 1);
+}
+
+#[test]
+fn syslog_file_rotation_and_copytruncate_miss_nothing_and_read_nothing_twice() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s3", |dir| {
+        dir.join("auth.log").display().to_string()
+    });
+    let log = w.sandbox.dir.path().join("auth.log");
+    let Some(rsyslog) = Rsyslog::start(w.sandbox.dir.path(), &log) else {
+        return;
+    };
+    let _agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+
+    let mut first = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "4"])
+        .spawn()
+        .expect("ssh");
+    wait_until(Duration::from_secs(10), "first opened", || {
+        count(&events_for(&w.server, w.user), "session_opened") == 1
+    });
+
+    // logrotate's default: rename, then tell rsyslog to reopen.
+    std::fs::rename(&log, w.sandbox.dir.path().join("auth.log.1")).expect("rotate");
+    let mut second = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "1"])
+        .spawn()
+        .expect("ssh");
+    std::thread::sleep(Duration::from_millis(300));
+    rsyslog.reopen();
+    assert!(second.wait().expect("ssh").success());
+    wait_until(Duration::from_secs(10), "second opened and closed", || {
+        let events = events_for(&w.server, w.user);
+        count(&events, "session_opened") == 2 && count(&events, "session_closed") == 1
+    });
+
+    // copytruncate: copy aside, truncate in place; rsyslog appends to the emptied file.
+    std::fs::copy(&log, w.sandbox.dir.path().join("auth.log.2")).expect("copy");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    assert!(w.sshd.login(w.user, &w.account.private));
+    assert!(first.wait().expect("ssh").success());
+    wait_until(
+        Duration::from_secs(10),
+        "all three opened and closed",
+        || {
+            let events = events_for(&w.server, w.user);
+            count(&events, "session_opened") == 3 && count(&events, "session_closed") == 3
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let events = events_for(&w.server, w.user);
+    assert_eq!(
+        (
+            count(&events, "session_opened"),
+            count(&events, "session_closed")
+        ),
+        (3, 3),
+        "{events:#?}"
+    );
+    assert_eq!(
+        w.server.cp.stats().duplicate_events,
+        0,
+        "nothing read twice"
+    );
+}
+
+#[test]
+fn outage_1000_logins_kill_9_restart_every_event_arrives_once() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s4", |_| "journal".into());
+    let agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+    w.server
+        .cp
+        .set_fault(Fault::ServerError { status: 503 }, None);
+
+    let logins = 1000;
+    let parallel = 4;
+    let started = Instant::now();
+    let mut running: Vec<Child> = Vec::new();
+    let mut failed = 0;
+    for _ in 0..logins {
+        if running.len() >= parallel {
+            let child = running.remove(0);
+            failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
+        }
+        running.push(
+            w.sshd
+                .ssh(w.user, &w.account.private, &["true"])
+                .spawn()
+                .expect("ssh"),
+        );
+    }
+    for child in running {
+        failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
+    }
+    assert_eq!(failed, 0, "every login worked");
+    eprintln!("{logins} logins/logouts in {:?}", started.elapsed());
+    agent.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(agent);
+    let _agent = w.sandbox.start_agent();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        events_for(&w.server, w.user).is_empty(),
+        "nothing accepted while down"
+    );
+    w.server.cp.clear_fault();
+    wait_until(Duration::from_secs(60), "every event arrived", || {
+        events_for(&w.server, w.user).len() >= 2 * logins
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let events = events_for(&w.server, w.user);
+    assert_eq!(count(&events, "session_opened"), logins);
+    assert_eq!(count(&events, "session_closed"), logins);
+    let mut sessions: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["session_id"].as_str())
+        .collect();
+    sessions.sort();
+    sessions.dedup();
+    assert_eq!(sessions.len(), logins, "each login is its own session");
+    assert_eq!(w.server.cp.stats().duplicate_events, 0, "none sent twice");
+}
+
+#[test]
+fn scan_log_prints_the_sessions_of_a_log_file_as_json_lines() {
+    let fixture = format!(
+        "{}/tests/fixtures/sshd/openssh-9.9-sshd-session.log",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(AGENT)
+        .args(["--config", "/nonexistent", "scan-log", &fixture])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(count(&events, "session_opened"), 3);
+    assert_eq!(count(&events, "session_closed"), 3);
+    for field in [
+        "id",
+        "type",
+        "at",
+        "user",
+        "auth_method",
+        "key_id",
+        "fingerprint",
+        "source_ip",
+        "source_port",
+        "session_id",
+    ] {
+        assert!(
+            events.iter().all(|e| e.get(field).is_some()),
+            "field {field}"
+        );
+    }
+    // And from standard input.
+    let mut child = Command::new(AGENT)
+        .args(["--config", "/nonexistent", "scan-log", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let text = std::fs::read(&fixture).expect("fixture");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &text).expect("write");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+}
