@@ -66,13 +66,14 @@ pub fn parse_syslog_line(line: &str, year: i32) -> Option<Record<'_>> {
         return None;
     }
     let pid = pid.parse::<u32>().ok().filter(|&p| p > 0)?;
-    let header = &line[..tag_start];
-    let at = parse_timestamp(header, year);
-    Some(Record {
-        at,
-        pid,
-        message: &line[tag_end + 3..],
-    })
+    let message = &line[tag_end + 3..];
+    // The time is only worth parsing for the few messages that can matter.
+    let at = if may_matter(message) {
+        parse_timestamp(&line[..tag_start], year)
+    } else {
+        None
+    };
+    Some(Record { at, pid, message })
 }
 
 /// The time at the start of a syslog header: RFC 3339 or BSD `Mmm dd hh:mm:ss` (UTC).
@@ -108,8 +109,7 @@ fn parse_timestamp(header: &str, year: i32) -> Option<OffsetDateTime> {
 /// Understands one sshd message; `None` for everything that does not open or close a
 /// session (failed logins, pre-authentication chatter, PAM auth lines, ...).
 pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
-    let first = *message.as_bytes().first()?;
-    if !matches!(first, b'A' | b'U' | b'D' | b'R' | b'C' | b'p') || message.ends_with("[preauth]") {
+    if !may_matter(message) {
         return None;
     }
     if let Some(rest) = message.strip_prefix("Accepted ") {
@@ -142,6 +142,15 @@ pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
         return Some(SshdMessage::Ended { ip, port });
     }
     None
+}
+
+/// The cheap first test every message goes through: its first letter is one of those
+/// the interesting messages start with, and it is not pre-authentication chatter.
+fn may_matter(message: &str) -> bool {
+    matches!(
+        message.as_bytes().first(),
+        Some(b'A' | b'U' | b'D' | b'R' | b'C' | b'p')
+    ) && !message.ends_with("[preauth]")
 }
 
 /// `publickey for USER from IP port PORT ssh2: TYPE FP [ID ...]` and the other methods.
