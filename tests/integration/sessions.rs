@@ -483,3 +483,92 @@ fn scan_log_prints_the_sessions_of_a_log_file_as_json_lines() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
 }
+
+#[test]
+fn a_session_whose_sshd_was_killed_without_a_word_is_closed() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s5", |_| "journal".into());
+    let _agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+    let mut session = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "60"])
+        .spawn()
+        .expect("ssh");
+    wait_until(Duration::from_secs(10), "opened", || {
+        count(&events_for(&w.server, w.user), "session_opened") == 1
+    });
+    let opened = events_for(&w.server, w.user).remove(0);
+    let monitor: i32 = opened["session_id"]
+        .as_str()
+        .and_then(|s| s.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    // SIGKILL the connection's processes: nothing gets to log a goodbye.
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-P", &monitor.to_string()])
+        .status();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill monitor");
+    let _ = Command::new("pkill").args(["-KILL", "-u", w.user]).status();
+    let _ = session.wait();
+    wait_until(
+        Duration::from_secs(15),
+        "closed by the liveness check",
+        || count(&events_for(&w.server, w.user), "session_closed") == 1,
+    );
+    wait_until(Duration::from_secs(5), "inactive", || {
+        active_for(&w.server, w.user).is_empty()
+    });
+}
+
+#[test]
+fn a_large_noisy_log_yields_exactly_its_logins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("auth.log");
+    let noise = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/sshd/noise.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("noise");
+    let logins = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/sshd/openssh-9.2-debian12.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("logins");
+    let mut text = String::new();
+    for round in 0..2000u32 {
+        text.push_str(&noise);
+        // The captured logins again, under fresh pids so each is its own session.
+        text.push_str(&logins.replace("sshd[30", &format!("sshd[{}", 100 + round)));
+    }
+    std::fs::write(&path, &text).expect("write");
+    let out = Command::new(AGENT)
+        .args(["--config", "/nonexistent", "scan-log"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    eprintln!("{} lines scanned", text.lines().count());
+    assert_eq!(
+        count(&events, "session_opened"),
+        3 * 2000,
+        "exactly the accepted logins"
+    );
+    assert_eq!(count(&events, "session_closed"), 3 * 2000);
+    assert!(
+        events.iter().all(|e| e["user"] == "pictor-e2e"),
+        "no noise turned into a login"
+    );
+}
