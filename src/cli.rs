@@ -46,11 +46,39 @@ pub enum Command {
         /// The log file, or `-` for standard input.
         file: PathBuf,
     },
+    /// For sshd's AuthorizedKeysCommand: print the keys in force for USER (only the one
+    /// with FINGERPRINT, sshd's %f, when given) from the agent's state, without network.
+    /// Exit 0, with no output when there is nothing; on a missing or damaged state file,
+    /// nothing printed, a message on stderr, exit 1; never more than 2 s.
+    AuthorizedKeys {
+        /// The local user sshd asks about (%u).
+        user: String,
+        /// The fingerprint of the key offered (%f), `SHA256:...`.
+        fingerprint: Option<String>,
+        /// The agent's state directory (default: from --config if readable, else
+        /// /var/lib/pictor-agent).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::AuthorizedKeys {
+        user,
+        fingerprint,
+        state_dir,
+    } = &cli.command
+    {
+        // sshd waits on this: no logging set-up, no config unless needed.
+        let dir = state_dir.clone().unwrap_or_else(|| {
+            config::load(&cli.config)
+                .map(|c| c.state_dir)
+                .unwrap_or_else(|_| PathBuf::from(config::DEFAULT_STATE_DIR))
+        });
+        return crate::authorized_keys::command::run(&dir, user, fingerprint.as_deref());
+    }
     if let Command::ScanLog { file } = &cli.command {
         // Needs no configuration; key ids are filled in when the agent's state is readable.
         init_logging(Some("warn"));
@@ -69,7 +97,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::ScanLog { .. } => ExitCode::SUCCESS,
+        Command::ScanLog { .. } | Command::AuthorizedKeys { .. } => ExitCode::SUCCESS,
         Command::CheckConfig => check_config(&cli.config, &config),
         Command::Status => status(&config),
         Command::Sync { .. } => match runtime().map(|rt| rt.block_on(daemon::sync_once(config))) {

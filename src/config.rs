@@ -12,6 +12,8 @@ pub use crate::sessions::source::SourceChoice;
 
 /// Where the daemon looks for its configuration unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/pictor-agent/config.toml";
+/// The state directory unless `[state] dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pictor-agent";
 
 /// A configuration that is wrong, with the offending key named.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,8 @@ pub struct SessionsConfig {
     /// `None`: `/var/log/auth.log`, or `/var/log/secure` where that exists.
     pub log_file: Option<PathBuf>,
     pub outbox_max_events: usize,
+    /// End the live sessions of a key when it leaves the set in force.
+    pub terminate_on_revoke: bool,
 }
 
 /// `[[users]]`: a local account whose keys are managed.
@@ -77,6 +81,9 @@ pub struct UserConfig {
     pub name: String,
     /// Absolute path override; `None` means `~name/.ssh/authorized_keys`.
     pub authorized_keys: Option<PathBuf>,
+    /// False: keys reach sshd only through `AuthorizedKeysCommand`; no file is written
+    /// (a managed block left from before is removed once).
+    pub write_authorized_keys: bool,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +133,8 @@ struct RawSessions {
     log_file: Option<PathBuf>,
     #[serde(default = "default_outbox_max")]
     outbox_max_events: u64,
+    #[serde(default = "default_true")]
+    terminate_on_revoke: bool,
 }
 
 impl Default for RawSessions {
@@ -135,6 +144,7 @@ impl Default for RawSessions {
             log_source: SourceChoice::Auto,
             log_file: None,
             outbox_max_events: default_outbox_max(),
+            terminate_on_revoke: true,
         }
     }
 }
@@ -157,6 +167,8 @@ fn default_heartbeat() -> u64 {
 struct RawUser {
     name: String,
     authorized_keys: Option<PathBuf>,
+    #[serde(default = "default_true")]
+    write_authorized_keys: bool,
 }
 
 #[derive(Deserialize)]
@@ -208,7 +220,7 @@ fn default_backoff_max() -> u64 {
     300
 }
 fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/pictor-agent")
+    PathBuf::from(DEFAULT_STATE_DIR)
 }
 fn default_log_level() -> String {
     "info".to_owned()
@@ -398,6 +410,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         users.push(UserConfig {
             name: user.name,
             authorized_keys: user.authorized_keys,
+            write_authorized_keys: user.write_authorized_keys,
         });
     }
     absolute("state.dir", &raw.state.dir)?;
@@ -427,6 +440,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             log_source: raw.sessions.log_source,
             log_file: raw.sessions.log_file,
             outbox_max_events: raw.sessions.outbox_max_events as usize,
+            terminate_on_revoke: raw.sessions.terminate_on_revoke,
         },
         users,
         state_dir: raw.state.dir,

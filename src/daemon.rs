@@ -93,6 +93,7 @@ impl Agent {
             Ok(Some(applied)) => {
                 info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), "restored the last applied key set");
                 self.applied = Some(applied);
+                self.write_command_file();
                 self.enforce(timefmt::now())
             }
             Ok(None) => {
@@ -142,6 +143,7 @@ impl Agent {
         }
         info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), rejected = applied.key_set.rejected.len(), "applying key set");
         self.applied = Some(applied);
+        self.write_command_file();
         self.enforce(now)
     }
 
@@ -192,7 +194,8 @@ impl Agent {
                 fingerprint: k.fingerprint.clone(),
             })
             .collect();
-        let result = write::apply(user, &block);
+        // With the file turned off, only a block left from before is removed.
+        let result = write::apply(user, if user.write_file { &block } else { &[] });
         match &result {
             Ok(outcome) => {
                 let before = self.written.get(&user.name);
@@ -217,6 +220,16 @@ impl Agent {
     pub fn enforce_path(&mut self, path: &Path, now: OffsetDateTime) {
         if let Some(index) = self.users.iter().position(|u| u.path() == path) {
             let _ = self.enforce_user(index, now);
+        }
+    }
+
+    /// Keeps the `authorized-keys` command's file in step with the set and the users.
+    fn write_command_file(&self) {
+        let Some(applied) = &self.applied else { return };
+        let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
+        let file = crate::authorized_keys::command::build(&applied.key_set, &users);
+        if let Err(e) = crate::authorized_keys::command::write(&self.config.state_dir, &file) {
+            error!("{e}");
         }
     }
 
@@ -253,18 +266,10 @@ impl Agent {
         }
     }
 
-    /// The key set in force, for the sessions task's fingerprint lookups.
-    pub fn key_set(&self) -> Arc<KeySet> {
-        Arc::new(
-            self.applied
-                .as_ref()
-                .map(|a| a.key_set.clone())
-                .unwrap_or(KeySet {
-                    version: String::new(),
-                    keys: Vec::new(),
-                    rejected: Vec::new(),
-                }),
-        )
+    /// The key set in force, for the sessions task (fingerprint lookups and revocation);
+    /// `None` until a set is applied, so nothing is revoked before the agent knows.
+    pub fn key_set(&self) -> Option<Arc<KeySet>> {
+        self.applied.as_ref().map(|a| Arc::new(a.key_set.clone()))
     }
 
     /// How long until the next key expires (capped, so clock jumps are caught).
@@ -291,6 +296,7 @@ impl Agent {
         }
         self.users = new_users;
         self.config = config;
+        self.write_command_file();
         self.enforce(timefmt::now());
     }
 }
@@ -383,12 +389,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         crate::VERSION
     );
     let publish = |agent: &Agent| {
-        keys_tx.send_if_modified(|current| {
-            let next = agent.key_set();
-            let changed = **current != *next;
-            *current = next;
-            changed
-        });
+        // Sent every time, even with the same set: time passed, keys may have expired.
+        keys_tx.send_replace(agent.key_set());
         report_tx.send_if_modified(|current| {
             let next = agent.report(timefmt::now());
             let changed = *current != next;
@@ -498,7 +500,7 @@ impl Tasks {
 fn start_sessions(
     agent: &Agent,
     boot_id: &str,
-    keys: watch::Receiver<Arc<KeySet>>,
+    keys: watch::Receiver<Option<Arc<KeySet>>>,
     active: watch::Sender<Vec<ActiveSession>>,
     tasks: &mut Tasks,
 ) -> Option<(Arc<Mutex<Outbox>>, Arc<Notify>)> {
@@ -524,6 +526,7 @@ fn start_sessions(
         state_dir: agent.config().state_dir.clone(),
         boot_id: boot_id.to_owned(),
         keys,
+        terminate_on_revoke: config.terminate_on_revoke,
         outbox: outbox.clone(),
         delivery: wake.clone(),
         active,

@@ -71,11 +71,14 @@ pub fn load(dir: &Path) -> Result<Option<Applied>, StateError> {
     Ok(Some(applied))
 }
 
-/// Creates the state directory (mode 0700) when it is missing.
+/// Creates the state directory when it is missing: mode 0711, so the
+/// `authorized-keys` command (run by sshd as an unprivileged user) can reach its one
+/// world-readable file while nobody else can list the directory; every other file in it
+/// is 0600.
 pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(0o711)
         .create(dir)
         .map_err(|source| StateError::Dir {
             path: dir.to_owned(),

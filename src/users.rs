@@ -25,6 +25,8 @@ pub struct ManagedUser {
     pub gid: Gid,
     pub location: Location,
     pub file_name: OsString,
+    /// False: the file only ever loses its managed block; keys go through the command.
+    pub write_file: bool,
 }
 
 impl ManagedUser {
@@ -80,5 +82,6 @@ pub fn resolve(config: &UserConfig) -> Result<ManagedUser, UserError> {
         gid: account.gid,
         location,
         file_name,
+        write_file: config.write_authorized_keys,
     })
 }

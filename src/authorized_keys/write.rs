@@ -418,6 +418,7 @@ mod tests {
                 dir: dir.to_owned(),
             },
             file_name: "authorized_keys".into(),
+            write_file: true,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod parse;
 pub mod procs;
 pub mod source;
 pub mod task;
+pub mod terminate;
 pub mod track;
 
 use std::net::IpAddr;

@@ -11,11 +11,12 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::parse::{parse_message, Record};
 use super::procs;
 use super::source::{self, LogItem, Position, Source};
+use super::terminate::{self, TerminateError};
 use super::track::{Lookups, Tracker};
 use super::{ActiveSession, Session, SessionEvent};
 use crate::durable::{self, FileMode};
@@ -72,7 +73,9 @@ pub struct SessionsTask {
     pub source: Source,
     pub state_dir: PathBuf,
     pub boot_id: String,
-    pub keys: watch::Receiver<Arc<KeySet>>,
+    pub keys: watch::Receiver<Option<Arc<KeySet>>>,
+    /// End the live sessions of keys that leave the set in force.
+    pub terminate_on_revoke: bool,
     pub outbox: Arc<Mutex<Outbox>>,
     pub delivery: Arc<Notify>,
     pub active: watch::Sender<Vec<ActiveSession>>,
@@ -129,6 +132,10 @@ impl SessionsTask {
             }
         };
         let _reader = AbortOnDrop(reader);
+        // Keys revoked while the agent was down end their sessions now.
+        let mut keys = self.keys.clone();
+        keys.mark_unchanged();
+        self.revoke(&mut tracker, &mut state).await;
         let mut last_save = tokio::time::Instant::now();
         let mut dirty_position = false;
         loop {
@@ -140,6 +147,12 @@ impl SessionsTask {
                 }
             };
             tokio::select! {
+                changed = keys.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.revoke(&mut tracker, &mut state).await;
+                }
                 item = rx.recv() => {
                     let Some(first) = item else { return };
                     let mut items = vec![first];
@@ -185,6 +198,89 @@ impl SessionsTask {
         }
     }
 
+    /// Ends the live sessions whose key is no longer in force for their user (deleted,
+    /// expired or rejected), and reports each as `session_terminated`. Sessions of keys
+    /// the agent does not manage (key id unknown at login), certificates and password
+    /// logins are never touched.
+    async fn revoke(&self, tracker: &mut Tracker, state: &mut SessionsState) {
+        if !self.terminate_on_revoke {
+            return;
+        }
+        let Some(keys) = self.keys.borrow().clone() else {
+            return;
+        };
+        let now = timefmt::now();
+        let revoked: Vec<Session> = tracker
+            .open_sessions()
+            .iter()
+            .filter(|s| s.key_id.is_some())
+            .filter(|s| {
+                s.fingerprint.as_ref().is_some_and(|fp| {
+                    !keys
+                        .in_force_for(&s.user, now)
+                        .iter()
+                        .any(|k| k.fingerprint == *fp)
+                })
+            })
+            .cloned()
+            .collect();
+        for session in revoked {
+            let Some(uid) = nix::unistd::User::from_name(&session.user)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+            else {
+                warn!(
+                    "{}",
+                    TerminateError::UnknownUser(session.session_id.clone())
+                );
+                continue;
+            };
+            let mut signalled: Vec<terminate::Proc> = Vec::new();
+            let mut outcome = Ok(());
+            for _ in 0..200 {
+                match terminate::end_session(&session, uid, &signalled) {
+                    Ok(procs) => signalled.extend(procs),
+                    Err(e) => {
+                        if signalled.is_empty() {
+                            outcome = Err(e);
+                        }
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if terminate::all_gone(&signalled) {
+                    break;
+                }
+            }
+            let at = timefmt::now();
+            let events: Vec<SessionEvent> = match outcome {
+                Ok(()) => {
+                    let left = !terminate::all_gone(&signalled);
+                    warn!(
+                        user = %session.user,
+                        key_id = session.key_id.as_deref().unwrap_or("-"),
+                        fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
+                        session_id = %session.session_id,
+                        processes = signalled.len(),
+                        "session terminated: its key is no longer in force{}",
+                        if left { " (some processes still running)" } else { "" }
+                    );
+                    tracker
+                        .terminated(&session.session_id, at)
+                        .into_iter()
+                        .collect()
+                }
+                Err(e) => {
+                    // Already gone, or the pid now belongs to something else: closed.
+                    info!("{e}");
+                    tracker.close_gone(|s| s.session_id == session.session_id, at)
+                }
+            };
+            self.commit(tracker, state, &events);
+        }
+    }
+
     fn observe(&self, tracker: &mut Tracker, record: &source::OwnedRecord) -> Vec<SessionEvent> {
         let Some(message) = parse_message(&record.message) else {
             return Vec::new();
@@ -192,7 +288,8 @@ impl SessionsTask {
         let now = timefmt::now();
         let keys = self.keys.borrow().clone();
         let key_id = |fingerprint: &str| {
-            keys.key_by_fingerprint(fingerprint, now)
+            keys.as_ref()
+                .and_then(|k| k.key_by_fingerprint(fingerprint, now))
                 .map(|k| k.id.clone())
         };
         let process_start = |pid: u32| procs::start_time(pid);

@@ -3,6 +3,7 @@
 
 mod attacks;
 mod crash;
+mod revocation;
 mod sessions;
 mod sshd;
 mod support;

@@ -42,7 +42,7 @@ fn ensure_journald() -> bool {
     })
 }
 
-fn journal_available() -> bool {
+pub fn journal_available() -> bool {
     sshd_available()
         && prerequisite(
             ensure_journald(),

@@ -23,6 +23,15 @@ impl Sshd {
 
     /// sshd logging through syslog(3) (`/dev/log`, the journal here) when `syslog`.
     pub fn start_logging(dir: &Path, syslog: bool) -> Sshd {
+        Sshd::start_full(dir, syslog, "")
+    }
+
+    /// sshd (logging to stderr) with extra configuration lines.
+    pub fn start_with_extra(dir: &Path, extra: &str) -> Sshd {
+        Sshd::start_full(dir, false, extra)
+    }
+
+    fn start_full(dir: &Path, syslog: bool, extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").expect("privsep dir");
         let host_key = dir.join("host_key");
         if !host_key.exists() {
@@ -44,7 +53,7 @@ impl Sshd {
             format!(
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\n\
                  AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes yes\nLogLevel VERBOSE\n",
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes yes\nLogLevel VERBOSE\n{extra}",
                 host_key.display(),
                 dir.join("sshd.pid").display()
             ),
@@ -90,7 +99,13 @@ impl Sshd {
 
     /// An ssh command for `user@127.0.0.1 ARGS...` with only this key.
     pub fn ssh(&self, user: &str, key: &Path, args: &[&str]) -> Command {
+        self.ssh_with(user, key, &[], args)
+    }
+
+    /// Like [`Sshd::ssh`], with extra client options (`-tt`, say) before the destination.
+    pub fn ssh_with(&self, user: &str, key: &Path, options: &[&str], args: &[&str]) -> Command {
         let mut command = Command::new("ssh");
+        command.args(options);
         command
             .args(["-p", &self.port.to_string(), "-i"])
             .arg(key)

@@ -1,0 +1,325 @@
+//! Revocation that bites: live sessions of a deleted or expired key end, with every
+//! process they started; the AuthorizedKeysCommand mode refuses a deleted key at once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pictor_control_plane::Fault;
+use serde_json::Value;
+
+use crate::sessions::journal_available;
+use crate::sshd::{user_with_hand_added_key, Sshd};
+use crate::support::*;
+
+/// Pids of processes whose command line is exactly `sleep SECONDS`.
+fn sleepers(seconds: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            cmdline == format!("sleep\0{seconds}\0").as_bytes() && !state.contains(") Z ")
+        })
+        .collect()
+}
+
+fn events(server: &Server, user: &str, kind: &str) -> Vec<Value> {
+    server
+        .cp
+        .events(INSTANCE)
+        .into_iter()
+        .filter(|e| e["user"] == user && e["type"] == kind)
+        .collect()
+}
+
+struct Revocation {
+    server: Server,
+    sandbox: Sandbox,
+    sshd: Sshd,
+    hand: KeyPair,
+    a: KeyPair,
+    b: KeyPair,
+    user: &'static str,
+}
+
+fn setup(user: &'static str) -> Option<Revocation> {
+    if !journal_available() {
+        return None;
+    }
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hand = KeyPair::generate(dir.path(), "hand");
+    let a = KeyPair::generate(dir.path(), "a");
+    let b = KeyPair::generate(dir.path(), "b");
+    let keys_file = user_with_hand_added_key(user, &hand);
+    let setup = Setup::new(&server.url, user, None).with_sessions("journal");
+    let sandbox = Sandbox::with(dir, setup, keys_file);
+    let sshd = Sshd::start_logging(sandbox.dir.path(), true);
+    Some(Revocation {
+        server,
+        sandbox,
+        sshd,
+        hand,
+        a,
+        b,
+        user,
+    })
+}
+
+fn spawn(r: &Revocation, key: &Path, args: &[&str], pty: bool) -> Child {
+    let options: &[&str] = if pty { &["-tt"] } else { &[] };
+    r.sshd
+        .ssh_with(r.user, key, options, args)
+        .spawn()
+        .expect("ssh")
+}
+
+impl Drop for Revocation {
+    fn drop(&mut self) {
+        // Whatever the outcome, leave no session of the test user behind.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", self.user])
+            .status();
+    }
+}
+
+fn exited(child: &mut Child) -> bool {
+    child.try_wait().expect("try_wait").is_some()
+}
+
+#[test]
+fn deleting_a_key_ends_its_pty_and_no_pty_sessions_and_nothing_else() {
+    let Some(r) = setup("pictor-r1") else { return };
+    r.server.cp.add_key(r.a.new_key("key_a"));
+    r.server.cp.add_key(r.b.new_key("key_b"));
+    let _agent = r.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "keys written", || {
+        let text = r.sandbox.keys_text();
+        text.contains(&r.a.canonical()) && text.contains(&r.b.canonical())
+    });
+
+    // ssh -tt puts the command on a pty; the others run without one, and the second
+    // leaves a background child in the command's own session.
+    let mut a_pty = spawn(&r, &r.a.private, &["sleep", "1001"], true);
+    let mut a_notty = spawn(&r, &r.a.private, &["sleep 1002 & exec sleep 1003"], false);
+    let mut b_session = spawn(&r, &r.b.private, &["sleep", "1004"], false);
+    let mut hand_session = spawn(&r, &r.hand.private, &["sleep", "1005"], false);
+    wait_until(Duration::from_secs(15), "four sessions open", || {
+        events(&r.server, r.user, "session_opened").len() == 4
+    });
+    wait_until(Duration::from_secs(5), "all commands running", || {
+        ["1001", "1002", "1003", "1004", "1005"]
+            .iter()
+            .all(|s| sleepers(s).len() == 1)
+    });
+
+    let deleted = Instant::now();
+    r.server.cp.delete_key("key_a");
+    let took = wait_until(Duration::from_secs(1), "key a's sessions ended", || {
+        exited(&mut a_pty)
+            && exited(&mut a_notty)
+            && ["1001", "1002", "1003"]
+                .iter()
+                .all(|s| sleepers(s).is_empty())
+    });
+    eprintln!("deletion -> both sessions and all their processes gone: {took:?}");
+    assert!(deleted.elapsed() < Duration::from_secs(1));
+    wait_until(Duration::from_secs(5), "terminations reported", || {
+        events(&r.server, r.user, "session_terminated").len() == 2
+    });
+    for event in events(&r.server, r.user, "session_terminated") {
+        assert_eq!(event["key_id"], "key_a");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !exited(&mut b_session),
+        "the session of another key of the same user stays"
+    );
+    assert!(
+        !exited(&mut hand_session),
+        "the session of a hand-added key stays"
+    );
+    assert_eq!((sleepers("1004").len(), sleepers("1005").len()), (1, 1));
+    for child in [&mut b_session, &mut hand_session] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn expiry_ends_the_session_at_expires_at_with_the_control_plane_down() {
+    let Some(r) = setup("pictor-r2") else { return };
+    r.server.cp.add_key(r.a.expiring_key("key_a", 4));
+    let _agent = r.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        r.sandbox.keys_text().contains(&r.a.canonical())
+    });
+    let mut session = spawn(&r, &r.a.private, &["sleep", "1011"], false);
+    wait_until(Duration::from_secs(10), "session open", || {
+        sleepers("1011").len() == 1
+    });
+    r.server
+        .cp
+        .set_fault(Fault::ServerError { status: 503 }, None);
+    let expires_at = r.server.cp.keys()[0].expires_at.clone().expect("expiry");
+    let expires_at =
+        time::OffsetDateTime::parse(&expires_at, &time::format_description::well_known::Rfc3339)
+            .expect("time");
+    wait_until(Duration::from_secs(10), "session ended", || {
+        exited(&mut session) && sleepers("1011").is_empty()
+    });
+    let late = time::OffsetDateTime::now_utc() - expires_at;
+    assert!(
+        late < time::Duration::seconds(1),
+        "ended {late} after expires_at"
+    );
+    assert!(
+        late > time::Duration::milliseconds(-50),
+        "not before expires_at ({late})"
+    );
+}
+
+/// A root-owned copy of the agent binary: sshd refuses a command in a directory that
+/// others can write (the build directory may be under /tmp).
+fn root_owned_agent() -> PathBuf {
+    let dir = PathBuf::from("/usr/local/libexec/pictor-agent-test");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let target = dir.join(format!("pictor-agent-{}", std::process::id()));
+    std::fs::copy(AGENT, &target).expect("copy");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    target
+}
+
+#[test]
+fn authorized_keys_command_lets_keys_in_force_in_and_refuses_a_deleted_key_at_once() {
+    if !crate::sshd::sshd_available() {
+        return;
+    }
+    let user = "pictor-akc";
+    let server = Server::start();
+    // The state directory must be reachable by the command user (nobody).
+    let dir = tempfile::Builder::new()
+        .prefix("pictor-akc-")
+        .tempdir_in("/var/lib")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let hand = KeyPair::generate(dir.path(), "hand");
+    let a = KeyPair::generate(dir.path(), "a");
+    let keys_file = user_with_hand_added_key(user, &hand);
+    let hand_only = std::fs::read_to_string(&keys_file).expect("read");
+    let mut setup = Setup::new(&server.url, user, None);
+    setup.extra = "[sessions]\nenabled = false\n".into();
+    let sandbox = Sandbox::with(dir, setup, keys_file.clone());
+    let config = std::fs::read_to_string(&sandbox.config).expect("config");
+    std::fs::write(
+        &sandbox.config,
+        config.replace(
+            "name = \"pictor-akc\"\n",
+            "name = \"pictor-akc\"\nwrite_authorized_keys = false\n",
+        ),
+    )
+    .expect("config");
+    let agent_copy = root_owned_agent();
+    let state_dir = sandbox.state_dir.display().to_string();
+    let sshd = Sshd::start_with_extra(
+        sandbox.dir.path(),
+        &format!(
+            "AuthorizedKeysCommand {} authorized-keys --state-dir {state_dir} %u %f\nAuthorizedKeysCommandUser nobody\n",
+            agent_copy.display()
+        ),
+    );
+
+    server.cp.add_key(a.new_key("key_a"));
+    let _agent = sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "command file written", || {
+        sandbox.state_dir.join("authorized-keys.json").exists()
+    });
+    assert!(
+        sshd.login(user, &a.private),
+        "a key in force logs in through the command"
+    );
+    assert!(
+        sshd.login(user, &hand.private),
+        "the hand-added file still works"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&keys_file).expect("read"),
+        hand_only,
+        "no file written for this user"
+    );
+
+    server.cp.delete_key("key_a");
+    wait_until(Duration::from_secs(5), "command file updated", || {
+        !std::fs::read_to_string(sandbox.state_dir.join("authorized-keys.json"))
+            .unwrap_or_default()
+            .contains("key_a")
+    });
+    assert!(
+        !sshd.login(user, &a.private),
+        "the deleted key is refused at once"
+    );
+    assert!(sshd.login(user, &hand.private));
+    let _ = std::fs::remove_file(agent_copy);
+}
+
+#[test]
+fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let start = Instant::now();
+        let out = Command::new(AGENT)
+            .args(["authorized-keys", "--state-dir"])
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        (out, start.elapsed())
+    };
+    let (out, _) = run(&["ubuntu"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authorized-keys.json"));
+
+    std::fs::write(
+        dir.path().join("authorized-keys.json"),
+        "{\"format\":1,\"users\":",
+    )
+    .expect("damage");
+    let (out, _) = run(&["ubuntu"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+
+    std::fs::remove_file(dir.path().join("authorized-keys.json")).expect("rm");
+    nix::unistd::mkfifo(
+        &dir.path().join("authorized-keys.json"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .expect("mkfifo");
+    let (out, took) = run(&["ubuntu"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(took < Duration::from_secs(3), "bounded: {took:?}");
+
+    std::fs::remove_file(dir.path().join("authorized-keys.json")).expect("rm");
+    std::fs::write(
+        dir.path().join("authorized-keys.json"),
+        r#"{"format":1,"version":"v1","users":{"ubuntu":[]}}"#,
+    )
+    .expect("write");
+    let (out, _) = run(&["ubuntu"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "nothing in force: exit 0, no output"
+    );
+    assert!(out.stdout.is_empty());
+}
