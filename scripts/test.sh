@@ -31,3 +31,4 @@ cargo test --workspace --quiet
 # Benchmarks print figures and never fail on a slow machine; this only keeps them from rotting.
 cargo bench --bench propagation --quiet -- --rounds 5 --idle-seconds 1
 cargo bench --bench parse --quiet -- --lines 20000
+cargo bench --bench revocation --quiet -- --rounds 2

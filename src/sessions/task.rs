@@ -133,6 +133,8 @@ impl SessionsTask {
         };
         let _reader = AbortOnDrop(reader);
         // Keys revoked while the agent was down end their sessions now.
+        let mut revoked = RecentlyRevoked::default();
+        revoked.update(self.keys.borrow().as_deref(), now);
         let mut keys = self.keys.clone();
         keys.mark_unchanged();
         self.revoke(&mut tracker, &mut state).await;
@@ -148,6 +150,7 @@ impl SessionsTask {
             };
             tokio::select! {
                 changed = keys.changed() => {
+                    revoked.update(self.keys.borrow().as_deref(), timefmt::now());
                     if changed.is_err() {
                         return;
                     }
@@ -166,7 +169,7 @@ impl SessionsTask {
                     let mut events = Vec::new();
                     for item in items {
                         if let Some(record) = &item.record {
-                            events.extend(self.observe(&mut tracker, record));
+                            events.extend(self.observe(&mut tracker, record, &revoked));
                         }
                         state.position = Some(item.position);
                     }
@@ -174,6 +177,11 @@ impl SessionsTask {
                         if !self.commit(&tracker, &mut state, &events) {
                             state.position = previous;
                             continue;
+                        }
+                        // A session learnt of after its key went (the log lags a little)
+                        // ends now.
+                        if events.iter().any(|e| e.kind == super::EventKind::SessionOpened && e.key_id.is_some()) {
+                            self.revoke(&mut tracker, &mut state).await;
                         }
                         last_save = tokio::time::Instant::now();
                         dirty_position = false;
@@ -281,16 +289,25 @@ impl SessionsTask {
         }
     }
 
-    fn observe(&self, tracker: &mut Tracker, record: &source::OwnedRecord) -> Vec<SessionEvent> {
+    fn observe(
+        &self,
+        tracker: &mut Tracker,
+        record: &source::OwnedRecord,
+        revoked: &RecentlyRevoked,
+    ) -> Vec<SessionEvent> {
         let Some(message) = parse_message(&record.message) else {
             return Vec::new();
         };
         let now = timefmt::now();
         let keys = self.keys.borrow().clone();
+        // The key in force now, or one revoked after the login was logged: the log is
+        // read a little late, and such a session must still be known as that key's.
+        let logged_at = record.at.unwrap_or(now);
         let key_id = |fingerprint: &str| {
             keys.as_ref()
                 .and_then(|k| k.key_by_fingerprint(fingerprint, now))
                 .map(|k| k.id.clone())
+                .or_else(|| revoked.key_id(fingerprint, logged_at))
         };
         let process_start = |pid: u32| procs::start_time(pid);
         let lookups = Lookups {
@@ -346,6 +363,45 @@ impl SessionsTask {
             changed
         });
         true
+    }
+}
+
+/// Keys that left the set in force lately, so a login logged before the revocation but
+/// read after it is still tied to its key (and then ended).
+#[derive(Default)]
+struct RecentlyRevoked {
+    in_force: Vec<(String, String)>,
+    removed: Vec<(String, String, time::OffsetDateTime)>,
+}
+
+impl RecentlyRevoked {
+    /// How long a revoked key is remembered: far longer than any log delay.
+    const KEEP: time::Duration = time::Duration::minutes(10);
+
+    fn update(&mut self, keys: Option<&KeySet>, now: time::OffsetDateTime) {
+        let Some(keys) = keys else { return };
+        let current: Vec<(String, String)> = keys
+            .keys
+            .iter()
+            .filter(|k| !k.is_expired(now))
+            .map(|k| (k.fingerprint.clone(), k.id.clone()))
+            .collect();
+        for (fingerprint, id) in std::mem::take(&mut self.in_force) {
+            if !current.iter().any(|(fp, _)| *fp == fingerprint) {
+                self.removed.push((fingerprint, id, now));
+            }
+        }
+        self.removed
+            .retain(|(fp, _, at)| now - *at < Self::KEEP && !current.iter().any(|(c, _)| c == fp));
+        self.in_force = current;
+    }
+
+    fn key_id(&self, fingerprint: &str, logged_at: time::OffsetDateTime) -> Option<String> {
+        self.removed
+            .iter()
+            .rev()
+            .find(|(fp, _, removed_at)| fp == fingerprint && *removed_at >= logged_at)
+            .map(|(_, id, _)| id.clone())
     }
 }
 

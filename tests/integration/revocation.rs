@@ -323,3 +323,26 @@ fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_s
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_session_read_from_the_log_after_its_key_was_deleted_still_ends() {
+    let Some(r) = setup("pictor-r3") else { return };
+    r.server.cp.add_key(r.a.new_key("key_a"));
+    let _agent = r.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        r.sandbox.keys_text().contains(&r.a.canonical())
+    });
+    let mut session = spawn(&r, &r.a.private, &["sleep", "1021"], false);
+    // Delete as soon as the command runs: journald hands the login line to readers up to
+    // ~250 ms late, so the agent often learns of the session after the key is gone.
+    wait_until(Duration::from_secs(10), "command running", || {
+        sleepers("1021").len() == 1
+    });
+    r.server.cp.delete_key("key_a");
+    wait_until(Duration::from_secs(2), "session ended", || {
+        exited(&mut session) && sleepers("1021").is_empty()
+    });
+    wait_until(Duration::from_secs(5), "reported", || {
+        events(&r.server, r.user, "session_terminated").len() == 1
+    });
+}
