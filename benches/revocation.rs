@@ -253,6 +253,10 @@ fn main() {
                 "round {round} stuck"
             );
         }
+        let _ = session.wait();
+        if let Some((mut child, _)) = attempt {
+            let _ = child.wait();
+        }
         file_gone.push(gone_at.expect("gone").as_secs_f64() * 1000.0);
         refused.push(refused_at.expect("refused").as_secs_f64() * 1000.0);
         ended.push(ended_at.expect("ended").as_secs_f64() * 1000.0);
