@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::authorized_keys::write;
 use crate::config::{self, Config};
@@ -136,17 +135,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the configured level.
+/// Logs to journald under systemd, else to stderr; `RUST_LOG` overrides the level.
 fn init_logging(level: Option<&str>) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    crate::logging::init(level.unwrap_or("info"));
 }
 
 fn check_config(path: &std::path::Path, config: &Config) -> ExitCode {

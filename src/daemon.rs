@@ -128,7 +128,7 @@ impl Agent {
             .unwrap_or_default();
         for rejection in &fetched.key_set.rejected {
             if !previous_rejected.contains(&rejection.id) {
-                warn!(key_id = %rejection.id, reason = %rejection.reason, "key rejected");
+                warn!(message_id = crate::logging::message_id::KEY_REJECTED, key_id = %rejection.id, reason = %rejection.reason, "key rejected");
             }
         }
         let applied = Applied {
@@ -201,7 +201,7 @@ impl Agent {
                 let before = self.written.get(&user.name);
                 if let (Outcome::Written { drift: Some(drift) }, Some(before)) = (outcome, before) {
                     if *before == wanted {
-                        warn!(user = %user.name, path = %user.path().display(), "drift repaired: {drift}; managed keys put back");
+                        warn!(message_id = crate::logging::message_id::DRIFT_REPAIRED, user = %user.name, path = %user.path().display(), "drift repaired: {drift}; managed keys put back");
                     }
                 }
                 log_key_changes(
@@ -220,6 +220,31 @@ impl Agent {
     pub fn enforce_path(&mut self, path: &Path, now: OffsetDateTime) {
         if let Some(index) = self.users.iter().position(|u| u.path() == path) {
             let _ = self.enforce_user(index, now);
+        }
+    }
+
+    /// One line for the service manager's STATUS.
+    pub fn status_line(&self) -> String {
+        let users = self.users.len();
+        let base = match &self.applied {
+            Some(applied) => {
+                let now = timefmt::now();
+                let keys = applied
+                    .key_set
+                    .keys
+                    .iter()
+                    .filter(|k| !k.is_expired(now))
+                    .count();
+                format!(
+                    "key set {} in force: {keys} key(s) for {users} user(s)",
+                    applied.key_set.version
+                )
+            }
+            None => format!("no key set yet for {users} user(s)"),
+        };
+        match &self.last_error {
+            Some(error) => format!("{base}; control plane: {error}"),
+            None => base,
         }
     }
 
@@ -317,10 +342,10 @@ fn resolve_users(config: &Config) -> Vec<ManagedUser> {
 
 fn log_key_changes(user: &str, before: &[WrittenKey], after: &[WrittenKey]) {
     for key in after.iter().filter(|k| !before.contains(k)) {
-        info!(user, key_id = %key.id, fingerprint = %key.fingerprint, "key added");
+        info!(message_id = crate::logging::message_id::KEY_ADDED, user, key_id = %key.id, fingerprint = %key.fingerprint, "key added");
     }
     for key in before.iter().filter(|k| !after.contains(k)) {
-        info!(user, key_id = %key.id, fingerprint = %key.fingerprint, "key removed");
+        info!(message_id = crate::logging::message_id::KEY_REMOVED, user, key_id = %key.id, fingerprint = %key.fingerprint, "key removed");
     }
 }
 
@@ -339,9 +364,26 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    // A test hook for the watchdog system test: with PICTOR_AGENT_TEST_HOOKS=1 in the
+    // environment, SIGUSR1 hangs the main loop (the process stays alive, the loop stops).
+    let mut hang = match std::env::var_os("PICTOR_AGENT_TEST_HOOKS") {
+        Some(_) => Some(signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?),
+        None => None,
+    };
 
     let mut agent = Agent::new(config);
     agent.restore();
+    // READY once a key set is in force: the cached one now, else the first fetch, else
+    // (control plane unreachable, nothing cached) after READY_AT_THE_LATEST, so sshd,
+    // ordered after us, is never held up for long.
+    let mut ready = agent.applied().is_some();
+    if ready {
+        crate::service::ready(&agent.status_line());
+    } else {
+        crate::service::status("waiting for the first key set from the control plane");
+    }
+    let not_ready_deadline = tokio::time::Instant::now() + crate::service::READY_AT_THE_LATEST;
+    let mut watchdog = crate::service::watchdog_period().map(tokio::time::interval);
 
     let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watch = DriftWatch::new(drift_tx)?;
@@ -408,6 +450,22 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                 None => std::future::pending().await,
             }
         };
+        let watchdog_tick = async {
+            match watchdog.as_mut() {
+                Some(interval) => {
+                    interval.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let hang_signal = async {
+            match hang.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let expiry = agent.until_next_expiry(timefmt::now());
         let expiry_timer = async {
             match expiry {
@@ -424,6 +482,23 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                     SyncEvent::Failed(message) => agent.note_error(message),
                 }
                 publish(&agent);
+                if !ready && agent.applied().is_some() {
+                    ready = true;
+                    crate::service::ready(&agent.status_line());
+                } else {
+                    crate::service::status(&agent.status_line());
+                }
+            }
+            () = tokio::time::sleep_until(not_ready_deadline), if !ready => {
+                ready = true;
+                crate::service::ready("no key set yet: the control plane has not answered; nothing was changed");
+            }
+            () = watchdog_tick => crate::service::feed_watchdog(),
+            () = hang_signal => {
+                error!("test hook: hanging the main loop (PICTOR_AGENT_TEST_HOOKS)");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
             }
             () = expiry_timer => {
                 agent.enforce(timefmt::now());
@@ -448,7 +523,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             }
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
-            _ = hangup.recv() => match config::load(&config_path) {
+            _ = hangup.recv() => match { crate::service::reloading(); config::load(&config_path) } {
                 Ok(new_config) => {
                     info!(path = %config_path.display(), "SIGHUP: configuration reloaded");
                     let api_changed = new_config.api != agent.config().api;
@@ -469,11 +544,16 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                         spawn_senders(&mut senders, &client);
                     }
                     publish(&agent);
+                    crate::service::ready(&agent.status_line());
                 }
-                Err(e) => error!("SIGHUP: {e}; keeping the running configuration"),
+                Err(e) => {
+                    error!("SIGHUP: {e}; keeping the running configuration");
+                    crate::service::ready(&format!("reload failed, running configuration kept: {e}"));
+                }
             },
         }
     }
+    crate::service::stopping();
     follower.abort_all();
     senders.abort_all();
     reporters.abort_all();

@@ -65,10 +65,12 @@ pub fn replace_at(
     )
     .map_err(ReplaceError::CreateTemp)?;
     let result = (|| {
+        // Mode first, owner second: changing the mode of a file one no longer owns
+        // would need CAP_FOWNER, which the service does not have.
+        fchmod(fd.as_fd(), mode.mode).map_err(ReplaceError::Owner)?;
         if let Some((uid, gid)) = mode.owner {
             fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(ReplaceError::Owner)?;
         }
-        fchmod(fd.as_fd(), mode.mode).map_err(ReplaceError::Owner)?;
         let mut file = std::fs::File::from(fd);
         file.write_all(content).map_err(ReplaceError::Write)?;
         file.sync_all().map_err(ReplaceError::Write)?;

@@ -19,6 +19,8 @@
 //! - [`heartbeat`]: the agent status sent after every change and every interval.
 //! - [`sync`]: the fetch task that follows the key list and hands over validated sets.
 //! - [`daemon`]: wiring: the main loop, signals, reload, expiry timer, drift repair.
+//! - [`logging`]: tracing to journald (structured, with MESSAGE_IDs) or to stderr.
+//! - [`service`]: sd_notify: READY, STATUS and the watchdog.
 //! - [`cli`]: the command-line interface behind the thin `main.rs`.
 //! - [`timefmt`]: RFC 3339 helpers shared by the modules above.
 
@@ -31,8 +33,10 @@ pub mod delivery;
 pub mod durable;
 pub mod heartbeat;
 pub mod keys;
+pub mod logging;
 pub mod outbox;
 pub mod schedule;
+pub mod service;
 pub mod sessions;
 pub mod state;
 pub mod sync;

@@ -59,12 +59,6 @@ pub enum WriteError {
     TooLarge { user: String, path: PathBuf },
     #[error("user {user}: {path} does not exist")]
     Missing { user: String, path: PathBuf },
-    #[error("user {user}: the agent runs as uid {agent_uid} and cannot write files for uid {uid}")]
-    NotPermitted {
-        user: String,
-        agent_uid: u32,
-        uid: u32,
-    },
     #[error("user {user}: {path}: {action}: {source}")]
     Io {
         user: String,
@@ -154,20 +148,13 @@ pub fn read(user: &ManagedUser) -> Result<Option<Vec<u8>>, WriteError> {
     Ok(read_existing(user, &dir)?.map(|(bytes, _)| bytes))
 }
 
-/// The owner new files get: the user, when the agent is root; nobody to change when the
-/// agent is the user itself; anything else cannot work.
+/// The owner new files get: the user, unless the agent runs as that user already. The
+/// chown needs root or CAP_CHOWN (the packaged service has the capability, not root).
 fn owner_for(user: &ManagedUser) -> Result<Option<(Uid, nix::unistd::Gid)>, WriteError> {
-    let me = Uid::effective();
-    if me.is_root() {
-        Ok(Some((user.uid, user.gid)))
-    } else if me == user.uid {
+    if Uid::effective() == user.uid {
         Ok(None)
     } else {
-        Err(WriteError::NotPermitted {
-            user: user.name.clone(),
-            agent_uid: me.as_raw(),
-            uid: user.uid.as_raw(),
-        })
+        Ok(Some((user.uid, user.gid)))
     }
 }
 
@@ -240,14 +227,15 @@ fn open_dir(
                         Mode::empty(),
                     )
                     .map_err(|e| classify_open_error(user, ssh_path.clone(), e, "directory"))?;
+                    // Mode before owner: no CAP_FOWNER needed.
+                    fchmod(fd.as_fd(), Mode::S_IRWXU).map_err(|e| {
+                        io_error(user, ssh_path.clone(), "cannot chmod directory", e)
+                    })?;
                     if let Some((uid, gid)) = owner {
                         fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(|e| {
                             io_error(user, ssh_path.clone(), "cannot chown directory", e)
                         })?;
                     }
-                    fchmod(fd.as_fd(), Mode::S_IRWXU).map_err(|e| {
-                        io_error(user, ssh_path.clone(), "cannot chmod directory", e)
-                    })?;
                     fsync(home_fd.as_fd())
                         .map_err(|e| io_error(user, home.clone(), "cannot fsync", e))?;
                     check_dir(user, &fd, ssh_path)?;

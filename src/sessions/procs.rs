@@ -37,11 +37,22 @@ pub fn session_alive(session: &Session) -> bool {
     command_name(session.monitor_pid).is_some_and(|name| name == "sshd" || name == "sshd-session")
 }
 
-/// This boot's id, as the kernel gives it (dashes removed).
+/// This boot's id (32 hex digits): from `PICTOR_BOOT_ID` (the unit passes systemd's
+/// `%b`, since `ProcSubset=pid` hides /proc/sys), else from the kernel.
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().replace('-', ""))
-        .unwrap_or_else(|_| "unknown-boot".to_owned())
+    let valid = |id: String| {
+        let id = id.trim().replace('-', "").to_ascii_lowercase();
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    };
+    std::env::var("PICTOR_BOOT_ID")
+        .ok()
+        .and_then(valid)
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .and_then(valid)
+        })
+        .unwrap_or_else(|| "unknown-boot".to_owned())
 }
 
 #[cfg(test)]

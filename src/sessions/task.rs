@@ -319,15 +319,7 @@ impl SessionsTask {
             pid: record.pid,
             message: &record.message,
         };
-        let events = tracker.observe(&record, message, now, &lookups);
-        for event in &events {
-            info!(
-                user = %event.user, key_id = event.key_id.as_deref().unwrap_or("-"),
-                fingerprint = event.fingerprint.as_deref().unwrap_or("-"), source_ip = %event.source_ip,
-                session_id = %event.session_id, "{}", event.kind.as_str().replace('_', " ")
-            );
-        }
-        events
+        tracker.observe(&record, message, now, &lookups)
     }
 
     /// Events into the outbox first (durable), then the table and position, then the
@@ -339,6 +331,9 @@ impl SessionsTask {
         state: &mut SessionsState,
         events: &[SessionEvent],
     ) -> bool {
+        for event in events {
+            log_event(event);
+        }
         if !events.is_empty() {
             let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = outbox.append(events) {
@@ -364,6 +359,30 @@ impl SessionsTask {
         });
         true
     }
+}
+
+/// One journal entry per session event, with its stable MESSAGE_ID and fields.
+fn log_event(event: &SessionEvent) {
+    use crate::logging::message_id;
+    let key_id = event.key_id.as_deref().unwrap_or("-");
+    let fingerprint = event.fingerprint.as_deref().unwrap_or("-");
+    let (id, text) = match event.kind {
+        super::EventKind::SessionOpened => (message_id::SESSION_OPENED, "session opened"),
+        super::EventKind::SessionClosed => (message_id::SESSION_CLOSED, "session closed"),
+        super::EventKind::SessionTerminated => {
+            (message_id::SESSION_TERMINATED, "session terminated")
+        }
+    };
+    info!(
+        message_id = id,
+        user = %event.user,
+        key_id,
+        fingerprint,
+        source_ip = %event.source_ip,
+        source_port = event.source_port,
+        session_id = %event.session_id,
+        "{text}"
+    );
 }
 
 /// Keys that left the set in force lately, so a login logged before the revocation but

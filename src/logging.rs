@@ -1,0 +1,129 @@
+//! Logging: `tracing` everywhere; under systemd the events go to journald through
+//! `systemd-journal-logger` with their fields as journal fields (`USER`, `KEY_ID`,
+//! `FINGERPRINT`, `SESSION_ID`, ...) and a stable `MESSAGE_ID` for the events an operator
+//! searches for (`journalctl MESSAGE_ID=...`); elsewhere, human-readable lines on stderr.
+//! The level comes from the configuration, and `RUST_LOG` overrides it.
+
+use std::fmt::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Stable journal `MESSAGE_ID`s (`journalctl MESSAGE_ID=<id>`).
+pub mod message_id {
+    pub const KEY_ADDED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e1";
+    pub const KEY_REMOVED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e2";
+    pub const KEY_REJECTED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e3";
+    pub const DRIFT_REPAIRED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e4";
+    pub const SESSION_OPENED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e5";
+    pub const SESSION_CLOSED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e6";
+    pub const SESSION_TERMINATED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e7";
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Journal,
+    Stderr,
+}
+
+/// The journal when the service manager connected stderr to it (`JOURNAL_STREAM`), or when
+/// running as a systemd service (`INVOCATION_ID`) with the journal socket present.
+pub fn detect() -> Target {
+    let service = std::env::var_os("INVOCATION_ID").is_some()
+        && std::path::Path::new("/run/systemd/journal/socket").exists();
+    if systemd_journal_logger::connected_to_journal() || service {
+        Target::Journal
+    } else {
+        Target::Stderr
+    }
+}
+
+/// Sets up logging once; `level` is the configured filter.
+pub fn init(level: &str) {
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(level))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    if detect() == Target::Journal {
+        if let Ok(journal) = systemd_journal_logger::JournalLog::new() {
+            let _ = tracing_subscriber::registry()
+                .with(JournalLayer { journal }.with_filter(filter()))
+                .try_init();
+            return;
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Sends each event to journald as one entry, its fields as journal fields.
+struct JournalLayer {
+    journal: systemd_journal_logger::JournalLog,
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    pairs: Vec<(String, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.pairs.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            self.pairs
+                .push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for JournalLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        // The readable message carries the fields too, for `journalctl` without `-o verbose`.
+        let mut message = fields.message;
+        for (key, value) in fields.pairs.iter().filter(|(k, _)| k != "message_id") {
+            let _ = write!(message, " {key}={value}");
+        }
+        let level = match *event.metadata().level() {
+            Level::ERROR => log::Level::Error,
+            Level::WARN => log::Level::Warn,
+            Level::INFO => log::Level::Info,
+            Level::DEBUG => log::Level::Debug,
+            Level::TRACE => log::Level::Trace,
+        };
+        let pairs: Vec<(&str, &str)> = fields
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let pairs = pairs.as_slice();
+        let _ = self.journal.journal_send(
+            &log::Record::builder()
+                .level(level)
+                .target(event.metadata().target())
+                .args(format_args!("{message}"))
+                .key_values(&pairs)
+                .build(),
+        );
+    }
+}
