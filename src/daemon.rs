@@ -523,7 +523,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             }
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
-            _ = hangup.recv() => match { crate::service::reloading(); config::load(&config_path) } {
+            _ = hangup.recv() => match reload_config(&config_path) {
                 Ok(new_config) => {
                     info!(path = %config_path.display(), "SIGHUP: configuration reloaded");
                     let api_changed = new_config.api != agent.config().api;
@@ -558,6 +558,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     senders.abort_all();
     reporters.abort_all();
     Ok(())
+}
+
+/// Tells the service manager a reload began, and reads the configuration again.
+fn reload_config(path: &Path) -> Result<Config, config::ConfigError> {
+    crate::service::reloading();
+    config::load(path)
 }
 
 /// Background tasks aborted together (on reload or stop).
