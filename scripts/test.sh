@@ -17,6 +17,9 @@ if [ "$(id -u)" = 0 ]; then
     command -v useradd >/dev/null || missing+=(passwd)
     [ -x /lib/systemd/systemd-journald ] || missing+=(systemd)
     [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v lintian >/dev/null || missing+=(lintian)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -32,3 +35,21 @@ cargo test --workspace --quiet
 cargo bench --bench propagation --quiet -- --rounds 5 --idle-seconds 1
 cargo bench --bench parse --quiet -- --lines 20000
 cargo bench --bench revocation --quiet -- --rounds 2
+
+# The unit, offline: exposure at most 2.0 (the threshold counts tenths).
+systemd-analyze security --offline=true --threshold=20 systemd/pictor-agent.service >/dev/null
+
+# Packages, and the system test under real systemd in a container (root only).
+if [ "$(id -u)" = 0 ]; then
+    scripts/package.sh >/dev/null
+    cargo deb --no-build --quiet --deb-revision 2 --output target/packages/   # the "upgrade"
+    cargo build --release --quiet -p pictor-control-plane
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+    tests/system/nspawn.sh "target/packages/pictor-agent_${version}-1_amd64.deb" \
+        "target/packages/pictor-agent_${version}-2_amd64.deb" target/release/pictor-control-plane
+elif [ -n "${CI:-}" ]; then
+    echo "the package and system tests need root" >&2
+    exit 1
+else
+    echo "SKIPPED: packages and the systemd system test (need root)"
+fi

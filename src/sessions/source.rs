@@ -82,6 +82,12 @@ pub fn choose(choice: SourceChoice, log_file: Option<&Path>) -> Source {
 }
 
 /// Follows the journal until `tx` closes; restarts `journalctl` (with backoff) if it dies.
+///
+/// With a cursor of this boot, it resumes right after it (what was logged while the agent
+/// was down is read). Otherwise (first start, or a new boot) it does not replay the
+/// boot's whole history: it starts at the newest entry, and first asks the journal for
+/// the lines of the sshd processes alive now (their `Accepted` lines), so sessions
+/// opened before the agent started are known.
 pub async fn follow_journal(
     mut cursor: Option<String>,
     boot_id: String,
@@ -89,6 +95,24 @@ pub async fn follow_journal(
 ) {
     let mut failures = 0;
     loop {
+        // The boot as journald stamps it, which is what entries carry (in a container
+        // a sandboxed process may see another boot id in /proc than journald does).
+        let newest = newest_entry().await;
+        let boot_id = newest
+            .as_ref()
+            .map(|(boot, _)| boot.clone())
+            .unwrap_or_else(|| boot_id.clone());
+        let resumable = cursor
+            .as_deref()
+            .is_some_and(|c| cursor_boot(c).is_none_or(|b| b == boot_id));
+        if !resumable {
+            cursor = newest.as_ref().map(|(_, c)| c.clone());
+            if let Some(start) = &cursor {
+                if !recover_live_sessions(&boot_id, start, &tx).await {
+                    return;
+                }
+            }
+        }
         let mut command = tokio::process::Command::new("journalctl");
         command.args([
             "--follow",
@@ -97,18 +121,33 @@ pub async fn follow_journal(
             "--all",
             "--quiet",
         ]);
+        // The boot is named explicitly: `--follow` otherwise filters on the boot id it
+        // reads in /proc/sys, which sandboxing can hide or (in a container) get wrong.
+        command.arg(format!("--boot={boot_id}"));
         match &cursor {
-            Some(c) => command.arg(format!("--after-cursor={c}")),
-            None => command.arg("--boot"),
+            Some(c) => command.args(["--lines=all", &format!("--after-cursor={c}")]),
+            None => command.arg("--lines=0"),
         };
         command
             .args(["SYSLOG_IDENTIFIER=sshd", "SYSLOG_IDENTIFIER=sshd-session"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         match command.spawn() {
             Ok(mut child) => {
+                // Drain journalctl's stderr as it comes (a full pipe would stall it) and
+                // keep its last line for the log if it exits.
+                let last_error = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+                if let Some(stderr) = child.stderr.take() {
+                    let last_error = last_error.clone();
+                    tokio::spawn(async move {
+                        let mut lines = BufReader::new(stderr).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            *last_error.lock().unwrap_or_else(|p| p.into_inner()) = line;
+                        }
+                    });
+                }
                 if let Some(stdout) = child.stdout.take() {
                     let mut lines = BufReader::new(stdout).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
@@ -119,20 +158,18 @@ pub async fn follow_journal(
                         cursor = Some(new_cursor.clone());
                         let record =
                             record.filter(|_| boot.as_deref().is_none_or(|b| b == boot_id));
-                        if tx
-                            .send(LogItem {
-                                record,
-                                position: Position::Journal { cursor: new_cursor },
-                            })
-                            .await
-                            .is_err()
-                        {
+                        let item = LogItem {
+                            record,
+                            position: Position::Journal { cursor: new_cursor },
+                        };
+                        if tx.send(item).await.is_err() {
                             return;
                         }
                     }
                 }
                 let _ = child.kill().await;
-                warn!("journalctl stopped; restarting it");
+                let why = last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                warn!("journalctl stopped ({why}); restarting it");
             }
             Err(e) => warn!("cannot run journalctl: {e}"),
         }
@@ -148,6 +185,70 @@ pub async fn follow_journal(
             return;
         }
     }
+}
+
+/// The boot a journal cursor belongs to (its `b=` part).
+fn cursor_boot(cursor: &str) -> Option<&str> {
+    cursor.split(';').find_map(|part| part.strip_prefix("b="))
+}
+
+/// Runs a one-shot `journalctl` (bounded in time) and returns its JSON lines.
+async fn journal_query(args: &[String]) -> Vec<String> {
+    let output = tokio::process::Command::new("journalctl")
+        .args(["--output=json", "--no-pager", "--quiet", "--all"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), output).await {
+        Ok(Ok(output)) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The boot id and cursor of the newest journal entry: the boot journald writes now,
+/// and the place to start following from.
+async fn newest_entry() -> Option<(String, String)> {
+    let lines = journal_query(&["--lines=1".to_owned()]).await;
+    let entry: serde_json::Value = serde_json::from_str(lines.last()?).ok()?;
+    let boot = entry.get("_BOOT_ID")?.as_str()?;
+    let cursor = entry.get("__CURSOR")?.as_str()?;
+    (boot.len() == 32 && boot.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| (boot.to_owned(), cursor.to_owned()))
+}
+
+/// Sends the journal lines of the sshd connection processes alive now (their `Accepted`
+/// lines among them), as if just read; false when the receiver is gone.
+async fn recover_live_sessions(boot_id: &str, position: &str, tx: &mpsc::Sender<LogItem>) -> bool {
+    let pids = super::procs::sshd_session_monitors();
+    if pids.is_empty() {
+        return true;
+    }
+    let mut args = vec![format!("--boot={boot_id}")];
+    args.extend(pids.iter().map(|pid| format!("_PID={pid}")));
+    args.extend([
+        "SYSLOG_IDENTIFIER=sshd".to_owned(),
+        "SYSLOG_IDENTIFIER=sshd-session".to_owned(),
+    ]);
+    for line in journal_query(&args).await {
+        let Some((record, _, _)) = parse_journal_json(&line) else {
+            continue;
+        };
+        let item = LogItem {
+            record,
+            position: Position::Journal {
+                cursor: position.to_owned(),
+            },
+        };
+        if tx.send(item).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// One `journalctl -o json` line: the record (when it is a text message with a pid), the
@@ -229,6 +330,7 @@ pub async fn follow_file(path: PathBuf, start: Option<Position>, tx: mpsc::Sende
     let year = OffsetDateTime::now_utc().year();
     let mut current: Option<Followed> = None;
     let mut rotated: Vec<Followed> = Vec::new();
+    let mut fresh_start = start.is_none();
     let mut resume = start;
     loop {
         // Lines still landing in a rotated file (the writer not yet reopened) come first.
@@ -239,6 +341,14 @@ pub async fn follow_file(path: PathBuf, start: Option<Position>, tx: mpsc::Sende
         }
         if current.is_none() {
             current = open_followed(&path, resume.take());
+            if let (true, Some(followed)) = (fresh_start, current.as_mut()) {
+                // No saved position: do not replay the file's history; read the lines of
+                // the sshd processes alive now, then follow from the end.
+                fresh_start = false;
+                if !recover_from_file(followed, year, &tx).await {
+                    return;
+                }
+            }
         }
         if let Some(followed) = current.as_mut() {
             if !drain(followed, year, &tx).await {
@@ -289,6 +399,53 @@ fn open_followed(path: &Path, resume: Option<Position>) -> Option<Followed> {
         offset,
         partial: Vec::new(),
     })
+}
+
+/// Sends the lines of the sshd connection processes alive now from the start of the
+/// file, then moves `followed` to its end; false when the receiver is gone.
+async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -> bool {
+    let pids = super::procs::sshd_session_monitors();
+    let size = followed.file.metadata().map(|m| m.len()).unwrap_or(0);
+    if !pids.is_empty() {
+        let mut text = Vec::new();
+        if followed.file.seek(SeekFrom::Start(0)).is_ok() {
+            let _ = (&mut followed.file).take(size).read_to_end(&mut text);
+        }
+        for line in text.split(|&b| b == b'\n') {
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
+            let Some(record) = parse::parse_syslog_line(line, year) else {
+                continue;
+            };
+            if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
+                continue;
+            }
+            let owned = OwnedRecord {
+                pid: record.pid,
+                at: record.at,
+                message: record.message.to_owned(),
+            };
+            let position = Position::File {
+                dev: followed.dev,
+                ino: followed.ino,
+                offset: size,
+            };
+            if tx
+                .send(LogItem {
+                    record: Some(owned),
+                    position,
+                })
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    followed.offset = size;
+    followed.partial.clear();
+    true
 }
 
 /// Reads what is new in `followed` and sends it; false when the receiver is gone.

@@ -309,7 +309,7 @@ impl SessionsTask {
                 .map(|k| k.id.clone())
                 .or_else(|| revoked.key_id(fingerprint, logged_at))
         };
-        let process_start = |pid: u32| procs::start_time(pid);
+        let process_start = |pid: u32| procs::start_time_if_started_by(pid, logged_at);
         let lookups = Lookups {
             key_id: &key_id,
             process_start: &process_start,

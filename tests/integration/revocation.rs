@@ -30,11 +30,9 @@ fn sleepers(seconds: &str) -> Vec<u32> {
 }
 
 fn events(server: &Server, user: &str, kind: &str) -> Vec<Value> {
-    server
-        .cp
-        .events(INSTANCE)
+    crate::sessions::events_for(server, user)
         .into_iter()
-        .filter(|e| e["user"] == user && e["type"] == kind)
+        .filter(|e| e["type"] == kind)
         .collect()
 }
 
@@ -52,6 +50,7 @@ fn setup(user: &'static str) -> Option<Revocation> {
     if !journal_available() {
         return None;
     }
+    crate::sessions::test_run_started();
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let hand = KeyPair::generate(dir.path(), "hand");

@@ -15,12 +15,19 @@ use crate::support::*;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
+/// True when something listens on journald's socket (a stale socket file is not enough).
+fn journald_listening() -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|socket| socket.connect(JOURNAL_SOCKET))
+        .is_ok()
+}
+
 /// Makes sure a journald runs and `/dev/log` reaches it (no systemd as PID 1 here).
 /// It is left running for the rest of the test run, like the system's would be.
 fn ensure_journald() -> bool {
     static STARTED: OnceLock<bool> = OnceLock::new();
     *STARTED.get_or_init(|| {
-        if !Path::new(JOURNAL_SOCKET).exists() {
+        if !journald_listening() {
             let _ = std::fs::create_dir_all("/run/systemd/journal");
             let spawned = Command::new("/lib/systemd/systemd-journald")
                 .stdin(Stdio::null())
@@ -31,14 +38,14 @@ fn ensure_journald() -> bool {
                 return false;
             }
             let start = Instant::now();
-            while !Path::new(JOURNAL_SOCKET).exists() && start.elapsed() < Duration::from_secs(5) {
+            while !journald_listening() && start.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
         if std::fs::symlink_metadata("/dev/log").is_err() {
             let _ = std::os::unix::fs::symlink("/run/systemd/journal/dev-log", "/dev/log");
         }
-        Path::new(JOURNAL_SOCKET).exists() && Path::new("/dev/log").exists()
+        journald_listening() && Path::new("/dev/log").exists()
     })
 }
 
@@ -117,17 +124,36 @@ impl Drop for Rsyslog {
     }
 }
 
-/// The events the control plane accepted for `user`.
-fn events_for(server: &Server, user: &str) -> Vec<Value> {
+/// The events the control plane accepted for `user` about logins since this test run
+/// began (the journal of this boot may hold the same user's sessions of earlier runs).
+pub fn events_for(server: &Server, user: &str) -> Vec<Value> {
+    let since = test_run_started();
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
     server
         .cp
         .events(INSTANCE)
         .into_iter()
         .filter(|e| e["user"] == user)
+        .filter(|e| {
+            e["at"]
+                .as_str()
+                .and_then(|at| time::OffsetDateTime::parse(at, rfc3339).ok())
+                .is_some_and(|at| at >= since)
+        })
         .collect()
 }
 
-fn active_for(server: &Server, user: &str) -> Vec<Value> {
+/// When the first test of this run that logs in began (a second early, for clocks).
+pub fn test_run_started() -> time::OffsetDateTime {
+    static STARTED: OnceLock<time::OffsetDateTime> = OnceLock::new();
+    *STARTED.get_or_init(|| time::OffsetDateTime::now_utc() - time::Duration::seconds(1))
+}
+
+/// The active sessions of the last agent status for `user`, of logins since this test
+/// run began.
+pub fn active_for(server: &Server, user: &str) -> Vec<Value> {
+    let since = test_run_started();
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
     server
         .cp
         .status(INSTANCE)
@@ -135,6 +161,12 @@ fn active_for(server: &Server, user: &str) -> Vec<Value> {
         .unwrap_or_default()
         .into_iter()
         .filter(|s| s["user"] == user)
+        .filter(|s| {
+            s["since"]
+                .as_str()
+                .and_then(|at| time::OffsetDateTime::parse(at, rfc3339).ok())
+                .is_some_and(|at| at >= since)
+        })
         .collect()
 }
 
@@ -153,6 +185,7 @@ struct World {
 /// A user with an account key in force, sshd logging to syslog, and the agent reporting
 /// sessions from `source` (`journal` or a file path inside the sandbox, by name).
 fn world(user: &'static str, source: impl FnOnce(&Path) -> String) -> World {
+    test_run_started();
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let hand = KeyPair::generate(dir.path(), "hand");
@@ -185,10 +218,10 @@ fn journal_login_and_logout_are_reported_with_key_user_and_source() {
 
     let mut session = w
         .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "3"])
+        .ssh(w.user, &w.account.private, &["sleep", "8"])
         .spawn()
         .expect("ssh");
-    wait_until(Duration::from_secs(10), "session_opened accepted", || {
+    wait_until(Duration::from_secs(20), "session_opened accepted", || {
         count(&events_for(&w.server, w.user), "session_opened") == 1
     });
     let accepted_at = time::OffsetDateTime::now_utc();
@@ -256,7 +289,7 @@ fn sessions_open_across_an_agent_restart_are_known_again() {
     });
     let mut session = w
         .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "6"])
+        .ssh(w.user, &w.account.private, &["sleep", "12"])
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(10), "session open", || {
@@ -571,4 +604,42 @@ fn a_large_noisy_log_yields_exactly_its_logins() {
         events.iter().all(|e| e["user"] == "pictor-e2e"),
         "no noise turned into a login"
     );
+}
+
+#[test]
+fn sessions_opened_before_the_first_start_are_found_without_replaying_history() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s6", |_| "journal".into());
+    let once = w
+        .sandbox
+        .command(&["sync", "--once"])
+        .output()
+        .expect("sync");
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let mut session = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "20"])
+        .spawn()
+        .expect("ssh");
+    // The login is logged before the agent ever runs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _agent = w.sandbox.start_agent();
+    wait_until(
+        Duration::from_secs(10),
+        "the earlier session reported as active",
+        || {
+            active_for(&w.server, w.user)
+                .iter()
+                .any(|s| s["key_id"] == "key_account")
+        },
+    );
+    assert_eq!(count(&events_for(&w.server, w.user), "session_opened"), 1);
+    let _ = session.kill();
+    let _ = session.wait();
 }

@@ -318,3 +318,22 @@ pub fn ensure_user(name: &str) -> nix::unistd::User {
         .expect("lookup")
         .expect("user exists")
 }
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // A failing test shows what the agent said.
+        if std::thread::panicking() {
+            let log = self.log();
+            let keep = std::env::temp_dir()
+                .join(format!("pictor-agent-failed-{}.log", std::process::id()));
+            if std::fs::write(&keep, &log).is_ok() {
+                eprintln!("--- the agent's whole log: {}", keep.display());
+            }
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- last lines of the agent's log:");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

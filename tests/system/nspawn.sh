@@ -15,24 +15,35 @@ deb=$(realpath "$1"); deb2=$(realpath "$2"); cp_bin=$(realpath "$3")
 cache=${PICTOR_NSPAWN_CACHE:-/var/cache/pictor-agent-test}
 started=$(date +%s)
 
-fail() { echo "SYSTEM TEST FAILED: $*" >&2; exit 1; }
+fail() {
+    echo "SYSTEM TEST FAILED: $*" >&2
+    if [ -n "${init:-}" ]; then
+        echo "--- the agent's journal:" >&2
+        nsenter -t "$init" -a -- journalctl -u pictor-agent --no-pager -n 40 >&2 || true
+    fi
+    exit 1
+}
 step() { echo "--- $*"; }
 
 # A cached minimal bookworm with systemd, dbus, sshd, curl.
-if [ ! -d "$cache/bookworm" ]; then
+if [ ! -d "$cache/bookworm-2" ]; then
     step "debootstrap bookworm (once, cached in $cache)"
     mkdir -p "$cache"
     mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1)
-    rm -rf "$cache/bookworm.tmp"
-    debootstrap --variant=minbase --include=systemd-sysv,dbus,openssh-server,openssh-client,curl,adduser,procps \
-        bookworm "$cache/bookworm.tmp" "${mirror:-http://deb.debian.org/debian}" >/dev/null
-    mv "$cache/bookworm.tmp" "$cache/bookworm"
+    rm -rf "$cache/bookworm-2.tmp"
+    debootstrap --variant=minbase --include=systemd-sysv,dbus,openssh-server,openssh-client,curl,ca-certificates,procps \
+        bookworm "$cache/bookworm-2.tmp" "${mirror:-http://deb.debian.org/debian}" >/dev/null
+    mv "$cache/bookworm-2.tmp" "$cache/bookworm-2"
 fi
 
 work=$(mktemp -d /var/tmp/pictor-nspawn.XXXXXX)
 root="$work/root"; share="$work/share"
 nspawn_pid=""
 cleanup() {
+    if [ -n "${PICTOR_KEEP_CONTAINER:-}" ] && [ -n "$nspawn_pid" ]; then
+        echo "kept for debugging: nsenter -t ${init:-?} -a; kill $nspawn_pid when done" >&2
+        return
+    fi
     if [ -n "$nspawn_pid" ]; then
         kill "$nspawn_pid" 2>/dev/null || true
         wait "$nspawn_pid" 2>/dev/null || true
@@ -41,7 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 step "fresh copy of the container tree"
-cp -a --reflink=auto "$cache/bookworm" "$root"
+cp -a --reflink=auto "$cache/bookworm-2" "$root"
 mkdir -p "$share"
 cp "$deb" "$share/agent.deb"; cp "$deb2" "$share/agent-upgrade.deb"; cp "$cp_bin" "$share/pictor-control-plane"
 printf 'system-test-token' > "$share/token"
@@ -50,22 +61,31 @@ step "boot it"
 systemd-nspawn -D "$root" --register=no --keep-unit -q -b --private-network \
     --bind="$share":/share --console=pipe </dev/null >"$work/console.log" 2>&1 &
 nspawn_pid=$!
+# The container's init: the descendant of systemd-nspawn named systemd (nspawn may put
+# a helper process in between).
+find_init() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        if [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ]; then echo "$child"; return; fi
+        find_init "$child"
+    done
+}
 init=""
 for _ in $(seq 1 100); do
-    init=$(pgrep -P "$nspawn_pid" | head -1 || true)
+    init=$(find_init "$nspawn_pid" | head -1)
     [ -n "$init" ] && break
     sleep 0.1
 done
 [ -n "$init" ] || fail "container did not start: $(cat "$work/console.log")"
-in() { nsenter -t "$init" -a -- "$@"; }
+ct() { nsenter -t "$init" -a -- "$@"; }   # run a command inside the container
 for _ in $(seq 1 100); do
-    state=$(in systemctl is-system-running 2>/dev/null || true)
+    state=$(ct systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
     sleep 0.1
 done
 case "$state" in running|degraded) ;; *) fail "systemd in the container is '$state'" ;; esac
 
-admin() { in curl -fsS -H 'content-type: application/json' "$@"; }
+admin() { ct curl -fsS -H 'content-type: application/json' "$@"; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     local limit=$1 what=$2; shift 2
     for _ in $(seq 1 $((limit * 10))); do
@@ -76,25 +96,32 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 step "a user, sshd, and the reference control plane inside"
-in useradd -m -s /bin/sh -p '*' alice
-in ssh-keygen -q -t ed25519 -N '' -f /root/alice_key -C alice-laptop
-in systemctl start ssh.service
-[ "$(in systemctl is-active ssh.service)" = active ] || fail "ssh.service is not active"
-in systemd-run -q --unit=control-plane /share/pictor-control-plane --listen 127.0.0.1:8080 --instance sys --token-file /share/token
-wait_for 10 "control plane up" in curl -fsS http://127.0.0.1:8080/admin/stats
+ct useradd -m -s /bin/sh -p '*' alice
+ct ssh-keygen -q -t ed25519 -N '' -f /root/alice_key -C alice-laptop
+ct systemctl start ssh.service
+[ "$(ct systemctl is-active ssh.service)" = active ] || fail "ssh.service is not active"
+ct systemd-run -q --unit=control-plane /share/pictor-control-plane --listen 127.0.0.1:8080 --instance sys --token-file /share/token
+wait_for 10 "control plane up" ct curl -fsS http://127.0.0.1:8080/admin/stats
 
 step "install the .deb without a token: enabled, not started, says why"
-in dpkg -i /share/agent.deb >"$work/install.log" 2>&1 || fail "dpkg -i: $(cat "$work/install.log")"
+ct dpkg -i /share/agent.deb >"$work/install.log" 2>&1 || fail "dpkg -i: $(cat "$work/install.log")"
 grep -q "not started yet" "$work/install.log" || fail "postinst did not say what is missing: $(cat "$work/install.log")"
-[ "$(in systemctl is-enabled pictor-agent)" = enabled ] || fail "service not enabled"
-[ "$(in systemctl is-active pictor-agent || true)" != active ] || fail "service started without a token"
-in systemctl show -p ConditionResult --value pictor-agent | grep -qx no || fail "start condition not reported"
-[ "$(in stat -c %a /etc/pictor-agent/config.toml)" = 640 ] || fail "config.toml is not 0640"
-getent_user=$(in getent passwd pictor-agent || true)
+[ "$(ct systemctl is-enabled pictor-agent)" = enabled ] || fail "service not enabled"
+[ "$(ct systemctl is-active pictor-agent || true)" != active ] || fail "service started without a token"
+ct systemctl show -p ConditionResult --value pictor-agent | grep -qx no || fail "start condition not reported"
+[ "$(ct stat -c %a /etc/pictor-agent/config.toml)" = 640 ] || fail "config.toml is not 0640"
+getent_user=$(ct getent passwd pictor-agent || true)
 [ -n "$getent_user" ] || fail "system user pictor-agent missing"
 
+step "the installed unit: systemd-analyze verify says nothing, security exposure at most 2.0"
+verify_err=$(ct systemd-analyze verify --man=no /usr/lib/systemd/system/pictor-agent.service 2>&1 >/dev/null || true)
+[ -z "$verify_err" ] || fail "systemd-analyze verify: $verify_err"
+exposure=$(ct systemd-analyze security pictor-agent.service --no-pager 2>/dev/null | sed -n 's/.*Overall exposure level for pictor-agent.service: \([0-9.]*\).*/\1/p')
+echo "    exposure: $exposure"
+ct systemd-analyze security --threshold=20 pictor-agent.service >/dev/null 2>&1 || fail "exposure $exposure is above 2.0"
+
 step "configure and start: active and READY"
-in sh -c 'cat > /etc/pictor-agent/config.toml <<EOF
+ct sh -c 'cat > /etc/pictor-agent/config.toml <<EOF
 [api]
 base_url = "http://127.0.0.1:8080"
 instance_id = "sys"
@@ -107,79 +134,79 @@ name = "alice"
 [sessions]
 log_source = "journal"
 EOF'
-in install -m 0600 /share/token /etc/pictor-agent/token
-in systemctl start pictor-agent
-[ "$(in systemctl is-active pictor-agent)" = active ] || fail "not active: $(in journalctl -u pictor-agent --no-pager | tail -20)"
-status_text=$(in systemctl show -p StatusText --value pictor-agent)
+ct install -m 0600 /share/token /etc/pictor-agent/token
+ct systemctl start pictor-agent
+[ "$(ct systemctl is-active pictor-agent)" = active ] || fail "not active: $(ct journalctl -u pictor-agent --no-pager | tail -20)"
+status_text=$(ct systemctl show -p StatusText --value pictor-agent)
 echo "    StatusText: $status_text"
 case "$status_text" in *"key set"*|*"no key set"*) ;; *) fail "no STATUS from the agent: '$status_text'" ;; esac
 
 step "keys sync"
-pub=$(in cat /root/alice_key.pub)
+pub=$(ct cat /root/alice_key.pub)
 admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\":\"laptop\",\"public_key\":\"$pub\"}" >/dev/null
-wait_for 5 "key in alice's authorized_keys" in grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
-[ "$(in stat -c '%U %a' /home/alice/.ssh/authorized_keys)" = "alice 600" ] || fail "authorized_keys owner/mode"
+wait_for 5 "key in alice's authorized_keys" ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
+[ "$(ct stat -c '%U %a' /home/alice/.ssh/authorized_keys)" = "alice 600" ] || fail "authorized_keys owner/mode"
 
 step "a real ssh login is reported"
-in ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+ct ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
     alice@127.0.0.1 true || fail "ssh login as alice failed"
 wait_for 10 "session_opened reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\".*\"key_alice\"\|\"key_alice\".*\"session_opened\"'"
-wait_for 10 "agent status reported" in curl -fsS http://127.0.0.1:8080/admin/instances/sys/status
+wait_for 10 "agent status reported" ct curl -fsS http://127.0.0.1:8080/admin/instances/sys/status
 
 step "journalctl MESSAGE_ID= finds the structured entries"
-in journalctl --no-pager -o verbose MESSAGE_ID=6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e1 | grep -q "KEY_ID=key_alice" || fail "no 'key added' entry by MESSAGE_ID"
+ct journalctl --no-pager -o verbose MESSAGE_ID=6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e1 | grep -q "KEY_ID=key_alice" || fail "no 'key added' entry by MESSAGE_ID"
 wait_for 10 "session opened entry" sh -c "nsenter -t $init -a -- journalctl --no-pager -o verbose MESSAGE_ID=6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e5 | grep -q 'USER=alice'"
 
 step "reload keeps the process, restart replaces it"
-pid1=$(in systemctl show -p MainPID --value pictor-agent)
-in systemctl reload pictor-agent
+pid1=$(ct systemctl show -p MainPID --value pictor-agent)
+ct systemctl reload pictor-agent
 sleep 0.5
-[ "$(in systemctl is-active pictor-agent)" = active ] || fail "not active after reload"
-[ "$(in systemctl show -p MainPID --value pictor-agent)" = "$pid1" ] || fail "reload replaced the process"
-in journalctl -u pictor-agent --no-pager | grep -q "configuration reloaded" || fail "reload not logged"
-in systemctl restart pictor-agent
-pid2=$(in systemctl show -p MainPID --value pictor-agent)
+[ "$(ct systemctl is-active pictor-agent)" = active ] || fail "not active after reload"
+[ "$(ct systemctl show -p MainPID --value pictor-agent)" = "$pid1" ] || fail "reload replaced the process"
+ct journalctl -u pictor-agent --no-pager | grep -q "configuration reloaded" || fail "reload not logged"
+ct systemctl restart pictor-agent
+pid2=$(ct systemctl show -p MainPID --value pictor-agent)
 [ "$pid2" != "$pid1" ] && [ "$pid2" != 0 ] || fail "restart did not replace the process"
 
 step "the watchdog restarts a hung main loop"
-in mkdir -p /etc/systemd/system/pictor-agent.service.d
-in sh -c 'printf "[Service]\nEnvironment=PICTOR_AGENT_TEST_HOOKS=1\nWatchdogSec=2s\n" > /etc/systemd/system/pictor-agent.service.d/test-hooks.conf'
-in systemctl daemon-reload
-in systemctl restart pictor-agent
-pid3=$(in systemctl show -p MainPID --value pictor-agent)
-restarts=$(in systemctl show -p NRestarts --value pictor-agent)
-in kill -USR1 "$pid3"
+ct mkdir -p /etc/systemd/system/pictor-agent.service.d
+ct sh -c 'printf "[Service]\nEnvironment=PICTOR_AGENT_TEST_HOOKS=1\nWatchdogSec=2s\n" > /etc/systemd/system/pictor-agent.service.d/test-hooks.conf'
+ct systemctl daemon-reload
+ct systemctl restart pictor-agent
+pid3=$(ct systemctl show -p MainPID --value pictor-agent)
+restarts=$(ct systemctl show -p NRestarts --value pictor-agent)
+ct kill -USR1 "$pid3"
 wait_for 20 "watchdog restart" sh -c "[ \"\$(nsenter -t $init -a -- systemctl show -p NRestarts --value pictor-agent)\" -gt $restarts ]"
 wait_for 10 "active again" sh -c "[ \"\$(nsenter -t $init -a -- systemctl is-active pictor-agent)\" = active ]"
-[ "$(in systemctl show -p MainPID --value pictor-agent)" != "$pid3" ] || fail "same process after the watchdog"
-in journalctl -u pictor-agent --no-pager | grep -qi "watchdog" || fail "no watchdog message in the journal"
-in rm /etc/systemd/system/pictor-agent.service.d/test-hooks.conf
-in systemctl daemon-reload
-in systemctl restart pictor-agent
+[ "$(ct systemctl show -p MainPID --value pictor-agent)" != "$pid3" ] || fail "same process after the watchdog"
+ct journalctl -u pictor-agent --no-pager | grep -qi "watchdog" || fail "no watchdog message in the journal"
+ct rm /etc/systemd/system/pictor-agent.service.d/test-hooks.conf
+ct systemctl daemon-reload
+ct systemctl restart pictor-agent
 
 step "stop: stopped cleanly, keys stay"
-in systemctl stop pictor-agent
-[ "$(in systemctl is-active pictor-agent || true)" = inactive ] || fail "not inactive after stop"
-in grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys || fail "keys gone after stop"
-in systemctl start pictor-agent
+ct systemctl stop pictor-agent
+[ "$(ct systemctl is-active pictor-agent || true)" = inactive ] || fail "not inactive after stop"
+ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys || fail "keys gone after stop"
+ct systemctl start pictor-agent
 
 step "upgrade keeps configuration and state"
-in cp /etc/pictor-agent/config.toml /root/config.before
-in dpkg -i /share/agent-upgrade.deb >"$work/upgrade.log" 2>&1 || fail "upgrade: $(cat "$work/upgrade.log")"
-in cmp -s /etc/pictor-agent/config.toml /root/config.before || fail "upgrade changed the configuration"
-in test -s /var/lib/pictor-agent/applied.json || fail "upgrade lost the state"
+ct cp /etc/pictor-agent/config.toml /root/config.before
+ct dpkg -i /share/agent-upgrade.deb >"$work/upgrade.log" 2>&1 || fail "upgrade: $(cat "$work/upgrade.log")"
+ct cmp -s /etc/pictor-agent/config.toml /root/config.before || fail "upgrade changed the configuration"
+ct test -s /var/lib/pictor-agent/applied.json || fail "upgrade lost the state"
 wait_for 10 "active after upgrade" sh -c "[ \"\$(nsenter -t $init -a -- systemctl is-active pictor-agent)\" = active ]"
 
 step "remove stops the service and leaves authorized_keys valid"
-in dpkg -r pictor-agent >/dev/null
-[ "$(in systemctl is-active pictor-agent 2>/dev/null || true)" != active ] || fail "still running after remove"
-in ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+ct dpkg -r pictor-agent >/dev/null
+[ "$(ct systemctl is-active pictor-agent 2>/dev/null || true)" != active ] || fail "still running after remove"
+ct ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
     alice@127.0.0.1 true || fail "alice locked out after remove"
-in test -f /etc/pictor-agent/config.toml || fail "remove deleted the configuration"
+ct test -f /etc/pictor-agent/config.toml || fail "remove deleted the configuration"
 
 step "purge removes configuration and state"
-in dpkg -P pictor-agent >/dev/null
-in test ! -e /etc/pictor-agent || fail "/etc/pictor-agent left after purge"
-in test ! -e /var/lib/pictor-agent || fail "/var/lib/pictor-agent left after purge"
+ct dpkg -P pictor-agent >/dev/null
+ct test ! -e /etc/pictor-agent || fail "/etc/pictor-agent left after purge"
+ct test ! -e /var/lib/pictor-agent || fail "/var/lib/pictor-agent left after purge"
 
 echo "SYSTEM TEST PASSED in $(( $(date +%s) - started )) s"
