@@ -541,10 +541,8 @@ fn a_session_whose_sshd_was_killed_without_a_word_is_closed() {
         .and_then(|s| s.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .expect("pid");
-    // SIGKILL the connection's processes: nothing gets to log a goodbye.
-    let _ = Command::new("pkill")
-        .args(["-KILL", "-P", &monitor.to_string()])
-        .status();
+    // SIGKILL the connection's processes, the monitor first: nothing gets to log a
+    // goodbye. Then the user's processes (sshd's child runs as the user).
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(monitor),
         nix::sys::signal::Signal::SIGKILL,
