@@ -35,6 +35,7 @@ cargo test --workspace --quiet
 cargo bench --bench propagation --quiet -- --rounds 5 --idle-seconds 1
 cargo bench --bench parse --quiet -- --lines 20000
 cargo bench --bench revocation --quiet -- --rounds 2
+cargo bench --bench agent --quiet -- --quick
 
 # The unit, offline: exposure at most 2.0 (the threshold counts tenths).
 systemd-analyze security --offline=true --threshold=20 systemd/pictor-agent.service >/dev/null

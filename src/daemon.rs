@@ -17,7 +17,7 @@ use crate::keys::KeySet;
 use crate::outbox::Outbox;
 use crate::sessions::{self as sessions_mod, ActiveSession};
 
-use crate::authorized_keys::merge::{render_block, ManagedLine};
+use crate::authorized_keys::merge::{self, render_block, ManagedLine};
 use crate::authorized_keys::write::{self, Outcome, WriteError};
 use crate::config::{self, Config};
 use crate::state::{self, Applied};
@@ -199,9 +199,19 @@ impl Agent {
         match &result {
             Ok(outcome) => {
                 let before = self.written.get(&user.name);
-                if let (Outcome::Written { drift: Some(drift) }, Some(before)) = (outcome, before) {
+                // The same keys as last written, yet the file needed writing: drift.
+                if let (Outcome::Written { previous }, Some(before)) = (outcome, before) {
+                    let wanted_block = if user.write_file {
+                        block.as_slice()
+                    } else {
+                        &[]
+                    };
                     if *before == wanted {
-                        warn!(message_id = crate::logging::message_id::DRIFT_REPAIRED, user = %user.name, path = %user.path().display(), "drift repaired: {drift}; managed keys put back");
+                        if let Some(drift) =
+                            merge::describe_drift(previous.as_deref(), wanted_block)
+                        {
+                            warn!(message_id = crate::logging::message_id::DRIFT_REPAIRED, user = %user.name, path = %user.path().display(), "drift repaired: {drift}; managed keys put back");
+                        }
                     }
                 }
                 log_key_changes(

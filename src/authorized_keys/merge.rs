@@ -175,22 +175,17 @@ pub fn describe_drift(existing: Option<&[u8]>, wanted_block: &[u8]) -> Option<St
             parsed.blocks
         ));
     }
-    let found_lines: Vec<&[u8]> = split_lines(found)
+    // Sets, not lists: a block of 10,000 keys must not cost 10^8 comparisons.
+    let found_lines: std::collections::HashSet<&[u8]> = split_lines(found)
         .iter()
         .map(|&(s, e)| trim_eol(&found[s..e]))
         .collect();
-    let wanted_lines: Vec<&[u8]> = split_lines(wanted_block)
+    let wanted_lines: std::collections::HashSet<&[u8]> = split_lines(wanted_block)
         .iter()
         .map(|&(s, e)| trim_eol(&wanted_block[s..e]))
         .collect();
-    let added = found_lines
-        .iter()
-        .filter(|l| !wanted_lines.contains(l))
-        .count();
-    let removed = wanted_lines
-        .iter()
-        .filter(|l| !found_lines.contains(l))
-        .count();
+    let added = found_lines.difference(&wanted_lines).count();
+    let removed = wanted_lines.difference(&found_lines).count();
     if added > 0 || removed > 0 {
         what.push(format!(
             "managed block edited: {added} line(s) added or changed, {removed} line(s) missing"

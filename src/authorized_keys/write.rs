@@ -81,8 +81,9 @@ pub enum WriteError {
 pub enum Outcome {
     /// The file already had exactly this block: nothing was written.
     Unchanged,
-    /// The file was replaced; `drift` says what was wrong in the managed part before.
-    Written { drift: Option<String> },
+    /// The file was replaced; `previous` is what it held before (`None`: it did not
+    /// exist), for [`merge::describe_drift`] when the caller wants to say what changed.
+    Written { previous: Option<Vec<u8>> },
 }
 
 /// Puts `block` (from [`merge::render_block`]) into the user's file, keeping every
@@ -109,8 +110,10 @@ fn apply_racing(
         if before == Some(merged.as_slice()) || (before.is_none() && merged.is_empty()) {
             return Ok(Outcome::Unchanged);
         }
-        let drift = merge::describe_drift(before, block);
-        let identity = existing.map(|(_, id)| id);
+        let (previous, identity) = match existing {
+            Some((bytes, id)) => (Some(bytes), Some(id)),
+            None => (None, None),
+        };
         let mode = FileMode {
             owner,
             mode: Mode::S_IRUSR | Mode::S_IWUSR,
@@ -122,7 +125,7 @@ fn apply_racing(
         match durable::replace_at(&dir, &user.file_name, &merged, mode, still_current) {
             Ok(()) => {
                 durable::remove_stale_temps(&dir, &user.file_name);
-                return Ok(Outcome::Written { drift });
+                return Ok(Outcome::Written { previous });
             }
             Err(ReplaceError::Superseded) => continue,
             Err(source) => {
@@ -453,12 +456,10 @@ mod tests {
             Outcome::Written { .. }
         ));
         assert_eq!(apply(&user, &block()).expect("second"), Outcome::Unchanged);
-        assert_eq!(
-            apply(&user, &[]).expect("remove"),
-            Outcome::Written {
-                drift: Some("a managed block appeared although no keys are managed".into())
-            }
-        );
+        let Outcome::Written { previous } = apply(&user, &[]).expect("remove") else {
+            panic!("the block must be removed")
+        };
+        assert_eq!(previous, Some(block()));
         assert_eq!(std::fs::read(user.path()).expect("read"), b"");
     }
 

@@ -308,7 +308,11 @@ fn drift_is_repaired_and_logged() {
         &a.canonical(),
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITampered",
     ) + "mine\n";
-    std::fs::write(&sandbox.keys_file, &tampered).expect("tamper");
+    // Saved the way editors do (a new file renamed over it), so the agent never reads a
+    // half-written file and the description of the drift is deterministic.
+    let scratch = sandbox.keys_file.with_extension("swp");
+    std::fs::write(&scratch, &tampered).expect("tamper");
+    std::fs::rename(&scratch, &sandbox.keys_file).expect("rename");
     let took = wait_until(SOON, "block repaired", || {
         sandbox.keys_text() == format!("{good}mine\n")
     });
