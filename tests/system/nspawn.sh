@@ -30,10 +30,18 @@ if [ ! -d "$cache/bookworm-2" ]; then
     step "debootstrap bookworm (once, cached in $cache)"
     mkdir -p "$cache"
     mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1)
-    rm -rf "$cache/bookworm-2.tmp"
-    debootstrap --variant=minbase --include=systemd-sysv,dbus,openssh-server,openssh-client,curl,ca-certificates,procps \
-        bookworm "$cache/bookworm-2.tmp" "${mirror:-http://deb.debian.org/debian}" >/dev/null
-    mv "$cache/bookworm-2.tmp" "$cache/bookworm-2"
+    # Twice at most: a mirror hiccup should not fail the suite; its output is shown if
+    # both attempts fail.
+    for attempt in 1 2; do
+        rm -rf "$cache/bookworm-2.tmp"
+        if debootstrap --variant=minbase --include=systemd-sysv,dbus,openssh-server,openssh-client,curl,ca-certificates,procps \
+            bookworm "$cache/bookworm-2.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1; then
+            mv "$cache/bookworm-2.tmp" "$cache/bookworm-2"
+            break
+        fi
+        echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap.log")" >&2
+        [ "$attempt" = 2 ] && fail "debootstrap failed twice; see $cache/debootstrap.log"
+    done
 fi
 
 work=$(mktemp -d /var/tmp/pictor-nspawn.XXXXXX)
