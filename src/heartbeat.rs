@@ -55,6 +55,7 @@ pub async fn run(
     mut sessions: watch::Receiver<Vec<ActiveSession>>,
 ) {
     let mut failures = 0u32;
+    let (mut keys_live, mut sessions_live) = (true, true);
     loop {
         let status = {
             let keys = keys.borrow_and_update().clone();
@@ -94,9 +95,11 @@ pub async fn run(
             tokio::time::sleep(wait).await;
             continue;
         }
+        // A source that is gone (session reporting off) only stops waking us; the
+        // interval goes on.
         tokio::select! {
-            changed = keys.changed() => if changed.is_err() { return },
-            changed = sessions.changed() => if changed.is_err() { return },
+            changed = keys.changed(), if keys_live => keys_live = changed.is_ok(),
+            changed = sessions.changed(), if sessions_live => sessions_live = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}
         }
         tokio::time::sleep(SETTLE).await;

@@ -416,3 +416,35 @@ fn wrong_token_is_an_error_that_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid or revoked"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("wrong-token"));
 }
+
+#[test]
+fn the_heartbeat_keeps_its_interval_with_session_reporting_off() {
+    let server = Server::start();
+    let sandbox = Sandbox::new(&server.url);
+    let mut setup = Setup::new(
+        &server.url,
+        &current_user(),
+        Some(sandbox.keys_file.clone()),
+    );
+    setup.extra_api = "heartbeat_seconds = 5\n".into();
+    sandbox.write_config(&setup);
+    let _agent = sandbox.start_agent();
+    wait_until(SOON, "first status", || server.cp.stats().status_puts >= 1);
+    // Let the start-up reports (before and after the first key set) go out.
+    std::thread::sleep(Duration::from_secs(1));
+    let settled = server.cp.stats().status_puts;
+    let start = Instant::now();
+    wait_until(Duration::from_secs(15), "two more at the interval", || {
+        server.cp.stats().status_puts >= settled + 2
+    });
+    assert!(
+        start.elapsed() >= Duration::from_secs(8),
+        "not faster than the interval: {:?}",
+        start.elapsed()
+    );
+    let status = server.cp.status(INSTANCE).expect("status");
+    assert_eq!(status["agent_version"], pictor_agent::VERSION);
+    assert!(status["active_sessions"]
+        .as_array()
+        .is_some_and(|a| a.is_empty()));
+}
