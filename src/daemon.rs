@@ -143,8 +143,12 @@ impl Agent {
         }
         info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), rejected = applied.key_set.rejected.len(), "applying key set");
         self.applied = Some(applied);
+        // Order: the state first (a crash after it re-applies the new set at start-up,
+        // so a revoked key never comes back), then the files sshd reads, authorized_keys
+        // before the command's file (the path most logins take goes first).
+        let report = self.enforce(now);
         self.write_command_file();
-        self.enforce(now)
+        report
     }
 
     /// Notes a failed fetch; repeated identical errors are logged once.

@@ -73,7 +73,9 @@ pub fn replace_at(
         }
         let mut file = std::fs::File::from(fd);
         file.write_all(content).map_err(ReplaceError::Write)?;
-        file.sync_all().map_err(ReplaceError::Write)?;
+        // fdatasync: the data and size are what must survive; the mode was set at
+        // creation and an owner lost in a crash leaves a root-owned file sshd accepts.
+        file.sync_data().map_err(ReplaceError::Write)?;
         drop(file);
         if !still_current() {
             return Err(ReplaceError::Superseded);
