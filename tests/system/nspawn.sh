@@ -29,7 +29,9 @@ step() { echo "--- $*"; }
 if [ ! -d "$cache/bookworm-2" ]; then
     step "debootstrap bookworm (once, cached in $cache)"
     mkdir -p "$cache"
-    mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1)
+    # The mirror apt already uses (either file may be missing: no pipefail exit here).
+    mirror=$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } \
+        | awk '/^(URIs:|deb )/ {print $2; exit}')
     # Twice at most: a mirror hiccup should not fail the suite; its output is shown if
     # both attempts fail.
     for attempt in 1 2; do
