@@ -32,10 +32,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
 # Benchmarks print figures and never fail on a slow machine; this only keeps them from rotting.
-cargo bench --bench propagation --quiet -- --rounds 5 --idle-seconds 1
-cargo bench --bench parse --quiet -- --lines 20000
-cargo bench --bench revocation --quiet -- --rounds 2
-cargo bench --bench agent --quiet -- --quick
+scripts/bench.sh --quick
 
 # The unit, offline: exposure at most 2.0 (the threshold counts tenths).
 systemd-analyze security --offline=true --threshold=20 systemd/pictor-agent.service >/dev/null
