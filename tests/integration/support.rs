@@ -255,6 +255,16 @@ impl Sandbox {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
+    /// Waits until the agent's log contains `needle`. The agent logs after it acts, so a
+    /// test that has seen the effect on disk must still wait for the line.
+    pub fn wait_for_log(&self, needle: &str) {
+        wait_until(
+            Duration::from_secs(5),
+            &format!("log line {needle:?}"),
+            || self.log().contains(needle),
+        );
+    }
+
     pub fn keys_text(&self) -> String {
         std::fs::read_to_string(&self.keys_file).unwrap_or_default()
     }

@@ -290,7 +290,7 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     );
     wait_until(SOON, "key b expired offline", || !contains(&sandbox, &b));
     assert!(contains(&sandbox, &a));
-    assert!(sandbox.log().contains("fetching the key list failed"));
+    sandbox.wait_for_log("fetching the key list failed");
 }
 
 #[test]
@@ -317,18 +317,12 @@ fn drift_is_repaired_and_logged() {
         sandbox.keys_text() == format!("{good}mine\n")
     });
     assert!(took < Duration::from_secs(1), "repaired in {took:?}");
-    assert!(
-        sandbox
-            .log()
-            .contains("drift repaired: managed block edited"),
-        "{}",
-        sandbox.log()
-    );
+    sandbox.wait_for_log("drift repaired: managed block edited");
 
     // Someone deletes the file.
     std::fs::remove_file(&sandbox.keys_file).expect("rm");
     wait_until(SOON, "file recreated", || contains(&sandbox, &a));
-    assert!(sandbox.log().contains("the file was deleted"));
+    sandbox.wait_for_log("the file was deleted");
 }
 
 #[test]
