@@ -475,7 +475,23 @@ fn idle() {
     );
 }
 
-/// CPU of the agent (and its journalctl) while sshd logs 2,000 brute-force lines a second.
+/// One line of brute-force noise, as sshd words it (the four commonest kinds in turn).
+fn noise_message(n: u64) -> (u64, String) {
+    let ip = format!("203.0.{}.{}", (n / 250) % 250, n % 250 + 1);
+    let pid = 40_000 + n % 20_000;
+    let port = 1024 + n % 60_000;
+    let message = match n % 4 {
+        0 => format!("Invalid user admin{n} from {ip} port {port}"),
+        1 => format!("Failed password for root from {ip} port {port} ssh2"),
+        2 => format!("Received disconnect from {ip} port {port}:11: Bye Bye [preauth]"),
+        _ => format!("Connection closed by authenticating user root {ip} port {port} [preauth]"),
+    };
+    (pid, message)
+}
+
+/// CPU of the agent (and its journalctl) while sshd logs 2,000 brute-force lines a
+/// second: through journald (the default where it runs), and appended to a syslog file
+/// one write per line, as rsyslog does.
 fn bruteforce() {
     let root = nix::unistd::Uid::effective().is_root();
     let journal =
@@ -484,55 +500,66 @@ fn bruteforce() {
         println!("bruteforce: skipped (needs root and a running journald with /dev/log; scripts/test.sh sets it up)");
         return;
     }
-    let server = server(0);
-    let probe = sandbox(&server.url, &[], "");
-    let file = keys_dir(&probe, "home").join("authorized_keys");
-    let sb = sandbox(
-        &server.url,
-        &[(current_user(), file.clone())],
-        "[sessions]\nlog_source = \"journal\"\n",
-    );
-    server.cp.add_key(new_key("base", 1));
-    let agent = start_agent(&sb);
-    wait_file(&file, |t| t.contains(&key_line(1)));
-    std::thread::sleep(Duration::from_secs(1));
-    let socket = std::os::unix::net::UnixDatagram::unbound().expect("socket");
-    socket.connect("/dev/log").expect("connect /dev/log");
     let seconds = if quick() {
         2
     } else {
         arg_seconds("--bruteforce-seconds", 60)
     };
-    let pid = agent.0.id();
-    let all_cpu = || cpu_ticks(pid) + children(pid).iter().map(|&c| cpu_ticks(c)).sum::<u64>();
-    let before = all_cpu();
-    let agent_before = cpu_ticks(pid);
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while start.elapsed() < Duration::from_secs(seconds) {
-        let due = (start.elapsed().as_secs_f64() * 2000.0) as u64;
-        while sent < due {
-            let ip = format!("203.0.{}.{}", (sent / 250) % 250, sent % 250 + 1);
-            let line = match sent % 4 {
-                0 => format!("<38>sshd[{}]: Invalid user admin{sent} from {ip} port {}", 40_000 + sent % 20_000, 1024 + sent % 60_000),
-                1 => format!("<38>sshd[{}]: Failed password for root from {ip} port {} ssh2", 40_000 + sent % 20_000, 1024 + sent % 60_000),
-                2 => format!("<38>sshd[{}]: Received disconnect from {ip} port {}:11: Bye Bye [preauth]", 40_000 + sent % 20_000, 1024 + sent % 60_000),
-                _ => format!("<38>sshd[{}]: Connection closed by authenticating user root {ip} port {} [preauth]", 40_000 + sent % 20_000, 1024 + sent % 60_000),
-            };
-            let _ = socket.send(line.as_bytes());
-            sent += 1;
+    for source in ["journal", "file"] {
+        let server = server(0);
+        let probe = sandbox(&server.url, &[], "");
+        let file = keys_dir(&probe, "home").join("authorized_keys");
+        let log_file = probe.dir.path().join("auth.log");
+        let sessions = match source {
+            "journal" => "[sessions]\nlog_source = \"journal\"\n".to_owned(),
+            _ => format!(
+                "[sessions]\nlog_source = \"file\"\nlog_file = {:?}\n",
+                log_file.display().to_string()
+            ),
+        };
+        std::fs::write(&log_file, "").expect("log file");
+        let sb = sandbox(&server.url, &[(current_user(), file.clone())], &sessions);
+        server.cp.add_key(new_key("base", 1));
+        let agent = start_agent(&sb);
+        wait_file(&file, |t| t.contains(&key_line(1)));
+        std::thread::sleep(Duration::from_secs(1));
+        let socket = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+        socket.connect("/dev/log").expect("connect /dev/log");
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_file)
+            .expect("open log");
+        let pid = agent.0.id();
+        let all_cpu = || cpu_ticks(pid) + children(pid).iter().map(|&c| cpu_ticks(c)).sum::<u64>();
+        let before = all_cpu();
+        let agent_before = cpu_ticks(pid);
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_secs(seconds) {
+            let due = (start.elapsed().as_secs_f64() * 2000.0) as u64;
+            while sent < due {
+                let (sshd_pid, message) = noise_message(sent);
+                if source == "journal" {
+                    let _ = socket.send(format!("<38>sshd[{sshd_pid}]: {message}").as_bytes());
+                } else {
+                    let stamp = pictor_agent::timefmt::format(pictor_agent::timefmt::now());
+                    let line = format!("{stamp} gpu7 sshd[{sshd_pid}]: {message}\n");
+                    let _ = std::io::Write::write_all(&mut log, line.as_bytes());
+                }
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_secs(1));
+        let used = (all_cpu() - before) as f64 / 100.0;
+        let agent_only = (cpu_ticks(pid) - agent_before) as f64 / 100.0;
+        let window = start.elapsed().as_secs_f64();
+        println!(
+            "bruteforce ({source}): {sent} sshd noise lines in {window:.1} s ({:.0}/s): the agent and its children used {used:.2} s CPU = {:.2} % of one core (the agent itself {agent_only:.2} s)",
+            sent as f64 / window,
+            used / window * 100.0
+        );
     }
-    std::thread::sleep(Duration::from_secs(1));
-    let used = (all_cpu() - before) as f64 / 100.0;
-    let agent_only = (cpu_ticks(pid) - agent_before) as f64 / 100.0;
-    let window = start.elapsed().as_secs_f64();
-    println!(
-        "bruteforce: {sent} sshd noise lines in {window:.1} s ({:.0}/s): agent + its journalctl used {used:.2} s CPU = {:.2} % of one core (the agent itself {agent_only:.2} s)",
-        sent as f64 / window,
-        used / window * 100.0
-    );
 }
 
 /// A fleet of 1,000 agents' sync engines in this process against one control plane.

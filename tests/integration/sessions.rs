@@ -641,3 +641,86 @@ fn sessions_opened_before_the_first_start_are_found_without_replaying_history() 
     let _ = session.kill();
     let _ = session.wait();
 }
+
+#[test]
+fn journalctl_grep_keeps_every_message_the_parser_needs_and_drops_the_noise() {
+    use pictor_agent::sessions::{parse, source::JOURNAL_GREP};
+    if !journal_available() {
+        return;
+    }
+    // Every captured line, sent to the real journald under an identifier of this test,
+    // then read back through the real journalctl with and without the agent's pattern.
+    let mut messages = Vec::new();
+    for name in [
+        "noise.log",
+        "openssh-7.4-centos7.log",
+        "openssh-9.2-debian12.log",
+        "openssh-9.9-sshd-session.log",
+    ] {
+        let path = format!("{}/tests/fixtures/sshd/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        for line in text.lines() {
+            if let Some(record) = parse::parse_syslog_line(line, 2026) {
+                messages.push(record.message.to_owned());
+            }
+        }
+    }
+    let ident = format!("pictor-grep-{}", std::process::id());
+    let socket = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+    socket.connect("/dev/log").expect("/dev/log");
+    for message in &messages {
+        socket
+            .send(format!("<38>{ident}[4242]: {message}").as_bytes())
+            .expect("send");
+    }
+    let read = |grep: bool| -> Vec<String> {
+        let mut command = Command::new("journalctl");
+        command.args(["--quiet", "--no-pager", "--all", "--output=cat"]);
+        if grep {
+            command.arg(format!("--grep={JOURNAL_GREP}"));
+        }
+        let out = command
+            .arg(format!("SYSLOG_IDENTIFIER={ident}"))
+            .output()
+            .expect("journalctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "journald stored every line",
+        || read(false).len() == messages.len(),
+    );
+    let kept = read(true);
+    let needed: Vec<&String> = messages
+        .iter()
+        .filter(|m| parse::parse_message(m).is_some())
+        .collect();
+    let noise = messages.len() - needed.len();
+    eprintln!(
+        "{} messages: the parser needs {}, the pattern keeps {}",
+        messages.len(),
+        needed.len(),
+        kept.len()
+    );
+    assert!(needed.len() >= 20 && noise >= 30, "fixtures cover both");
+    for message in &needed {
+        assert!(kept.contains(message), "the pattern drops {message:?}");
+    }
+    let through: Vec<&String> = kept
+        .iter()
+        .filter(|m| parse::parse_message(m).is_none())
+        .collect();
+    // Only the two forged lines of noise.log get past the pattern (their prefix is
+    // right, their body is not), and the parser rejects them.
+    assert_eq!(
+        through,
+        [
+            "Accepted publickey for bad user from 1.2.3.4 port 5 ssh2: ED25519 SHA256:AAAA",
+            "Accepted publickey for x from 999.1.1.1 port 5 ssh2: ED25519 SHA256:AAAA",
+        ],
+        "the pattern lets noise through"
+    );
+}
