@@ -278,6 +278,63 @@ fn journal_login_and_logout_are_reported_with_key_user_and_source() {
 }
 
 #[test]
+fn a_journalctl_that_cannot_grep_still_reports_sessions_and_says_so() {
+    if !journal_available() {
+        return;
+    }
+    let w = world("pictor-s6", |_| "journal".into());
+    // The real journalctl behind a wrapper that refuses --grep, as one built without
+    // PCRE2 (or older than systemd 237) does.
+    let bin = w.sandbox.dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v journalctl"])
+            .output()
+            .expect("sh")
+            .stdout,
+    )
+    .expect("utf8");
+    let wrapper = bin.join("journalctl");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --grep=*) echo 'Compiled without pattern matching support' >&2; exit 1;; esac; done\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _agent = w.sandbox.start_agent_with(|c| {
+        c.env("PATH", &path);
+    });
+    w.sandbox
+        .wait_for_log("journalctl cannot filter sshd's messages itself (Compiled without");
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+    let status = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["true"])
+        .status()
+        .expect("ssh");
+    assert!(status.success());
+    wait_until(Duration::from_secs(20), "session opened and closed", || {
+        let events = events_for(&w.server, w.user);
+        count(&events, "session_opened") == 1 && count(&events, "session_closed") == 1
+    });
+}
+
+#[test]
 fn sessions_open_across_an_agent_restart_are_known_again() {
     if !journal_available() {
         return;

@@ -237,13 +237,19 @@ impl Sandbox {
 
     /// Starts `pictor-agent run`, its log in `DIR/agent.log`.
     pub fn start_agent(&self) -> Agent {
+        self.start_agent_with(|_| {})
+    }
+
+    /// Like [`Sandbox::start_agent`], with the command adjusted first (its environment).
+    pub fn start_agent_with(&self, adjust: impl FnOnce(&mut Command)) -> Agent {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("log");
-        let child = self
-            .command(&["run"])
+        let mut command = self.command(&["run"]);
+        adjust(&mut command);
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
