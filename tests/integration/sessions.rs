@@ -666,7 +666,7 @@ fn sessions_opened_before_the_first_start_are_found_without_replaying_history() 
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s6", |_| "journal".into());
+    let w = world("pictor-s7", |_| "journal".into());
     let once = w
         .sandbox
         .command(&["sync", "--once"])
