@@ -274,11 +274,8 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     assert!(agent.stop().success());
 
     // The control plane is gone: point the agent at a port where nothing listens.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_url = format!("http://{}", closed.local_addr().expect("addr"));
-    drop(closed);
     sandbox.write_config(&Setup::new(
-        &dead_url,
+        &dead_url(),
         &current_user(),
         Some(sandbox.keys_file.clone()),
     ));
@@ -291,6 +288,81 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     wait_until(SOON, "key b expired offline", || !contains(&sandbox, &b));
     assert!(contains(&sandbox, &a));
     sandbox.wait_for_log("fetching the key list failed");
+}
+
+/// A URL where nothing listens: the control plane is gone.
+fn dead_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("http://{}", closed.local_addr().expect("addr"))
+}
+
+#[test]
+fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
+    let server = Server::start();
+    let sandbox = Sandbox::new(&server.url);
+    let a = KeyPair::generate(sandbox.dir.path(), "a");
+    let b = KeyPair::generate(sandbox.dir.path(), "b");
+    server.cp.add_key(a.new_key("key_a"));
+    server.cp.add_key(b.new_key("key_b"));
+    let _agent = sandbox.start_agent();
+    wait_until(SOON, "keys written", || {
+        contains(&sandbox, &a) && contains(&sandbox, &b)
+    });
+    // The saved state's name is taken by a non-empty directory: every save now fails
+    // (root ignores permissions, a rename over a directory does not).
+    let applied = sandbox.state_dir.join("applied.json");
+    std::fs::remove_file(&applied).expect("rm applied.json");
+    std::fs::create_dir(&applied).expect("mkdir");
+    std::fs::write(applied.join("blocker"), "").expect("blocker");
+
+    assert!(server.cp.delete_key("key_b"));
+    wait_until(SOON, "key b revoked", || !contains(&sandbox, &b));
+    assert!(contains(&sandbox, &a), "the remaining key kept");
+    sandbox.wait_for_log("applied.json");
+    let log = sandbox.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("applied.json"))
+        .unwrap_or_else(|| panic!("the failed save is an error in the log:\n{log}"));
+    eprintln!("{line}");
+}
+
+#[test]
+fn a_crash_between_saving_the_state_and_writing_the_file_is_finished_at_start_up() {
+    let server = Server::start();
+    let sandbox = Sandbox::new(&server.url);
+    let a = KeyPair::generate(sandbox.dir.path(), "a");
+    let b = KeyPair::generate(sandbox.dir.path(), "b");
+    server.cp.add_key(a.new_key("key_a"));
+    server.cp.add_key(b.new_key("key_b"));
+    let agent = sandbox.start_agent();
+    wait_until(SOON, "keys written", || {
+        contains(&sandbox, &a) && contains(&sandbox, &b)
+    });
+    let before_revocation = sandbox.keys_text();
+    assert!(server.cp.delete_key("key_b"));
+    wait_until(SOON, "key b revoked", || !contains(&sandbox, &b));
+    assert!(agent.stop().success());
+
+    // What a crash right after the state was saved leaves: the new state (without b)
+    // and the file sshd reads still the old one (with b).
+    std::fs::write(&sandbox.keys_file, &before_revocation).expect("old file back");
+    assert!(contains(&sandbox, &b));
+    sandbox.write_config(&Setup::new(
+        &dead_url(),
+        &current_user(),
+        Some(sandbox.keys_file.clone()),
+    ));
+    let started = Instant::now();
+    let _agent = sandbox.start_agent();
+    wait_until(
+        SOON,
+        "revocation finished from the saved state, offline",
+        || !contains(&sandbox, &b),
+    );
+    eprintln!("finished {:?} after start", started.elapsed());
+    assert!(contains(&sandbox, &a));
+    sandbox.wait_for_log("restored the last applied key set");
 }
 
 #[test]
