@@ -296,18 +296,24 @@ fn dead_url() -> String {
     format!("http://{}", closed.local_addr().expect("addr"))
 }
 
-#[test]
-fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
+/// An agent running with two account keys, both written.
+fn agent_with_keys_a_and_b() -> (Server, Sandbox, KeyPair, KeyPair, Agent) {
     let server = Server::start();
     let sandbox = Sandbox::new(&server.url);
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     let b = KeyPair::generate(sandbox.dir.path(), "b");
     server.cp.add_key(a.new_key("key_a"));
     server.cp.add_key(b.new_key("key_b"));
-    let _agent = sandbox.start_agent();
+    let agent = sandbox.start_agent();
     wait_until(SOON, "keys written", || {
         contains(&sandbox, &a) && contains(&sandbox, &b)
     });
+    (server, sandbox, a, b, agent)
+}
+
+#[test]
+fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
+    let (server, sandbox, a, b, _agent) = agent_with_keys_a_and_b();
     // The saved state's name is taken by a non-empty directory: every save now fails
     // (root ignores permissions, a rename over a directory does not).
     let applied = sandbox.state_dir.join("applied.json");
@@ -329,16 +335,7 @@ fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
 
 #[test]
 fn a_crash_between_saving_the_state_and_writing_the_file_is_finished_at_start_up() {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    let b = KeyPair::generate(sandbox.dir.path(), "b");
-    server.cp.add_key(a.new_key("key_a"));
-    server.cp.add_key(b.new_key("key_b"));
-    let agent = sandbox.start_agent();
-    wait_until(SOON, "keys written", || {
-        contains(&sandbox, &a) && contains(&sandbox, &b)
-    });
+    let (server, sandbox, a, b, agent) = agent_with_keys_a_and_b();
     let before_revocation = sandbox.keys_text();
     assert!(server.cp.delete_key("key_b"));
     wait_until(SOON, "key b revoked", || !contains(&sandbox, &b));
