@@ -336,6 +336,17 @@ struct Followed {
     partial: Vec<u8>,
 }
 
+impl Followed {
+    /// The position `offset` bytes into this file.
+    fn position(&self, offset: u64) -> Position {
+        Position::File {
+            dev: self.dev,
+            ino: self.ino,
+            offset,
+        }
+    }
+}
+
 /// The shortest time between two reads of a busy syslog file.
 const READ_COALESCE: Duration = Duration::from_millis(100);
 
@@ -475,24 +486,7 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
             if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
                 continue;
             }
-            let owned = OwnedRecord {
-                pid: record.pid,
-                at: record.at,
-                message: record.message.to_owned(),
-            };
-            let position = Position::File {
-                dev: followed.dev,
-                ino: followed.ino,
-                offset: size,
-            };
-            if tx
-                .send(LogItem {
-                    record: Some(owned),
-                    position,
-                })
-                .await
-                .is_err()
-            {
+            if !send_record(tx, &record, followed.position(size)).await {
                 return false;
             }
         }
@@ -542,24 +536,8 @@ async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -
             };
             if let Some(record) = parse::parse_syslog_line(text, year) {
                 if parse::parse_message(record.message).is_some() {
-                    let owned = OwnedRecord {
-                        pid: record.pid,
-                        at: record.at,
-                        message: record.message.to_owned(),
-                    };
-                    let position = Position::File {
-                        dev: followed.dev,
-                        ino: followed.ino,
-                        offset: followed.offset + consumed as u64,
-                    };
-                    if tx
-                        .send(LogItem {
-                            record: Some(owned),
-                            position,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    let position = followed.position(followed.offset + consumed as u64);
+                    if !send_record(tx, &record, position).await {
                         return false;
                     }
                 }
@@ -568,13 +546,28 @@ async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -
         followed.partial.drain(..consumed);
         followed.offset += consumed as u64;
     }
-    let position = Position::File {
-        dev: followed.dev,
-        ino: followed.ino,
-        offset: followed.offset,
-    };
     tx.send(LogItem {
         record: None,
+        position: followed.position(followed.offset),
+    })
+    .await
+    .is_ok()
+}
+
+/// Hands one sshd record over with the position just after it; false when the
+/// receiver is gone.
+async fn send_record(
+    tx: &mpsc::Sender<LogItem>,
+    record: &parse::Record<'_>,
+    position: Position,
+) -> bool {
+    let owned = OwnedRecord {
+        pid: record.pid,
+        at: record.at,
+        message: record.message.to_owned(),
+    };
+    tx.send(LogItem {
+        record: Some(owned),
         position,
     })
     .await
