@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use pictor_agent::api::shared::SharedClient;
 use pictor_agent::authorized_keys::merge::{render_block, ManagedLine};
 use pictor_agent::authorized_keys::write;
@@ -22,21 +21,11 @@ use pictor_agent::sync::{self, SyncEvent};
 use pictor_agent::users::{Location, ManagedUser};
 use pictor_control_plane::{ControlPlane, Fault, NewKey};
 
+mod common;
+use common::{arg, quick, synthetic_key};
+
 const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 const TOKEN: &str = "bench-token";
-
-fn quick() -> bool {
-    std::env::args().any(|a| a == "--quick")
-}
-
-fn arg_seconds(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn wanted(section: &str) -> bool {
     let named: Vec<String> = std::env::args()
@@ -46,29 +35,11 @@ fn wanted(section: &str) -> bool {
     named.is_empty() || named.iter().any(|n| n == section)
 }
 
-fn key_line(seed: u64) -> String {
-    let mut blob = Vec::with_capacity(51);
-    blob.extend_from_slice(&11u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-ed25519");
-    blob.extend_from_slice(&32u32.to_be_bytes());
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for _ in 0..32 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        blob.push(state as u8);
-    }
-    format!(
-        "ssh-ed25519 {}",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    )
-}
-
 fn new_key(id: &str, seed: u64) -> NewKey {
     NewKey {
         id: Some(id.into()),
         name: id.into(),
-        public_key: key_line(seed),
+        public_key: synthetic_key(seed),
         ..NewKey::default()
     }
 }
@@ -201,18 +172,18 @@ fn burst() {
     );
     server.cp.add_key(new_key("base", 1));
     let _agent = start_agent(&sb);
-    wait_file(&file, |t| t.contains(&key_line(1)));
+    wait_file(&file, |t| t.contains(&synthetic_key(1)));
     let rounds = if quick() { 3 } else { 20 };
     let mut single = Vec::new();
     let mut bursts = Vec::new();
     for round in 0..rounds {
         let seed = 1000 + round as u64 * 100;
         server.cp.add_key(new_key("victim", seed));
-        wait_file(&file, |t| t.contains(&key_line(seed)));
+        wait_file(&file, |t| t.contains(&synthetic_key(seed)));
         std::thread::sleep(Duration::from_millis(50));
         let start = Instant::now();
         server.cp.delete_key("victim");
-        wait_file(&file, |t| !t.contains(&key_line(seed)));
+        wait_file(&file, |t| !t.contains(&synthetic_key(seed)));
         single.push(start.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(50));
         // 20 changes: add keys b0..b9, then delete them in turn except the last added.
@@ -232,7 +203,8 @@ fn burst() {
         }
         // Final state: b9 deleted too (step 19 deletes b9): only "base" left.
         wait_file(&file, |t| {
-            (0..10).all(|s| !t.contains(&key_line(seed + 1 + s))) && t.contains(&key_line(1))
+            (0..10).all(|s| !t.contains(&synthetic_key(seed + 1 + s)))
+                && t.contains(&synthetic_key(1))
         });
         bursts.push(last.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(50));
@@ -322,7 +294,7 @@ fn apply10k() {
     let sets: Vec<Vec<(String, String)>> = (0..2u64)
         .map(|set| {
             (0..10_000u64)
-                .map(|i| (key_line(set * 100_000 + i), format!("key_{set}_{i}")))
+                .map(|i| (synthetic_key(set * 100_000 + i), format!("key_{set}_{i}")))
                 .collect()
         })
         .collect();
@@ -455,7 +427,7 @@ fn idle() {
     }
     let agent = start_agent(&sb);
     for (_, file) in &users {
-        wait_file(file, |t| t.contains(&key_line(99)));
+        wait_file(file, |t| t.contains(&synthetic_key(99)));
     }
     std::thread::sleep(Duration::from_secs(2));
     let seconds = if quick() { 3 } else { 600 };
@@ -503,7 +475,7 @@ fn bruteforce() {
     let seconds = if quick() {
         2
     } else {
-        arg_seconds("--bruteforce-seconds", 60)
+        arg("--bruteforce-seconds", 60)
     };
     for source in ["journal", "file"] {
         let server = server(0);
@@ -521,7 +493,7 @@ fn bruteforce() {
         let sb = sandbox(&server.url, &[(current_user(), file.clone())], &sessions);
         server.cp.add_key(new_key("base", 1));
         let agent = start_agent(&sb);
-        wait_file(&file, |t| t.contains(&key_line(1)));
+        wait_file(&file, |t| t.contains(&synthetic_key(1)));
         std::thread::sleep(Duration::from_secs(1));
         let socket = std::os::unix::net::UnixDatagram::unbound().expect("socket");
         socket.connect("/dev/log").expect("connect /dev/log");

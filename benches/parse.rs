@@ -8,17 +8,10 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+use common::arg;
 use pictor_agent::sessions::parse::{parse_message, parse_syslog_line};
 use pictor_agent::sessions::track::{Lookups, Tracker};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One line of a busy internet-facing host's auth.log; about 1 in 50 is a real login.
 fn line(i: usize, out: &mut Vec<u8>) -> bool {

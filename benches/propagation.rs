@@ -11,30 +11,11 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 use pictor_control_plane::{ControlPlane, NewKey};
 
+mod common;
+use common::{arg, synthetic_key};
+
 const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 const TOKEN: &str = "bench-token";
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn key_line(seed: u8) -> String {
-    use base64::Engine;
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&11u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-ed25519");
-    blob.extend_from_slice(&32u32.to_be_bytes());
-    blob.extend((0..32u8).map(|i| i.wrapping_mul(31).wrapping_add(seed)));
-    format!(
-        "ssh-ed25519 {}",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    )
-}
 
 fn proc_status(pid: u32, field: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -73,8 +54,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let rounds = arg("--rounds", 50) as usize;
-    let idle = arg("--idle-seconds", 60);
+    let rounds: usize = arg("--rounds", 50);
+    let idle: u64 = arg("--idle-seconds", 60);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -119,7 +100,7 @@ fn main() {
     cp.add_key(NewKey {
         id: Some("base".into()),
         name: "base".into(),
-        public_key: key_line(0),
+        public_key: synthetic_key(0),
         ..NewKey::default()
     });
 
@@ -139,11 +120,11 @@ fn main() {
     watcher
         .watch(&keys_dir, RecursiveMode::NonRecursive)
         .expect("watch");
-    wait_for(&rx, &keys_file, true, &key_line(0));
+    wait_for(&rx, &keys_file, true, &synthetic_key(0));
 
     let mut samples = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let line = key_line((round % 250) as u8 + 1);
+        let line = synthetic_key(round as u64 + 1);
         cp.add_key(NewKey {
             id: Some("victim".into()),
             name: "victim".into(),

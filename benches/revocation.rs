@@ -12,17 +12,11 @@ use std::time::{Duration, Instant};
 
 use pictor_control_plane::{ControlPlane, NewKey};
 
+mod common;
+use common::arg;
+
 const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 const USER: &str = "pictor-bench";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn run(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null())

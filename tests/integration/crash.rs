@@ -4,29 +4,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use pictor_control_plane::NewKey;
 
 use crate::support::*;
-
-/// A syntactically real ed25519 public key line made from `seed` (no private half needed).
-fn synthetic_key(seed: u64) -> String {
-    let mut blob = Vec::with_capacity(51);
-    blob.extend_from_slice(&11u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-ed25519");
-    blob.extend_from_slice(&32u32.to_be_bytes());
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for _ in 0..32 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        blob.push(state as u8);
-    }
-    format!(
-        "ssh-ed25519 {} synthetic-{seed}",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    )
-}
+use crate::synthetic_key::synthetic_key;
 
 fn key_set(offset: u64, count: u64) -> Vec<NewKey> {
     (offset..offset + count)

@@ -8,3 +8,5 @@ mod sessions;
 mod sshd;
 mod support;
 mod sync;
+#[path = "../shared/synthetic_key.rs"]
+mod synthetic_key;

@@ -1,0 +1,23 @@
+//! What the benchmarks share: their command-line options and synthetic keys.
+//! Each bench uses part of it.
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../tests/shared/synthetic_key.rs"]
+mod synthetic_key;
+
+pub use synthetic_key::synthetic_key;
+
+/// True with `--quick` (CI's smoke pass: short windows, figures not to quote).
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick")
+}
+
+/// The number after `name` on the command line (`--rounds 50`), else `default`.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
