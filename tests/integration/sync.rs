@@ -57,12 +57,7 @@ fn added_and_deleted_keys_follow_the_account_and_hand_added_lines_stay() {
 
 #[test]
 fn nothing_is_written_when_nothing_changed() {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    server.cp.add_key(a.new_key("key_a"));
-    let agent = sandbox.start_agent();
-    wait_until(SOON, "key written", || contains(&sandbox, &a));
+    let (server, sandbox, _a, agent) = agent_with_key_a();
     let meta = std::fs::metadata(&sandbox.keys_file).expect("stat");
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     // A new version with the same keys (a rejected key added) must not rewrite the file.
@@ -156,12 +151,7 @@ fn expired_keys_go_at_expires_at_even_with_the_control_plane_failing() {
 
 #[test]
 fn expiry_set_in_the_account_removes_the_key() {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    server.cp.add_key(a.new_key("key_a"));
-    let _agent = sandbox.start_agent();
-    wait_until(SOON, "key written", || contains(&sandbox, &a));
+    let (server, sandbox, a, _agent) = agent_with_key_a();
     server.cp.expire_key("key_a", "2020-01-01T00:00:00Z");
     wait_until(SOON, "expired key removed", || !contains(&sandbox, &a));
 }
@@ -296,6 +286,17 @@ fn dead_url() -> String {
     format!("http://{}", closed.local_addr().expect("addr"))
 }
 
+/// An agent running with one account key, written.
+fn agent_with_key_a() -> (Server, Sandbox, KeyPair, Agent) {
+    let server = Server::start();
+    let sandbox = Sandbox::new(&server.url);
+    let a = KeyPair::generate(sandbox.dir.path(), "a");
+    server.cp.add_key(a.new_key("key_a"));
+    let agent = sandbox.start_agent();
+    wait_until(SOON, "key written", || contains(&sandbox, &a));
+    (server, sandbox, a, agent)
+}
+
 /// An agent running with two account keys, both written.
 fn agent_with_keys_a_and_b() -> (Server, Sandbox, KeyPair, KeyPair, Agent) {
     let server = Server::start();
@@ -364,12 +365,7 @@ fn a_crash_between_saving_the_state_and_writing_the_file_is_finished_at_start_up
 
 #[test]
 fn drift_is_repaired_and_logged() {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    server.cp.add_key(a.new_key("key_a"));
-    let _agent = sandbox.start_agent();
-    wait_until(SOON, "key written", || contains(&sandbox, &a));
+    let (_server, sandbox, a, _agent) = agent_with_key_a();
     let good = sandbox.keys_text();
 
     // Someone edits the managed block and adds a line of their own.
@@ -396,12 +392,7 @@ fn drift_is_repaired_and_logged() {
 
 #[test]
 fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    server.cp.add_key(a.new_key("key_a"));
-    let agent = sandbox.start_agent();
-    wait_until(SOON, "key written", || contains(&sandbox, &a));
+    let (_server, sandbox, a, agent) = agent_with_key_a();
 
     // A broken file on SIGHUP: logged, the running configuration kept.
     let good_config = std::fs::read_to_string(&sandbox.config).expect("config");
