@@ -22,9 +22,8 @@ use pictor_agent::users::{Location, ManagedUser};
 use pictor_control_plane::{ControlPlane, Fault, NewKey};
 
 mod common;
-use common::{arg, quick, synthetic_key};
+use common::{agent_binary, arg, quick, synthetic_key};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 const TOKEN: &str = "bench-token";
 
 fn wanted(section: &str) -> bool {
@@ -133,7 +132,7 @@ impl Drop for Running {
 
 fn start_agent(sandbox: &Sandbox) -> Running {
     Running(
-        Command::new(AGENT)
+        Command::new(agent_binary())
             .arg("--config")
             .arg(&sandbox.config)
             .arg("run")
@@ -231,7 +230,7 @@ fn startup() {
     for i in 0..100 {
         server.cp.add_key(new_key(&format!("k{i}"), i));
     }
-    let once = Command::new(AGENT)
+    let once = Command::new(agent_binary())
         .arg("--config")
         .arg(&sb.config)
         .args(["sync", "--once"])
@@ -248,7 +247,7 @@ fn startup() {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         let start = Instant::now();
-        let child = Command::new(AGENT)
+        let child = Command::new(agent_binary())
             .arg("--config")
             .arg(&sb.config)
             .arg("run")
@@ -272,7 +271,10 @@ fn startup() {
     }
     let p50 = percentile(&mut samples, 0.5);
     let max = percentile(&mut samples, 1.0);
-    let size = std::fs::metadata(AGENT).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+    let size = std::fs::metadata(agent_binary())
+        .map(|m| m.len())
+        .unwrap_or(0) as f64
+        / 1048576.0;
     println!("start-up to READY from a cached set of 100 keys (process start included): p50 {p50:.2} ms, max {max:.2} ms ({runs} runs); stripped binary {size:.2} MiB");
 }
 

@@ -12,9 +12,8 @@ use notify::{RecursiveMode, Watcher};
 use pictor_control_plane::{ControlPlane, NewKey};
 
 mod common;
-use common::{arg, synthetic_key};
+use common::{agent_binary, arg, synthetic_key};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 const TOKEN: &str = "bench-token";
 
 fn proc_status(pid: u32, field: &str) -> String {
@@ -104,7 +103,7 @@ fn main() {
         ..NewKey::default()
     });
 
-    let mut agent: Child = Command::new(AGENT)
+    let mut agent: Child = Command::new(agent_binary())
         .arg("--config")
         .arg(&config)
         .arg("run")
@@ -162,8 +161,14 @@ fn main() {
             0.0
         }
     );
-    let binary = std::fs::metadata(AGENT).map(|m| m.len()).unwrap_or(0);
-    println!("binary {AGENT}: {:.2} MiB", binary as f64 / 1048576.0);
+    let binary = std::fs::metadata(agent_binary())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "binary {}: {:.2} MiB",
+        agent_binary().display(),
+        binary as f64 / 1048576.0
+    );
     let _ = agent.kill();
     let _ = agent.wait();
 }

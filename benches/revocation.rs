@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use pictor_control_plane::{ControlPlane, NewKey};
 
 mod common;
-use common::arg;
+use common::{agent_binary, arg};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 const USER: &str = "pictor-bench";
 
 fn run(cmd: &mut Command) -> bool {
@@ -152,7 +151,7 @@ fn main() {
         ),
     )
     .expect("config");
-    let agent = Command::new(AGENT)
+    let agent = Command::new(agent_binary())
         .arg("--config")
         .arg(d.join("config.toml"))
         .arg("run")
@@ -271,7 +270,7 @@ fn main() {
     let mut per_call = Vec::with_capacity(calls);
     for _ in 0..calls {
         let start = Instant::now();
-        run(Command::new(AGENT)
+        run(Command::new(agent_binary())
             .args(["authorized-keys", "--state-dir"])
             .arg(d.join("state"))
             .arg(USER));

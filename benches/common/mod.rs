@@ -21,3 +21,14 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The agent binary to measure: `PICTOR_AGENT_BIN` when set (scripts/bench.sh sets it to
+/// the shipped `cargo build --release` binary), else the one cargo built for this bench.
+/// They differ: a bench build unifies the dev-dependencies' features (tokio's
+/// multi-threaded runtime, for one) into the binary, which makes it larger (4.0 vs 3.5
+/// MiB) and its resident memory higher than what is installed.
+pub fn agent_binary() -> std::path::PathBuf {
+    std::env::var_os("PICTOR_AGENT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_pictor-agent").into())
+}
