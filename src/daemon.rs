@@ -47,6 +47,9 @@ pub struct Agent {
     /// Per user: the keys last written successfully.
     written: HashMap<String, Vec<WrittenKey>>,
     last_error: Option<String>,
+    /// The state of a set being applied, written on another thread while the users'
+    /// files are prepared, and waited for before the first of them is renamed in place.
+    pending_state: Option<state::PendingSave>,
 }
 
 /// How a round of writing went.
@@ -67,6 +70,7 @@ impl Agent {
             applied: None,
             written: HashMap::new(),
             last_error: None,
+            pending_state: None,
         }
     }
 
@@ -137,16 +141,20 @@ impl Agent {
             applied_at: now,
             etag: fetched.etag,
         };
-        if let Err(e) = state::save(&self.config.state_dir, &applied) {
+        match state::begin_save(&self.config.state_dir, &applied) {
+            Ok(pending) => self.pending_state = Some(pending),
             // Enforce anyway: a revocation must bite even when the state disk is full.
-            error!("{e}");
+            Err(e) => error!("{e}"),
         }
         info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), rejected = applied.key_set.rejected.len(), "applying key set");
         self.applied = Some(applied);
-        // Order: the state first (a crash after it re-applies the new set at start-up,
-        // so a revoked key never comes back), then the files sshd reads, authorized_keys
-        // before the command's file (the path most logins take goes first).
+        // Order: the state durable first (a crash after it re-applies the new set at
+        // start-up, so a revoked key never comes back), then the files sshd reads,
+        // authorized_keys before the command's file (the path most logins take goes
+        // first). The state's write overlaps with preparing the first file: it is
+        // waited for just before that file's rename, or here if no file changed.
         let report = self.enforce(now);
+        finish_state_save(&mut self.pending_state);
         self.write_command_file();
         report
     }
@@ -199,7 +207,10 @@ impl Agent {
             })
             .collect();
         // With the file turned off, only a block left from before is removed.
-        let result = write::apply(user, if user.write_file { &block } else { &[] });
+        let pending_state = &mut self.pending_state;
+        let result = write::apply_then(user, if user.write_file { &block } else { &[] }, || {
+            finish_state_save(pending_state)
+        });
         match &result {
             Ok(outcome) => {
                 let before = self.written.get(&user.name);
@@ -633,6 +644,16 @@ fn start_sessions(
     };
     tasks.spawn(task.run());
     Some((outbox, wake))
+}
+
+/// Waits for a state save in progress, if any (a failure is logged: the keys are
+/// enforced anyway).
+fn finish_state_save(pending: &mut Option<state::PendingSave>) {
+    if let Some(save) = pending.take() {
+        if let Err(e) = save.wait() {
+            error!("{e}");
+        }
+    }
 }
 
 /// `sync --once`: one full fetch, saved and applied. `Err` says what failed.

@@ -88,33 +88,53 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
 
 /// Replaces the last applied set on disk (creating the directory, mode 0700, if needed).
 pub fn save(dir: &Path, applied: &Applied) -> Result<(), StateError> {
-    let dir_error = |source| StateError::Dir {
-        path: dir.to_owned(),
-        source,
-    };
+    begin_save(dir, applied)?.wait()
+}
+
+/// A save in progress on another thread.
+#[derive(Debug)]
+pub struct PendingSave {
+    path: PathBuf,
+    replace: durable::PendingReplace,
+}
+
+/// Starts [`save`]: the caller may prepare other writes meanwhile, and must
+/// [`PendingSave::wait`] before anything that depends on the state being on disk.
+pub fn begin_save(dir: &Path, applied: &Applied) -> Result<PendingSave, StateError> {
+    let path = dir.join(APPLIED_FILE);
     ensure_dir(dir)?;
     let fd = open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| dir_error(e.into()))?;
+    .map_err(|e| StateError::Dir {
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
     let bytes = serde_json::to_vec(applied).map_err(|e| StateError::Write {
-        path: dir.join(APPLIED_FILE),
+        path: path.clone(),
         source: durable::ReplaceError::Write(e.into()),
     })?;
+    durable::remove_stale_temps(&fd, OsStr::new(APPLIED_FILE));
     let mode = FileMode {
         owner: None,
         mode: Mode::S_IRUSR | Mode::S_IWUSR,
     };
-    durable::replace_at(&fd, OsStr::new(APPLIED_FILE), &bytes, mode, || true).map_err(
-        |source| StateError::Write {
-            path: dir.join(APPLIED_FILE),
-            source,
-        },
-    )?;
-    durable::remove_stale_temps(&fd, OsStr::new(APPLIED_FILE));
-    Ok(())
+    match durable::begin_replace(fd, APPLIED_FILE.into(), bytes, mode) {
+        Ok(replace) => Ok(PendingSave { path, replace }),
+        Err(source) => Err(StateError::Write { path, source }),
+    }
+}
+
+impl PendingSave {
+    /// Returns once the new state is durably in place (or its write failed).
+    pub fn wait(self) -> Result<(), StateError> {
+        let path = self.path;
+        self.replace
+            .wait()
+            .map_err(|source| StateError::Write { path, source })
+    }
 }
 
 use std::os::unix::fs::DirBuilderExt;

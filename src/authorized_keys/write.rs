@@ -92,6 +92,22 @@ pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
     apply_racing(user, block, |_| {})
 }
 
+/// [`apply`], with `before_rename` run once just before the new file is renamed into
+/// place (not at all when nothing is written): the caller's last chance to make
+/// durable what must be on disk before sshd sees the file.
+pub fn apply_then(
+    user: &ManagedUser,
+    block: &[u8],
+    before_rename: impl FnOnce(),
+) -> Result<Outcome, WriteError> {
+    let mut before_rename = Some(before_rename);
+    apply_racing(user, block, |_| {
+        if let Some(hook) = before_rename.take() {
+            hook();
+        }
+    })
+}
+
 /// [`apply`], with `before_rename(attempt)` run in the window where a concurrent edit is
 /// detected: the seam tests use to land an edit mid-write.
 fn apply_racing(
@@ -418,6 +434,26 @@ mod tests {
             public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA",
             key_id: "k1",
         }])
+    }
+
+    #[test]
+    fn the_hook_runs_once_before_the_new_file_is_visible_and_not_when_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = sandbox_user(dir.path());
+        std::fs::write(user.path(), "first\n").expect("seed");
+        let mut seen = Vec::new();
+        apply_then(&user, &block(), || {
+            seen.push(std::fs::read_to_string(user.path()).expect("read"));
+        })
+        .expect("apply");
+        assert_eq!(seen, ["first\n"], "once, with the old file still in place");
+        assert!(std::fs::read_to_string(user.path())
+            .expect("read")
+            .contains("k1"));
+        let mut calls = 0;
+        let outcome = apply_then(&user, &block(), || calls += 1).expect("apply");
+        assert!(matches!(outcome, Outcome::Unchanged));
+        assert_eq!(calls, 0);
     }
 
     #[test]
