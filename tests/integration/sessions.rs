@@ -171,7 +171,11 @@ pub fn active_for(server: &Server, user: &str) -> Vec<Value> {
 }
 
 fn count(events: &[Value], kind: &str) -> usize {
-    events.iter().filter(|e| e["type"] == kind).count()
+    count_where(events, |e| e["type"] == kind)
+}
+
+fn count_where(events: &[Value], check: impl Fn(&Value) -> bool) -> usize {
+    events.iter().filter(|e| check(e)).count()
 }
 
 struct World {
@@ -510,6 +514,21 @@ fn outage_1000_logins_kill_9_restart_every_event_arrives_once() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let events = events_for(&w.server, w.user);
+    let unpaired: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            let mine = |kind: &str| {
+                count_where(&events, |o| {
+                    o["type"] == kind && o["session_id"] == e["session_id"]
+                })
+            };
+            mine("session_opened") != 1 || mine("session_closed") != 1
+        })
+        .collect();
+    assert!(
+        unpaired.is_empty(),
+        "every session opened once and closed once; these are not: {unpaired:#?}"
+    );
     assert_eq!(count(&events, "session_opened"), logins);
     assert_eq!(count(&events, "session_closed"), logins);
     let mut sessions: Vec<&str> = events
