@@ -279,12 +279,14 @@ async fn recover_live_sessions(boot_id: &str, position: &str, tx: &mpsc::Sender<
         "SYSLOG_IDENTIFIER=sshd".to_owned(),
         "SYSLOG_IDENTIFIER=sshd-session".to_owned(),
     ]);
-    for line in journal_query(&args).await {
-        let Some((record, _, _)) = parse_journal_json(&line) else {
-            continue;
-        };
+    let records = journal_query(&args)
+        .await
+        .iter()
+        .filter_map(|line| parse_journal_json(line).and_then(|(record, _, _)| record))
+        .collect();
+    for record in current_processes_lines(records) {
         let item = LogItem {
-            record,
+            record: Some(record),
             position: Position::Journal {
                 cursor: position.to_owned(),
             },
@@ -294,6 +296,25 @@ async fn recover_live_sessions(boot_id: &str, position: &str, tx: &mpsc::Sender<
         }
     }
     true
+}
+
+/// Of the logged lines of the pids alive now (in log order), those of each pid's
+/// current process: from that pid's last `Accepted` line on. Pids are reused (pid_max
+/// is often 32,768), so the log also holds the lines of earlier processes that had the
+/// same pid; replaying them would report sessions that ended long ago.
+pub fn current_processes_lines(records: Vec<OwnedRecord>) -> Vec<OwnedRecord> {
+    let mut last_accepted = std::collections::HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        if let Some(parse::SshdMessage::Accepted { .. }) = parse::parse_message(&record.message) {
+            last_accepted.insert(record.pid, index);
+        }
+    }
+    records
+        .into_iter()
+        .enumerate()
+        .filter(|(index, record)| last_accepted.get(&record.pid).is_some_and(|a| index >= a))
+        .map(|(_, record)| record)
+        .collect()
 }
 
 /// One `journalctl -o json` line: the record (when it is a text message with a pid), the
@@ -476,6 +497,7 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
         if followed.file.seek(SeekFrom::Start(0)).is_ok() {
             let _ = (&mut followed.file).take(size).read_to_end(&mut text);
         }
+        let mut records = Vec::new();
         for line in text.split(|&b| b == b'\n') {
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
@@ -486,7 +508,18 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
             if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
                 continue;
             }
-            if !send_record(tx, &record, followed.position(size)).await {
+            records.push(OwnedRecord {
+                pid: record.pid,
+                at: record.at,
+                message: record.message.to_owned(),
+            });
+        }
+        for record in current_processes_lines(records) {
+            let item = LogItem {
+                record: Some(record),
+                position: followed.position(size),
+            };
+            if tx.send(item).await.is_err() {
                 return false;
             }
         }
@@ -576,6 +609,32 @@ async fn send_record(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_current_process_of_a_reused_pid_is_replayed() {
+        let record = |pid: u32, message: &str| super::OwnedRecord {
+            pid,
+            at: None,
+            message: message.to_owned(),
+        };
+        let old_login =
+            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:old";
+        let new_login =
+            "Accepted publickey for bob from 10.0.0.2 port 2000 ssh2: ED25519 SHA256:new";
+        let records = vec![
+            record(700, old_login),
+            record(700, "User child is on pid 701"),
+            record(800, "pam_unix(sshd:session): session closed for user carol"),
+            record(700, "Disconnected from user alice 10.0.0.1 port 1000"),
+            record(700, new_login),
+            record(700, "User child is on pid 702"),
+        ];
+        let kept: Vec<String> = super::current_processes_lines(records)
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert_eq!(kept, [new_login, "User child is on pid 702"]);
+    }
+
     use super::*;
 
     #[test]
