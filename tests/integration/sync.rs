@@ -36,7 +36,7 @@ fn added_and_deleted_keys_follow_the_account_and_hand_added_lines_stay() {
     server.cp.add_key(b.new_key("key_b"));
     let took = wait_until(SOON, "key b written", || contains(&sandbox, &b));
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(4),
         "long-poll delivers at once, took {took:?}"
     );
     assert!(
@@ -129,8 +129,8 @@ fn expired_keys_go_at_expires_at_even_with_the_control_plane_failing() {
     let sandbox = Sandbox::new(&server.url);
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     let b = KeyPair::generate(sandbox.dir.path(), "b");
-    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
-    let short = a.expiring_key("key_short", 2);
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
+    let short = a.expiring_key("key_short", 6);
     server.cp.add_key(short);
     server.cp.add_key(b.new_key("key_b"));
     let _agent = sandbox.start_agent();
@@ -140,10 +140,12 @@ fn expired_keys_go_at_expires_at_even_with_the_control_plane_failing() {
     server
         .cp
         .set_fault(Fault::ServerError { status: 500 }, None);
-    wait_until(SOON, "short key expired", || !contains(&sandbox, &a));
+    wait_until(Duration::from_secs(15), "short key expired", || {
+        !contains(&sandbox, &a)
+    });
     let late = time::OffsetDateTime::now_utc() - expires;
     assert!(
-        late < time::Duration::milliseconds(1500),
+        late < time::Duration::seconds(3),
         "expired {late} after expires_at"
     );
     assert!(contains(&sandbox, &b), "the other key stays");
@@ -254,7 +256,7 @@ fn restart_without_network_keeps_keys_and_still_expires() {
     let sandbox = Sandbox::new(&server.url);
     let a = KeyPair::generate(sandbox.dir.path(), "a");
     let b = KeyPair::generate(sandbox.dir.path(), "b");
-    let short = b.expiring_key("key_b", 3);
+    let short = b.expiring_key("key_b", 8);
     server.cp.add_key(a.new_key("key_a"));
     server.cp.add_key(short);
     let agent = sandbox.start_agent();
@@ -270,14 +272,16 @@ fn restart_without_network_keeps_keys_and_still_expires() {
         Some(sandbox.keys_file.clone()),
     ));
     let _agent = sandbox.start_agent();
-    std::thread::sleep(Duration::from_millis(500));
+    sandbox.wait_for_log("restored the last applied key set");
+    sandbox.wait_for_log("fetching the key list failed");
     assert!(
         contains(&sandbox, &a) && contains(&sandbox, &b),
         "nothing wiped while offline"
     );
-    wait_until(SOON, "key b expired offline", || !contains(&sandbox, &b));
+    wait_until(Duration::from_secs(15), "key b expired offline", || {
+        !contains(&sandbox, &b)
+    });
     assert!(contains(&sandbox, &a));
-    sandbox.wait_for_log("fetching the key list failed");
 }
 
 /// A URL where nothing listens: the control plane is gone.
@@ -381,7 +385,7 @@ fn drift_is_repaired_and_logged() {
     let took = wait_until(SOON, "block repaired", || {
         sandbox.keys_text() == format!("{good}mine\n")
     });
-    assert!(took < Duration::from_secs(1), "repaired in {took:?}");
+    assert!(took < Duration::from_secs(3), "repaired in {took:?}");
     sandbox.wait_for_log("drift repaired: managed block edited");
 
     // Someone deletes the file.
@@ -483,9 +487,13 @@ fn the_heartbeat_keeps_its_interval_with_session_reporting_off() {
     setup.extra_api = "heartbeat_seconds = 5\n".into();
     sandbox.write_config(&setup);
     let _agent = sandbox.start_agent();
-    wait_until(SOON, "first status", || server.cp.stats().status_puts >= 1);
     // Let the start-up reports (before and after the first key set) go out.
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(SOON, "a status with the first key set", || {
+        server
+            .cp
+            .status(INSTANCE)
+            .is_some_and(|s| !s["applied_version"].is_null())
+    });
     let settled = server.cp.stats().status_puts;
     let start = Instant::now();
     wait_until(Duration::from_secs(15), "two more at the interval", || {
