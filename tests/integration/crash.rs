@@ -51,12 +51,16 @@ fn kill_9_during_rewrites_never_leaves_a_torn_file() {
     );
     assert_ne!(contents[0], contents[1]);
 
-    let rounds = 300;
-    let (mut old_seen, mut new_seen) = (0, 0);
-    for round in 0..rounds {
-        let target = round % 2;
-        server.cp.set_keys(sets[target].clone());
+    // Every round asks for the content the file does not have, so every kill lands in
+    // a real rewrite; at least 100 rounds, more (up to 600) until kills have landed
+    // on both sides of the rename ten times each, however the machine's speed drifts.
+    let (mut old_seen, mut new_seen, mut rounds) = (0, 0, 0);
+    while rounds < 100 || ((old_seen < 10 || new_seen < 10) && rounds < 600) {
+        let round = rounds;
+        rounds += 1;
         let before = std::fs::read(&sandbox.keys_file).expect("read");
+        let target = usize::from(before == contents[0]);
+        server.cp.set_keys(sets[target].clone());
         let mut child = sandbox
             .command(&["sync", "--once"])
             .stderr(std::process::Stdio::null())

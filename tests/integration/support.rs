@@ -340,8 +340,17 @@ impl Drop for Sandbox {
         // A failing test shows what the agent said.
         if std::thread::panicking() {
             let log = self.log();
-            let keep = std::env::temp_dir()
-                .join(format!("pictor-agent-failed-{}.log", std::process::id()));
+            // One file per sandbox: tests failing together keep their own logs.
+            let sandbox = self
+                .dir
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let keep = std::env::temp_dir().join(format!(
+                "pictor-agent-failed-{}-{sandbox}.log",
+                std::process::id()
+            ));
             if std::fs::write(&keep, &log).is_ok() {
                 eprintln!("--- the agent's whole log: {}", keep.display());
             }
