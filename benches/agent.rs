@@ -60,27 +60,20 @@ fn current_user() -> String {
 struct Server {
     cp: ControlPlane,
     url: String,
-    runtime: tokio::runtime::Runtime,
+    _serving: pictor_control_plane::LoopbackServer,
 }
 
 fn server(instances: usize) -> Server {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let cp = ControlPlane::new();
     cp.register_instance("bench", TOKEN);
     for i in 0..instances {
         cp.register_instance(&format!("fleet{i}"), TOKEN);
     }
-    let addr = runtime
-        .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
-        .expect("bind");
+    let serving = cp.serve_on_loopback().expect("serve");
     Server {
         cp,
-        url: format!("http://{addr}"),
-        runtime,
+        url: serving.url.clone(),
+        _serving: serving,
     }
 }
 
@@ -628,7 +621,6 @@ fn fleet() {
         peak = peak.max(now - last);
         last = now;
     }
-    let _ = &server.runtime;
     println!(
         "fleet of {agents}: idle {idle_rate:.1} key-list requests/s (1000/long-poll period = {:.1}); deletion reached all: p50 {p50:.1} ms, p99 {p99:.1} ms; after {down} s down, peak {peak} requests/s over the next {watch} s ({:.2}x idle)",
         agents as f64 / 60.0,

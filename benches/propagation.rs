@@ -55,16 +55,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     let rounds: usize = arg("--rounds", 50);
     let idle: u64 = arg("--idle-seconds", 60);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt");
     let cp = ControlPlane::new();
     cp.register_instance("bench", TOKEN);
-    let addr = runtime
-        .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
-        .expect("bind");
+    let serving = cp.serve_on_loopback().expect("serve");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let keys_dir = dir.path().join("home");
@@ -88,8 +81,9 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[api]\nbase_url = \"http://{addr}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\nlong_poll_seconds = 60\n\n\
+            "[api]\nbase_url = \"{}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\nlong_poll_seconds = 60\n\n\
              [[users]]\nname = {user:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n",
+            serving.url,
             token.display().to_string(),
             keys_file.display().to_string(),
             dir.path().join("state").display().to_string()

@@ -129,23 +129,17 @@ fn main() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt");
     let cp = ControlPlane::new();
     cp.register_instance("bench", "t");
-    let addr = runtime
-        .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
-        .expect("bind");
+    let serving = cp.serve_on_loopback().expect("serve");
     std::fs::write(d.join("token"), "t").expect("token");
     std::fs::set_permissions(d.join("token"), std::fs::Permissions::from_mode(0o600))
         .expect("chmod");
     std::fs::write(
         d.join("config.toml"),
         format!(
-            "[api]\nbase_url = \"http://{addr}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\n\n[[users]]\nname = \"{USER}\"\n\n[sessions]\nlog_source = \"journal\"\n\n[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n",
+            "[api]\nbase_url = \"{}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\n\n[[users]]\nname = \"{USER}\"\n\n[sessions]\nlog_source = \"journal\"\n\n[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n",
+            serving.url,
             d.join("token").display().to_string(),
             d.join("state").display().to_string()
         ),

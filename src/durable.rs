@@ -98,7 +98,8 @@ pub struct PendingReplace {
 }
 
 /// Starts replacing `dir/name` with `content` (no concurrent-edit check: for files only
-/// the agent writes).
+/// the agent writes); once it is in place, dead writers' temporary files are removed,
+/// still on that thread.
 pub fn begin_replace(
     dir: OwnedFd,
     name: OsString,
@@ -107,7 +108,11 @@ pub fn begin_replace(
 ) -> Result<PendingReplace, ReplaceError> {
     let done = std::thread::Builder::new()
         .name("durable-write".into())
-        .spawn(move || replace_at(&dir, &name, &content, mode, || true))
+        .spawn(move || {
+            replace_at(&dir, &name, &content, mode, || true)?;
+            remove_stale_temps(&dir, &name);
+            Ok(())
+        })
         .map_err(ReplaceError::Write)?;
     Ok(PendingReplace { done: Some(done) })
 }

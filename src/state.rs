@@ -1,7 +1,6 @@
 //! The agent's memory on disk: the last key set applied, so a restart without network
 //! keeps the keys in force and still honours expiry. Written atomically and durably.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
@@ -86,7 +85,7 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
         })
 }
 
-/// Replaces the last applied set on disk (creating the directory, mode 0700, if needed).
+/// Replaces the last applied set on disk (creating the directory, see [`ensure_dir`]).
 pub fn save(dir: &Path, applied: &Applied) -> Result<(), StateError> {
     begin_save(dir, applied)?.wait()
 }
@@ -116,7 +115,6 @@ pub fn begin_save(dir: &Path, applied: &Applied) -> Result<PendingSave, StateErr
         path: path.clone(),
         source: durable::ReplaceError::Write(e.into()),
     })?;
-    durable::remove_stale_temps(&fd, OsStr::new(APPLIED_FILE));
     let mode = FileMode {
         owner: None,
         mode: Mode::S_IRUSR | Mode::S_IWUSR,

@@ -319,6 +319,20 @@ impl ControlPlane {
         Ok(local)
     }
 
+    /// Serves on a free loopback port from a runtime thread of its own, for callers
+    /// that are not async themselves (tests, benchmarks); stops when dropped.
+    pub fn serve_on_loopback(&self) -> std::io::Result<LoopbackServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let addr = runtime.block_on(self.serve(SocketAddr::from(([127, 0, 0, 1], 0))))?;
+        Ok(LoopbackServer {
+            url: format!("http://{addr}"),
+            runtime,
+        })
+    }
+
     /// Checks the bearer token: `401` without a valid one, `404` for an unknown instance.
     fn authorize(&self, instance: &str, headers: &HeaderMap) -> Result<(), Response> {
         let inner = self.lock();
@@ -516,6 +530,14 @@ fn key_list(cp: &ControlPlane) -> Response {
         response.headers_mut().insert(header::ETAG, value);
     }
     response
+}
+
+/// A control plane being served on loopback (see [`ControlPlane::serve_on_loopback`]).
+pub struct LoopbackServer {
+    /// `http://127.0.0.1:PORT`, the agent's `base_url`.
+    pub url: String,
+    /// The runtime serving it; a caller may spawn its own tasks on it too.
+    pub runtime: tokio::runtime::Runtime,
 }
 
 /// Checks one session event against the contract; the error names the field.

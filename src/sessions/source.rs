@@ -35,6 +35,16 @@ pub struct OwnedRecord {
     pub message: String,
 }
 
+impl From<&parse::Record<'_>> for OwnedRecord {
+    fn from(record: &parse::Record<'_>) -> OwnedRecord {
+        OwnedRecord {
+            pid: record.pid,
+            at: record.at,
+            message: record.message.to_owned(),
+        }
+    }
+}
+
 /// What a source hands over: a record (or only progress, for lines that were not
 /// sshd's) and the position just after it.
 #[derive(Debug, Clone)]
@@ -508,11 +518,7 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
             if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
                 continue;
             }
-            records.push(OwnedRecord {
-                pid: record.pid,
-                at: record.at,
-                message: record.message.to_owned(),
-            });
+            records.push(OwnedRecord::from(&record));
         }
         for record in current_processes_lines(records) {
             let item = LogItem {
@@ -594,13 +600,8 @@ async fn send_record(
     record: &parse::Record<'_>,
     position: Position,
 ) -> bool {
-    let owned = OwnedRecord {
-        pid: record.pid,
-        at: record.at,
-        message: record.message.to_owned(),
-    };
     tx.send(LogItem {
-        record: Some(owned),
+        record: Some(record.into()),
         position,
     })
     .await

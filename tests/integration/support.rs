@@ -103,25 +103,18 @@ impl KeyPair {
 pub struct Server {
     pub cp: ControlPlane,
     pub url: String,
-    _runtime: tokio::runtime::Runtime,
+    _serving: pictor_control_plane::LoopbackServer,
 }
 
 impl Server {
     pub fn start() -> Server {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let cp = ControlPlane::new();
         cp.register_instance(INSTANCE, TOKEN);
-        let addr = runtime
-            .block_on(cp.serve("127.0.0.1:0".parse().expect("addr")))
-            .expect("bind");
+        let serving = cp.serve_on_loopback().expect("serve");
         Server {
             cp,
-            url: format!("http://{addr}"),
-            _runtime: runtime,
+            url: serving.url.clone(),
+            _serving: serving,
         }
     }
 }
