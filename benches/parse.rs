@@ -82,7 +82,7 @@ fn main() {
         grep_count = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     }
 
-    let key_id = |fp: &str| (fp.len() > 10).then(|| "key_a".to_owned());
+    let key_id = |_user: &str, fp: &str| (fp.len() > 10).then(|| "key_a".to_owned());
     let process_start = |_| None;
     let lookups = Lookups {
         key_id: &key_id,

@@ -264,9 +264,13 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
     };
     let now = timefmt::now();
     let year = now.year();
-    let key_id = |fp: &str| {
+    let key_id = |user: &str, fp: &str| {
         keys.as_ref()
-            .and_then(|k| k.keys.iter().find(|k| k.fingerprint == fp))
+            .and_then(|k| {
+                k.keys
+                    .iter()
+                    .find(|k| k.fingerprint == fp && k.is_for(user))
+            })
             .map(|k| k.id.clone())
     };
     let process_start = |_| None;

@@ -318,8 +318,13 @@ impl Agent {
 
     /// The key set in force, for the sessions task (fingerprint lookups and revocation);
     /// `None` until a set is applied, so nothing is revoked before the agent knows.
+    /// Each key is granted only to the managed users it names: a session of an
+    /// unmanaged user (root adding a key by hand) is never tied to an account key.
     pub fn key_set(&self) -> Option<Arc<KeySet>> {
-        self.applied.as_ref().map(|a| Arc::new(a.key_set.clone()))
+        let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
+        self.applied
+            .as_ref()
+            .map(|a| Arc::new(a.key_set.granted_to(&users)))
     }
 
     /// How long until the next key expires (capped, so clock jumps are caught).

@@ -125,15 +125,34 @@ impl KeySet {
             .min()
     }
 
-    /// Looks a key up by fingerprint among the keys in force.
+    /// The key in force for `user` with this fingerprint: what let that user in.
     pub fn key_by_fingerprint(
         &self,
+        user: &str,
         fingerprint: &str,
         now: OffsetDateTime,
     ) -> Option<&AccountKey> {
         self.keys
             .iter()
-            .find(|k| k.fingerprint == fingerprint && !k.is_expired(now))
+            .find(|k| k.fingerprint == fingerprint && !k.is_expired(now) && k.is_for(user))
+    }
+
+    /// The same set as the agent grants it on this machine: each key for the managed
+    /// `users` it names (all of them when it names none), and for nobody else.
+    pub fn granted_to(&self, users: &[String]) -> KeySet {
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| AccountKey {
+                users: Some(users.iter().filter(|u| k.is_for(u)).cloned().collect()),
+                ..k.clone()
+            })
+            .collect();
+        KeySet {
+            version: self.version.clone(),
+            keys,
+            rejected: self.rejected.clone(),
+        }
     }
 }
 
@@ -451,5 +470,33 @@ mod tests {
             };
             assert!(KeySet::from_list(&list).is_err());
         }
+    }
+
+    #[test]
+    fn a_key_is_found_only_for_the_managed_users_it_is_granted_to() {
+        let mut alice_only = validate(&wire("k1", ED25519)).expect("valid");
+        alice_only.users = Some(vec!["alice".into()]);
+        let set = KeySet {
+            version: "v1".into(),
+            keys: vec![alice_only],
+            rejected: Vec::new(),
+        };
+        let fp = set.keys[0].fingerprint.clone();
+        let now = OffsetDateTime::now_utc();
+        assert!(set.key_by_fingerprint("alice", &fp, now).is_some());
+        assert!(set.key_by_fingerprint("bob", &fp, now).is_none());
+
+        let mut everyone = set.clone();
+        everyone.keys[0].users = None;
+        let granted = everyone.granted_to(&["alice".into(), "bob".into()]);
+        assert!(granted.key_by_fingerprint("bob", &fp, now).is_some());
+        assert!(
+            granted.key_by_fingerprint("root", &fp, now).is_none(),
+            "root is not managed: its sessions are not the agent's to end"
+        );
+        assert!(set
+            .granted_to(&["bob".into()])
+            .key_by_fingerprint("alice", &fp, now)
+            .is_none());
     }
 }

@@ -20,6 +20,7 @@ use super::terminate::{self, TerminateError};
 use super::track::{Lookups, Tracker};
 use super::{ActiveSession, Session, SessionEvent};
 use crate::durable::{self, FileMode};
+use crate::keys::AccountKey;
 use crate::keys::KeySet;
 use crate::outbox::Outbox;
 use crate::timefmt;
@@ -303,11 +304,11 @@ impl SessionsTask {
         // The key in force now, or one revoked after the login was logged: the log is
         // read a little late, and such a session must still be known as that key's.
         let logged_at = record.at.unwrap_or(now);
-        let key_id = |fingerprint: &str| {
+        let key_id = |user: &str, fingerprint: &str| {
             keys.as_ref()
-                .and_then(|k| k.key_by_fingerprint(fingerprint, now))
+                .and_then(|k| k.key_by_fingerprint(user, fingerprint, now))
                 .map(|k| k.id.clone())
-                .or_else(|| revoked.key_id(fingerprint, logged_at))
+                .or_else(|| revoked.key_id(user, fingerprint, logged_at))
         };
         let process_start = |pid: u32| procs::start_time_if_started_by(pid, logged_at);
         let lookups = Lookups {
@@ -389,8 +390,10 @@ fn log_event(event: &SessionEvent) {
 /// read after it is still tied to its key (and then ended).
 #[derive(Default)]
 struct RecentlyRevoked {
-    in_force: Vec<(String, String)>,
-    removed: Vec<(String, String, time::OffsetDateTime)>,
+    /// The keys in force at the last update.
+    in_force: Vec<AccountKey>,
+    /// Keys that left the set, and when.
+    removed: Vec<(AccountKey, time::OffsetDateTime)>,
 }
 
 impl RecentlyRevoked {
@@ -399,28 +402,40 @@ impl RecentlyRevoked {
 
     fn update(&mut self, keys: Option<&KeySet>, now: time::OffsetDateTime) {
         let Some(keys) = keys else { return };
-        let current: Vec<(String, String)> = keys
+        let current: Vec<AccountKey> = keys
             .keys
             .iter()
             .filter(|k| !k.is_expired(now))
-            .map(|k| (k.fingerprint.clone(), k.id.clone()))
+            .cloned()
             .collect();
-        for (fingerprint, id) in std::mem::take(&mut self.in_force) {
-            if !current.iter().any(|(fp, _)| *fp == fingerprint) {
-                self.removed.push((fingerprint, id, now));
+        // A key stays "in force" while the same key (id, fingerprint, users) is there.
+        let identity = |k: &AccountKey| (k.id.clone(), k.fingerprint.clone(), k.users.clone());
+        let present: std::collections::HashSet<_> = current.iter().map(identity).collect();
+        for key in std::mem::take(&mut self.in_force) {
+            if !present.contains(&identity(&key)) {
+                self.removed.push((key, now));
             }
         }
         self.removed
-            .retain(|(fp, _, at)| now - *at < Self::KEEP && !current.iter().any(|(c, _)| c == fp));
+            .retain(|(key, at)| now - *at < Self::KEEP && !present.contains(&identity(key)));
         self.in_force = current;
     }
 
-    fn key_id(&self, fingerprint: &str, logged_at: time::OffsetDateTime) -> Option<String> {
+    /// The id of a key that let `user` in with `fingerprint` and left the set after
+    /// `logged_at`.
+    fn key_id(
+        &self,
+        user: &str,
+        fingerprint: &str,
+        logged_at: time::OffsetDateTime,
+    ) -> Option<String> {
         self.removed
             .iter()
             .rev()
-            .find(|(fp, _, removed_at)| fp == fingerprint && *removed_at >= logged_at)
-            .map(|(_, id, _)| id.clone())
+            .find(|(key, removed_at)| {
+                key.fingerprint == fingerprint && key.is_for(user) && *removed_at >= logged_at
+            })
+            .map(|(key, _)| key.id.clone())
     }
 }
 

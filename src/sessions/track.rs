@@ -19,8 +19,8 @@ pub struct Tracker {
 
 /// What the tracker needs from outside, as functions so it stays pure.
 pub struct Lookups<'a> {
-    /// Key id of an account key in force with this fingerprint.
-    pub key_id: &'a dyn Fn(&str) -> Option<String>,
+    /// Key id of the account key in force for (user, fingerprint).
+    pub key_id: &'a dyn Fn(&str, &str) -> Option<String>,
     /// Start time of a live process, for pid-reuse checks.
     pub process_start: &'a dyn Fn(u32) -> Option<u64>,
 }
@@ -73,7 +73,7 @@ impl Tracker {
                     Some(key) if key.certificate => (Some(key.fingerprint.to_owned()), None),
                     Some(key) => (
                         Some(key.fingerprint.to_owned()),
-                        (lookups.key_id)(key.fingerprint),
+                        (lookups.key_id)(user, key.fingerprint),
                     ),
                     None => (None, None),
                 };
@@ -156,7 +156,7 @@ mod tests {
 
     fn run(text: &str) -> (Tracker, Vec<SessionEvent>) {
         let mut tracker = Tracker::new("boot", Vec::new());
-        let key_id = |fp: &str| {
+        let key_id = |_user: &str, fp: &str| {
             (fp == "SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0").then(|| "key_a".to_owned())
         };
         let process_start = |_| None;
@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(tracker.open_sessions().len(), 1);
         // Replaying the log opens nothing twice.
         let before = tracker.open_sessions().to_vec();
-        let key_id = |_: &str| None;
+        let key_id = |_: &str, _: &str| None;
         let process_start = |_| None;
         let lookups = Lookups {
             key_id: &key_id,

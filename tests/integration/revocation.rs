@@ -350,3 +350,42 @@ fn a_session_read_from_the_log_after_its_key_was_deleted_still_ends() {
         events(&r.server, r.user, "session_terminated").len() == 1
     });
 }
+
+#[test]
+fn a_session_is_tied_only_to_an_account_key_granted_to_its_user() {
+    let Some(r) = setup("pictor-r4") else { return };
+    // The user's own hand-added key is also an account key, but granted to another
+    // user only: for this user it is not the agent's key, and never ended by it.
+    r.server.cp.add_key(pictor_control_plane::NewKey {
+        users: Some(vec!["pictor-r-other".into()]),
+        ..r.hand.new_key("key_hand_elsewhere")
+    });
+    r.server.cp.add_key(r.a.new_key("key_a"));
+    let _agent = r.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        r.sandbox.keys_text().contains(&r.a.canonical())
+    });
+    let mut hand_session = spawn(&r, &r.hand.private, &["sleep", "1031"], false);
+    wait_until(Duration::from_secs(15), "session opened", || {
+        events(&r.server, r.user, "session_opened").len() == 1
+    });
+    let opened = events(&r.server, r.user, "session_opened").remove(0);
+    assert!(
+        opened["key_id"].is_null(),
+        "not tied to a key granted elsewhere: {opened}"
+    );
+    // A revocation round (another key deleted) does not touch it either.
+    r.server.cp.delete_key("key_a");
+    wait_until(Duration::from_secs(5), "key a removed", || {
+        !r.sandbox.keys_text().contains(&r.a.canonical())
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !exited(&mut hand_session),
+        "the hand-added key's session stays"
+    );
+    assert_eq!(sleepers("1031").len(), 1);
+    assert!(events(&r.server, r.user, "session_terminated").is_empty());
+    let _ = hand_session.kill();
+    let _ = hand_session.wait();
+}
