@@ -53,11 +53,12 @@ pub fn build(set: &KeySet, users: &[String]) -> CommandFile {
     let users = users
         .iter()
         .map(|user| {
-            let mut seen = std::collections::HashSet::new();
+            // Every copy of a key is kept: one that expires may stand beside one that
+            // does not, and only `select`, at the time of the call, can tell.
             let keys = set
                 .keys
                 .iter()
-                .filter(|k| k.is_for(user) && seen.insert(k.fingerprint.clone()))
+                .filter(|k| k.is_for(user))
                 .map(|k| CommandKey {
                     id: k.id.clone(),
                     fingerprint: k.fingerprint.clone(),
@@ -76,19 +77,21 @@ pub fn build(set: &KeySet, users: &[String]) -> CommandFile {
 }
 
 /// The lines to print for `user` (and only the key with `fingerprint`, when given) at
-/// `now`: never an expired key (pure).
+/// `now`: never an expired key, each key once (pure).
 pub fn select<'a>(
     file: &'a CommandFile,
     user: &str,
     fingerprint: Option<&str>,
     now: OffsetDateTime,
 ) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
     file.users
         .get(user)
         .map(|keys| {
             keys.iter()
                 .filter(|k| k.expires_at.is_none_or(|at| at > now))
                 .filter(|k| fingerprint.is_none_or(|fp| fp == k.fingerprint))
+                .filter(|k| seen.insert(k.fingerprint.as_str()))
                 .map(|k| k.line.as_str())
                 .collect()
         })
@@ -231,6 +234,38 @@ mod tests {
             ],
         })
         .expect("valid")
+    }
+
+    #[test]
+    fn a_key_also_listed_with_an_expiry_stays_after_that_copy_expires() {
+        let lines: Vec<String> = include_str!("../../tests/fixtures/public_keys.txt")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let wire = |id: &str, expires: Option<&str>| WireKey {
+            id: id.into(),
+            name: id.into(),
+            public_key: lines[1].clone(),
+            fingerprint: None,
+            created_at: None,
+            expires_at: expires.map(str::to_owned),
+            users: None,
+        };
+        let set = KeySet::from_list(&KeyList {
+            version: "v1".into(),
+            keys: vec![
+                wire("k_temp", Some("2026-06-01T00:00:00Z")),
+                wire("k_kept", None),
+            ],
+        })
+        .expect("valid");
+        let file = build(&set, &["alice".into()]);
+        let before = crate::timefmt::parse("2026-05-01T00:00:00Z").expect("time");
+        let after = crate::timefmt::parse("2026-07-01T00:00:00Z").expect("time");
+        assert_eq!(select(&file, "alice", None, before).len(), 1, "once");
+        let lines_after = select(&file, "alice", None, after);
+        assert_eq!(lines_after.len(), 1, "still granted by k_kept");
+        assert!(lines_after[0].ends_with(" pictor-key-id=k_kept"));
     }
 
     #[test]
