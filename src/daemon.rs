@@ -50,7 +50,13 @@ pub struct Agent {
     /// The state of a set being applied, written on another thread while the users'
     /// files are prepared, and waited for before the first of them is renamed in place.
     pending_state: Option<state::PendingSave>,
+    /// The last write of the AuthorizedKeysCommand file failed: it may still grant a
+    /// revoked key, so it is retried every [`COMMAND_FILE_RETRY`] until it succeeds.
+    command_file_stale: bool,
 }
+
+/// How often a failed write of the AuthorizedKeysCommand file is tried again.
+pub const COMMAND_FILE_RETRY: Duration = Duration::from_secs(5);
 
 /// How a round of writing went.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -71,6 +77,7 @@ impl Agent {
             written: HashMap::new(),
             last_error: None,
             pending_state: None,
+            command_file_stale: false,
         }
     }
 
@@ -274,13 +281,26 @@ impl Agent {
     }
 
     /// Keeps the `authorized-keys` command's file in step with the set and the users.
-    fn write_command_file(&self) {
+    pub fn write_command_file(&mut self) {
         let Some(applied) = &self.applied else { return };
         let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
         let file = crate::authorized_keys::command::build(&applied.key_set, &users);
-        if let Err(e) = crate::authorized_keys::command::write(&self.config.state_dir, &file) {
-            error!("{e}");
+        match crate::authorized_keys::command::write(&self.config.state_dir, &file) {
+            Ok(()) => {
+                if std::mem::take(&mut self.command_file_stale) {
+                    info!("the AuthorizedKeysCommand file is up to date again");
+                }
+            }
+            Err(e) => {
+                error!("{e}; retrying every {} s", COMMAND_FILE_RETRY.as_secs());
+                self.command_file_stale = true;
+            }
         }
+    }
+
+    /// True while the AuthorizedKeysCommand file lags the set in force.
+    pub fn command_file_stale(&self) -> bool {
+        self.command_file_stale
     }
 
     /// The key side of the agent status: what is in force now and for whom.
@@ -529,6 +549,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
+            }
+            () = tokio::time::sleep(COMMAND_FILE_RETRY), if agent.command_file_stale() => {
+                agent.write_command_file();
             }
             () = expiry_timer => {
                 agent.enforce(timefmt::now());

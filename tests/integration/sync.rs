@@ -339,6 +339,37 @@ fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
 }
 
 #[test]
+fn a_failed_write_of_the_command_file_is_retried_until_the_revoked_key_is_gone() {
+    let (server, sandbox, a, b, _agent) = agent_with_keys_a_and_b();
+    let command_file = sandbox.state_dir.join("authorized-keys.json");
+    let listed = |id: &str| {
+        std::fs::read_to_string(&command_file)
+            .unwrap_or_default()
+            .contains(id)
+    };
+    wait_until(SOON, "command file lists key b", || listed("key_b"));
+    // Its name taken by a non-empty directory: the next write's rename fails.
+    std::fs::remove_file(&command_file).expect("rm");
+    std::fs::create_dir(&command_file).expect("mkdir");
+    std::fs::write(command_file.join("blocker"), "").expect("blocker");
+
+    assert!(server.cp.delete_key("key_b"));
+    wait_until(SOON, "key b revoked in authorized_keys", || {
+        !contains(&sandbox, &b)
+    });
+    sandbox.wait_for_log("retrying every");
+    assert!(contains(&sandbox, &a));
+
+    std::fs::remove_dir_all(&command_file).expect("unblock");
+    wait_until(
+        Duration::from_secs(15),
+        "command file rewritten without b",
+        || listed("key_a") && !listed("key_b"),
+    );
+    sandbox.wait_for_log("the AuthorizedKeysCommand file is up to date again");
+}
+
+#[test]
 fn a_crash_between_saving_the_state_and_writing_the_file_is_finished_at_start_up() {
     let (server, sandbox, a, b, agent) = agent_with_keys_a_and_b();
     let before_revocation = sandbox.keys_text();
