@@ -21,9 +21,17 @@ fn start_time_in(proc_root: &Path, pid: u32) -> Option<u64> {
 /// login's, whatever its pid.
 pub fn start_time_if_started_by(pid: u32, at: time::OffsetDateTime) -> Option<u64> {
     let ticks = start_time(pid)?;
-    let started =
-        boot_time()? + time::Duration::seconds_f64(ticks as f64 / clock_ticks_per_second());
-    (started <= at + time::Duration::seconds(2)).then_some(ticks)
+    // Checked: `at` comes from a log line, which may say the year 9999.
+    let started = boot_time()?.checked_add(time::Duration::seconds_f64(
+        ticks as f64 / clock_ticks_per_second(),
+    ))?;
+    let latest =
+        at.checked_add(time::Duration::seconds(2))
+            .unwrap_or(time::OffsetDateTime::new_utc(
+                time::Date::MAX,
+                time::Time::MIDNIGHT,
+            ));
+    (started <= latest).then_some(ticks)
 }
 
 /// When the system booted (`btime` in /proc/stat).
@@ -98,6 +106,13 @@ pub fn boot_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_login_time_at_the_end_of_time_does_not_panic() {
+        let end = time::OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX);
+        let me = std::process::id();
+        assert!(super::start_time_if_started_by(me, end).is_some());
+    }
+
     use super::*;
 
     #[test]
