@@ -11,7 +11,7 @@ use std::time::Instant;
 mod common;
 use common::arg;
 use pictor_agent::sessions::parse::{parse_message, parse_syslog_line};
-use pictor_agent::sessions::track::{Lookups, Tracker};
+use pictor_agent::sessions::track::{Closing, Lookups, Seen, Tracker};
 
 /// One line of a busy internet-facing host's auth.log; about 1 in 50 is a real login.
 fn line(i: usize, out: &mut Vec<u8>) -> bool {
@@ -84,6 +84,10 @@ fn main() {
 
     let key_id = |_user: &str, fp: &str| (fp.len() > 10).then(|| "key_a".to_owned());
     let process_start = |_| None;
+    let seen = Seen {
+        proof: pictor_agent::sessions::proof::Proof::LogText,
+        at: 0,
+    };
     let lookups = Lookups {
         key_id: &key_id,
         process_start: &process_start,
@@ -93,14 +97,14 @@ fn main() {
     let mut opened = 0;
     let mut still_open = 0;
     for _ in 0..3 {
-        let mut tracker = Tracker::new("bench", Vec::new());
+        let mut tracker = Tracker::new("bench", Vec::new(), Closing::LogLines);
         opened = 0;
         let start = Instant::now();
         for l in text.lines() {
             if let Some(record) = parse_syslog_line(l, 2026) {
                 if let Some(message) = parse_message(record.message) {
                     opened += tracker
-                        .observe(&record, message, now, &lookups)
+                        .observe(&record, message, now, seen, &lookups)
                         .iter()
                         .filter(|e| e.kind == pictor_agent::sessions::EventKind::SessionOpened)
                         .count();

@@ -249,7 +249,7 @@ fn status(config: &Config) -> ExitCode {
 /// `scan-log`: the parser's plain door.
 fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCode {
     use crate::sessions::parse::{parse_message, parse_syslog_line};
-    use crate::sessions::track::{Lookups, Tracker};
+    use crate::sessions::track::{Closing, Lookups, Seen, Tracker};
     use std::io::BufRead;
     let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -274,11 +274,15 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
             .map(|k| k.id.clone())
     };
     let process_start = |_| None;
+    let seen = Seen {
+        proof: crate::sessions::proof::Proof::LogText,
+        at: 0,
+    };
     let lookups = Lookups {
         key_id: &key_id,
         process_start: &process_start,
     };
-    let mut tracker = Tracker::new("log", Vec::new());
+    let mut tracker = Tracker::new("log", Vec::new(), Closing::LogLines);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = Vec::new();
@@ -302,7 +306,7 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
         let Some(message) = parse_message(record.message) else {
             continue;
         };
-        for event in tracker.observe(&record, message, now, &lookups) {
+        for event in tracker.observe(&record, message, now, seen, &lookups) {
             if serde_json::to_writer(&mut out, &event).is_err()
                 || std::io::Write::write_all(&mut out, b"\n").is_err()
             {

@@ -21,6 +21,8 @@ pub mod message_id {
     pub const SESSION_OPENED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e5";
     pub const SESSION_CLOSED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e6";
     pub const SESSION_TERMINATED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e7";
+    /// Two different logins were logged for one sshd connection (one is forged).
+    pub const SESSION_CONTESTED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e8";
 }
 
 /// Where log lines go.

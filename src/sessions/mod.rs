@@ -1,9 +1,13 @@
 //! Who is logged in with which key: sshd's log is parsed ([`parse`], pure), correlated
 //! into sessions ([`track`], pure), read from the journal or a syslog file ([`source`]),
-//! checked against live processes ([`procs`]), and run as one task ([`task`]).
+//! believed only when the kernel vouches for it ([`proof`], over the facts of
+//! [`procs`]), held by a pidfd ([`pidfd`]) until its process ends, ended exactly
+//! ([`terminate`]), and run as one task ([`task`]).
 
 pub mod parse;
+pub mod pidfd;
 pub mod procs;
+pub mod proof;
 pub mod source;
 pub mod task;
 pub mod terminate;
@@ -68,6 +72,21 @@ pub struct Session {
     pub since: OffsetDateTime,
     /// The monitor's start time (clock ticks since boot), to tell a reused pid apart.
     pub process_start: Option<u64>,
+    /// How the key was learnt: from journald's trusted fields, or a syslog file's text.
+    #[serde(default = "legacy_proof")]
+    pub proof: proof::Proof,
+    /// More than one login was logged for this one monitor process: all but one are
+    /// forged, so the key is unknown and the session is never ended for a key.
+    #[serde(default)]
+    pub contested: bool,
+    /// When the agent read the login (ticks since boot).
+    #[serde(default)]
+    pub seen_at: u64,
+}
+
+/// Sessions saved before the proof was recorded are not trusted with a kill.
+fn legacy_proof() -> proof::Proof {
+    proof::Proof::LogText
 }
 
 /// A session as `active_sessions` in the agent status reports it.

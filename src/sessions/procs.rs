@@ -1,100 +1,261 @@
-//! What `/proc` says about sshd processes: alive, and the same process as before.
+//! What the kernel says about processes: `/proc` read into plain facts, and the pure
+//! checks that decide whether a process is the sshd connection monitor a log line says
+//! logged a user in.
+//!
+//! A log line's pid is a claim; these facts are not. The checks that turn a claim into a
+//! proven session live here as pure functions over [`ProcFacts`], so they are tested
+//! without a running sshd.
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::Session;
-
-/// The process's start time (field 22 of `/proc/PID/stat`, clock ticks since boot).
-pub fn start_time(pid: u32) -> Option<u64> {
-    start_time_in(Path::new("/proc"), pid)
+/// One process as `/proc/PID/stat` and `/proc/PID/status` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Session id (`setsid`).
+    pub sid: u32,
+    /// Start time in clock ticks since boot (field 22 of `stat`).
+    pub start: u64,
+    /// Real user id.
+    pub uid: u32,
+    /// Effective user id.
+    pub euid: u32,
+    pub zombie: bool,
 }
 
-fn start_time_in(proc_root: &Path, pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = stat.rsplit_once(") ")?.1;
-    rest.split(' ').nth(19)?.parse().ok()
+/// Everything the login checks need about one process, read in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcFacts {
+    pub stat: ProcStat,
+    /// `/proc/PID/comm`: the executable's name as the kernel keeps it (15 bytes at most).
+    pub comm: String,
+    /// `/proc/PID/cmdline` with its NULs as spaces: sshd rewrites it to its title.
+    pub title: String,
 }
 
-/// The process's start time in ticks, if it started no later than `at` (with a little
-/// slack for clocks): a process that started after a login logged at `at` is not that
-/// login's, whatever its pid.
-pub fn start_time_if_started_by(pid: u32, at: time::OffsetDateTime) -> Option<u64> {
-    let ticks = start_time(pid)?;
-    // Checked: `at` comes from a log line, which may say the year 9999.
-    let started = boot_time()?.checked_add(time::Duration::seconds_f64(
-        ticks as f64 / clock_ticks_per_second(),
-    ))?;
-    let latest =
-        at.checked_add(time::Duration::seconds(2))
-            .unwrap_or(time::OffsetDateTime::new_utc(
-                time::Date::MAX,
-                time::Time::MIDNIGHT,
-            ));
-    (started <= latest).then_some(ticks)
+/// Why a log line's login was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the record was not sent by root's sshd (uid {uid:?}, comm {comm:?}, exe {exe:?})")]
+    NotRootSshd {
+        uid: Option<u32>,
+        comm: Option<String>,
+        exe: Option<String>,
+    },
+    #[error("no process {0} (gone, or never there)")]
+    NoProcess(u32),
+    #[error("process {0} is exiting")]
+    Exiting(u32),
+    #[error("process {pid} is not a root sshd process (comm {comm:?}, uid {uid}, euid {euid})")]
+    NotSshd {
+        pid: u32,
+        comm: String,
+        uid: u32,
+        euid: u32,
+    },
+    #[error("process {pid} is not a per-connection monitor of {user:?} (its title is {title:?})")]
+    NotTheUsersMonitor {
+        pid: u32,
+        user: String,
+        title: String,
+    },
+    #[error("process {pid} started after the line was written: its pid was reused")]
+    StartedAfter { pid: u32 },
+    #[error("process {0} ended while it was being checked")]
+    EndedDuringCheck(u32),
+    #[error("cannot hold process {pid}: {error}")]
+    Pidfd { pid: u32, error: String },
 }
 
-/// When the system booted (`btime` in /proc/stat).
-fn boot_time() -> Option<time::OffsetDateTime> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let seconds = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse::<i64>()
-        .ok()?;
-    time::OffsetDateTime::from_unix_timestamp(seconds).ok()
+/// True for the names sshd's per-connection processes run under (`sshd`, and from
+/// OpenSSH 9.8 on `sshd-session`).
+pub fn is_sshd_name(name: &str) -> bool {
+    name == "sshd" || name == "sshd-session"
 }
 
-fn clock_ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|&t| t > 0)
-        .map(|t| t as f64)
-        .unwrap_or(100.0)
+/// The user a per-connection monitor's title names: `sshd: USER [priv]` or
+/// `sshd-session: USER [priv]`. The listener (`sshd: /usr/sbin/sshd -D [listener] ...`),
+/// the pre-authentication child (`sshd: USER [net]`) and the user's own child
+/// (`sshd: USER@pts/0`, `USER@notty`) are not monitors.
+pub fn monitor_title_user(title: &str) -> Option<&str> {
+    let rest = title
+        .strip_prefix("sshd: ")
+        .or_else(|| title.strip_prefix("sshd-session: "))?;
+    let user = rest.trim_end().strip_suffix(" [priv]")?;
+    (!user.is_empty() && !user.contains(' ')).then_some(user)
 }
 
-/// The process's command name (`/proc/PID/comm`).
-pub fn command_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|s| s.trim_end().to_owned())
-}
-
-/// True while the session's monitor process is the same live sshd process.
-pub fn session_alive(session: &Session) -> bool {
-    // Never seen alive (its process was gone or replaced when the login was read): gone.
-    let Some(recorded) = session.process_start else {
-        return false;
-    };
-    if start_time(session.monitor_pid) != Some(recorded) {
-        return false;
+/// The pure check of a login claim: process `facts` is root's sshd monitor of `user`,
+/// alive, and started no later than `written_by` (ticks since boot at which the line
+/// had certainly been written), give or take one tick of the kernel's rounding.
+pub fn check_monitor(facts: &ProcFacts, user: &str, written_by: u64) -> Result<(), Refusal> {
+    let stat = &facts.stat;
+    if stat.zombie {
+        return Err(Refusal::NoProcess(stat.pid));
     }
-    command_name(session.monitor_pid).is_some_and(|name| name == "sshd" || name == "sshd-session")
+    if stat.uid != 0 || stat.euid != 0 || !is_sshd_name(&facts.comm) {
+        return Err(Refusal::NotSshd {
+            pid: stat.pid,
+            comm: facts.comm.clone(),
+            uid: stat.uid,
+            euid: stat.euid,
+        });
+    }
+    if facts.title.is_empty() {
+        // An exiting process has no memory left, so no command line.
+        return Err(Refusal::Exiting(stat.pid));
+    }
+    if monitor_title_user(&facts.title) != Some(user) {
+        return Err(Refusal::NotTheUsersMonitor {
+            pid: stat.pid,
+            user: user.to_owned(),
+            title: facts.title.clone(),
+        });
+    }
+    if stat.start > written_by.saturating_add(1) {
+        return Err(Refusal::StartedAfter { pid: stat.pid });
+    }
+    Ok(())
 }
 
-/// The pids of sshd's per-connection monitor processes of logged-in sessions (their
-/// command line is `sshd: USER [priv]`, or `sshd-session: USER [priv]` from 9.8 on).
-pub fn sshd_session_monitors() -> Vec<u32> {
+/// The sshd connection monitors among `procs` (for recovering the sessions open before
+/// the agent started): root's `sshd`/`sshd-session` processes whose title is a monitor's.
+pub fn monitors(procs: &[ProcFacts]) -> Vec<u32> {
+    procs
+        .iter()
+        .filter(|p| {
+            p.stat.uid == 0
+                && p.stat.euid == 0
+                && !p.stat.zombie
+                && is_sshd_name(&p.comm)
+                && monitor_title_user(&p.title).is_some()
+        })
+        .map(|p| p.stat.pid)
+        .collect()
+}
+
+// ---- I/O: reading /proc -------------------------------------------------------------
+
+/// `/proc/PID/stat` and the uids of `/proc/PID/status`.
+pub fn stat(pid: u32) -> Option<ProcStat> {
+    let dir = Path::new("/proc").join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    parse_stat(pid, &stat, &status)
+}
+
+/// The pure reading of `stat` and `status` texts.
+pub fn parse_stat(pid: u32, stat: &str, status: &str) -> Option<ProcStat> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let mut uids = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .map(|u| u.parse::<u32>().ok());
+    Some(ProcStat {
+        pid,
+        zombie: matches!(fields.first(), Some(&"Z") | Some(&"X")),
+        ppid: fields.get(1)?.parse().ok()?,
+        sid: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+        uid: uids.next()??,
+        euid: uids.next()??,
+    })
+}
+
+/// The facts the login checks need about `pid`.
+pub fn facts(pid: u32) -> Option<ProcFacts> {
+    let stat = stat(pid)?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(ProcFacts {
+        stat,
+        comm: comm.trim_end_matches('\n').to_owned(),
+        title: title_of(&cmdline),
+    })
+}
+
+/// A command line as one string: NUL separators as spaces, trailing NULs dropped.
+pub fn title_of(cmdline: &[u8]) -> String {
+    String::from_utf8_lossy(cmdline)
+        .trim_end_matches('\0')
+        .replace('\0', " ")
+}
+
+/// Every process on the machine.
+pub fn snapshot() -> Vec<ProcStat> {
+    pids().into_iter().filter_map(stat).collect()
+}
+
+/// The pids in `/proc` now.
+fn pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|&pid| {
-            let name = command_name(pid).unwrap_or_default();
-            (name == "sshd" || name == "sshd-session")
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| {
-                        String::from_utf8_lossy(&c)
-                            .trim_end_matches('\0')
-                            .ends_with("[priv]")
-                    })
-                    .unwrap_or(false)
-        })
         .collect()
+}
+
+/// The pids of the sshd connection monitors alive now.
+pub fn sshd_session_monitors() -> Vec<u32> {
+    let all: Vec<ProcFacts> = pids()
+        .into_iter()
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| is_sshd_name(c.trim_end()))
+        })
+        .filter_map(facts)
+        .collect();
+    monitors(&all)
+}
+
+/// The cgroup (v2) a process is in, as `/proc/PID/cgroup` names it (`/user.slice/...`).
+pub fn cgroup(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim().to_owned())
+}
+
+/// The kernel's clock ticks per second (`CLK_TCK`).
+pub fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)
+        .map(|t| t as u64)
+        .unwrap_or(100)
+}
+
+/// Now, in the clock process start times use: ticks since boot (CLOCK_BOOTTIME).
+pub fn ticks_since_boot_now() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    to_ticks(Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    ))
+}
+
+/// A journal entry's `__MONOTONIC_TIMESTAMP` (CLOCK_MONOTONIC, µs) in ticks since boot:
+/// the two clocks differ by the time the machine spent suspended, measured now.
+pub fn monotonic_us_to_ticks(monotonic_us: u64) -> u64 {
+    let boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let suspended_ns = (boot.tv_sec as i128 * 1_000_000_000 + boot.tv_nsec as i128)
+        - (mono.tv_sec as i128 * 1_000_000_000 + mono.tv_nsec as i128);
+    let at_ns = (monotonic_us as i128 * 1000 + suspended_ns.max(0)).max(0);
+    to_ticks(Duration::from_nanos(at_ns.min(u64::MAX as i128) as u64))
+}
+
+fn to_ticks(since_boot: Duration) -> u64 {
+    let per_second = clock_ticks_per_second();
+    since_boot.as_secs() * per_second
+        + u64::from(since_boot.subsec_nanos()) * per_second / 1_000_000_000
 }
 
 /// This boot's id, as the kernel gives it (32 hex digits, dashes removed).
@@ -106,30 +267,123 @@ pub fn boot_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_login_time_at_the_end_of_time_does_not_panic() {
-        let end = time::OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX);
-        let me = std::process::id();
-        assert!(super::start_time_if_started_by(me, end).is_some());
-    }
-
     use super::*;
 
-    #[test]
-    fn a_process_started_after_the_login_is_not_the_logins() {
-        let me = std::process::id();
-        let now = time::OffsetDateTime::now_utc();
-        assert!(start_time_if_started_by(me, now).is_some());
-        assert_eq!(
-            start_time_if_started_by(me, now - time::Duration::days(365)),
-            None
-        );
+    fn monitor(pid: u32, title: &str) -> ProcFacts {
+        ProcFacts {
+            stat: ProcStat {
+                pid,
+                ppid: 100,
+                sid: 100,
+                start: 5000,
+                uid: 0,
+                euid: 0,
+                zombie: false,
+            },
+            comm: "sshd".to_owned(),
+            title: title.to_owned(),
+        }
     }
 
     #[test]
-    fn own_process_has_a_start_time_and_a_dead_pid_has_none() {
-        assert!(start_time(std::process::id()).is_some());
-        assert_eq!(start_time(u32::MAX), None);
+    fn only_a_monitor_title_names_a_user() {
+        assert_eq!(monitor_title_user("sshd: alice [priv]"), Some("alice"));
+        assert_eq!(
+            monitor_title_user("sshd-session: bob.smith [priv]"),
+            Some("bob.smith")
+        );
+        for title in [
+            "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+            "sshd: alice [net]",
+            "sshd: alice@pts/0",
+            "sshd: alice@notty",
+            "sshd: alice bob [priv]",
+            "sshd:  [priv]",
+            "/usr/sbin/sshd -D",
+            "sshd-auth: alice [priv]",
+        ] {
+            assert_eq!(monitor_title_user(title), None, "{title}");
+        }
+    }
+
+    #[test]
+    fn a_login_is_believed_only_from_the_users_own_root_monitor_started_in_time() {
+        let ok = monitor(200, "sshd: alice [priv]");
+        assert_eq!(check_monitor(&ok, "alice", 5000), Ok(()));
+        assert_eq!(check_monitor(&ok, "alice", 4999), Ok(()), "one tick of rounding");
+        assert_eq!(
+            check_monitor(&ok, "alice", 4998),
+            Err(Refusal::StartedAfter { pid: 200 })
+        );
+        // Another user's monitor.
+        assert!(matches!(
+            check_monitor(&ok, "mallory", 6000),
+            Err(Refusal::NotTheUsersMonitor { .. })
+        ));
+        // The listener.
+        let listener = monitor(100, "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups");
+        assert!(matches!(
+            check_monitor(&listener, "alice", 6000),
+            Err(Refusal::NotTheUsersMonitor { .. })
+        ));
+        // The user's own process calling itself sshd.
+        let mut fake = ok.clone();
+        fake.stat.uid = 1000;
+        fake.stat.euid = 1000;
+        assert!(matches!(
+            check_monitor(&fake, "alice", 6000),
+            Err(Refusal::NotSshd { .. })
+        ));
+        let mut named = ok.clone();
+        named.comm = "bash".to_owned();
+        assert!(matches!(
+            check_monitor(&named, "alice", 6000),
+            Err(Refusal::NotSshd { .. })
+        ));
+        let mut exiting = ok.clone();
+        exiting.title = String::new();
+        assert_eq!(
+            check_monitor(&exiting, "alice", 6000),
+            Err(Refusal::Exiting(200))
+        );
+        let mut zombie = ok.clone();
+        zombie.stat.zombie = true;
+        assert_eq!(
+            check_monitor(&zombie, "alice", 6000),
+            Err(Refusal::NoProcess(200))
+        );
+        let all = [ok, listener, fake, named];
+        assert_eq!(monitors(&all), [200]);
+    }
+
+    #[test]
+    fn stat_and_status_are_read_with_hostile_command_names() {
+        let stat = "4242 (a) b) (c) S 100 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        let parsed = parse_stat(4242, stat, status).expect("parsed");
+        assert_eq!(
+            parsed,
+            ProcStat {
+                pid: 4242,
+                ppid: 100,
+                sid: 4242,
+                start: 98765,
+                uid: 1000,
+                euid: 0,
+                zombie: false
+            }
+        );
+        assert_eq!(parse_stat(1, "1 (x) Z 0", status), None);
+        assert_eq!(title_of(b"sshd: alice [priv]\0\0"), "sshd: alice [priv]");
+        assert_eq!(title_of(b"/usr/sbin/sshd\0-D\0"), "/usr/sbin/sshd -D");
+    }
+
+    #[test]
+    fn our_own_process_is_read_and_started_before_now() {
+        let me = stat(std::process::id()).expect("self");
+        assert!(!me.zombie);
+        assert!(me.start <= ticks_since_boot_now());
+        assert_eq!(stat(u32::MAX), None);
         assert_eq!(boot_id().len(), 32);
     }
 }

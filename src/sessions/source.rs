@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::parse;
+use super::procs;
+use super::proof::{self, Origin};
 
 /// Where reading resumes after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,20 +29,24 @@ pub enum Position {
     File { dev: u64, ino: u64, offset: u64 },
 }
 
-/// An sshd record, owned.
+/// An sshd record, owned, with what is known of who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedRecord {
+    /// Journal: `_PID` (the kernel's); file: the line's tag (a claim).
     pub pid: u32,
     pub at: Option<OffsetDateTime>,
     pub message: String,
+    pub origin: Origin,
 }
 
-impl From<&parse::Record<'_>> for OwnedRecord {
-    fn from(record: &parse::Record<'_>) -> OwnedRecord {
+impl OwnedRecord {
+    /// A syslog file's line, read at `read_at` (ticks since boot).
+    pub fn from_line(record: &parse::Record<'_>, read_at: u64) -> OwnedRecord {
         OwnedRecord {
             pid: record.pid,
             at: record.at,
             message: record.message.to_owned(),
+            origin: Origin::File { read_at },
         }
     }
 }
@@ -141,7 +147,7 @@ pub async fn follow_journal(
             "--all",
             "--quiet",
             // Only the fields the parser reads: far less for journalctl to format.
-            "--output-fields=MESSAGE,_PID,SYSLOG_PID",
+            "--output-fields=MESSAGE,_PID,_UID,_COMM,_EXE",
         ]);
         // The boot is named explicitly: `--follow` otherwise filters on the boot id it
         // reads in /proc/sys, which sandboxing can hide or (in a container) get wrong.
@@ -157,7 +163,7 @@ pub async fn follow_journal(
             None => command.arg("--lines=0"),
         };
         command
-            .args(["SYSLOG_IDENTIFIER=sshd", "SYSLOG_IDENTIFIER=sshd-session"])
+            .args(TRUSTED_SENDER_MATCHES)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -214,6 +220,13 @@ pub async fn follow_journal(
         }
     }
 }
+
+/// The journal matches that select what root's sshd logged, by the fields journald sets
+/// from the sender's credentials (never by `SYSLOG_IDENTIFIER`, which the sender
+/// chooses): anything else, forged records among it, is never read. Fields of one name
+/// are alternatives, different names must all hold. [`proof::trusted_sender`] checks
+/// each record again, `_EXE` among it.
+pub const TRUSTED_SENDER_MATCHES: [&str; 3] = ["_UID=0", "_COMM=sshd", "_COMM=sshd-session"];
 
 /// The sshd messages [`parse::parse_message`] can act on, as a PCRE2 pattern for
 /// `journalctl --grep` (case-sensitive, as it has capitals): its prefixes (but not
@@ -279,16 +292,13 @@ async fn newest_entry() -> Option<(String, String)> {
 /// Sends the journal lines of the sshd connection processes alive now (their `Accepted`
 /// lines among them), as if just read; false when the receiver is gone.
 async fn recover_live_sessions(boot_id: &str, position: &str, tx: &mpsc::Sender<LogItem>) -> bool {
-    let pids = super::procs::sshd_session_monitors();
+    let pids = procs::sshd_session_monitors();
     if pids.is_empty() {
         return true;
     }
     let mut args = vec![format!("--boot={boot_id}")];
     args.extend(pids.iter().map(|pid| format!("_PID={pid}")));
-    args.extend([
-        "SYSLOG_IDENTIFIER=sshd".to_owned(),
-        "SYSLOG_IDENTIFIER=sshd-session".to_owned(),
-    ]);
+    args.extend(TRUSTED_SENDER_MATCHES.map(str::to_owned));
     let records = journal_query(&args)
         .await
         .iter()
@@ -327,9 +337,17 @@ pub fn current_processes_lines(records: Vec<OwnedRecord>) -> Vec<OwnedRecord> {
         .collect()
 }
 
-/// One `journalctl -o json` line: the record (when it is a text message with a pid), the
-/// cursor, and the boot it belongs to.
+/// One `journalctl -o json` line: the record (when root's sshd sent a text message, as
+/// its trusted fields say), the cursor, and the boot it belongs to.
 pub fn parse_journal_json(line: &str) -> Option<(Option<OwnedRecord>, String, Option<String>)> {
+    parse_journal_entry(line, procs::monotonic_us_to_ticks)
+}
+
+/// [`parse_journal_json`] with the clock conversion passed in (pure).
+pub fn parse_journal_entry(
+    line: &str,
+    monotonic_to_ticks: impl Fn(u64) -> u64,
+) -> Option<(Option<OwnedRecord>, String, Option<String>)> {
     #[derive(Deserialize)]
     struct Entry {
         #[serde(rename = "__CURSOR")]
@@ -338,22 +356,45 @@ pub fn parse_journal_json(line: &str) -> Option<(Option<OwnedRecord>, String, Op
         message: Option<serde_json::Value>,
         #[serde(rename = "_PID")]
         pid: Option<String>,
-        #[serde(rename = "SYSLOG_PID")]
-        syslog_pid: Option<String>,
+        #[serde(rename = "_UID")]
+        uid: Option<String>,
+        #[serde(rename = "_COMM")]
+        comm: Option<String>,
+        #[serde(rename = "_EXE")]
+        exe: Option<String>,
         #[serde(rename = "__REALTIME_TIMESTAMP")]
         realtime: Option<String>,
+        #[serde(rename = "__MONOTONIC_TIMESTAMP")]
+        monotonic: Option<String>,
         #[serde(rename = "_BOOT_ID")]
         boot: Option<String>,
     }
     let entry: Entry = serde_json::from_str(line).ok()?;
     let record = (|| {
+        let uid = entry.uid.as_deref().and_then(|u| u.parse::<u32>().ok());
+        proof::trusted_sender(uid, entry.comm.as_deref(), entry.exe.as_deref()).ok()?;
         let message = entry.message?.as_str()?.to_owned();
-        let pid = entry.syslog_pid.or(entry.pid)?.parse().ok()?;
+        // `_PID` only: `SYSLOG_PID` is whatever the sender wrote.
+        let pid = entry.pid?.parse().ok().filter(|&p: &u32| p > 0)?;
         let at = entry
             .realtime
             .and_then(|us| us.parse::<i128>().ok())
             .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(us * 1000).ok());
-        Some(OwnedRecord { pid, at, message })
+        let written_by = entry
+            .monotonic
+            .and_then(|us| us.parse::<u64>().ok())
+            .map(&monotonic_to_ticks);
+        Some(OwnedRecord {
+            pid,
+            at,
+            message,
+            origin: Origin::Journal {
+                uid,
+                comm: entry.comm,
+                exe: entry.exe,
+                written_by,
+            },
+        })
     })();
     Some((record, entry.cursor, entry.boot))
 }
@@ -500,9 +541,10 @@ fn open_followed(path: &Path, resume: Option<Position>) -> Option<Followed> {
 /// Sends the lines of the sshd connection processes alive now from the start of the
 /// file, then moves `followed` to its end; false when the receiver is gone.
 async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -> bool {
-    let pids = super::procs::sshd_session_monitors();
+    let pids = procs::sshd_session_monitors();
     let size = followed.file.metadata().map(|m| m.len()).unwrap_or(0);
     if !pids.is_empty() {
+        let read_at = procs::ticks_since_boot_now();
         let mut text = Vec::new();
         if followed.file.seek(SeekFrom::Start(0)).is_ok() {
             let _ = (&mut followed.file).take(size).read_to_end(&mut text);
@@ -518,7 +560,7 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
             if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
                 continue;
             }
-            records.push(OwnedRecord::from(&record));
+            records.push(OwnedRecord::from_line(&record, read_at));
         }
         for record in current_processes_lines(records) {
             let item = LogItem {
@@ -557,6 +599,7 @@ async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -
         return true;
     }
     let mut buffer = vec![0u8; 64 * 1024];
+    let read_at = procs::ticks_since_boot_now();
     loop {
         let read = match followed.file.read(&mut buffer) {
             Ok(0) | Err(_) => break,
@@ -576,7 +619,7 @@ async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -
             if let Some(record) = parse::parse_syslog_line(text, year) {
                 if parse::parse_message(record.message).is_some() {
                     let position = followed.position(followed.offset + consumed as u64);
-                    if !send_record(tx, &record, position).await {
+                    if !send_record(tx, &record, read_at, position).await {
                         return false;
                     }
                 }
@@ -598,10 +641,11 @@ async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -
 async fn send_record(
     tx: &mpsc::Sender<LogItem>,
     record: &parse::Record<'_>,
+    read_at: u64,
     position: Position,
 ) -> bool {
     tx.send(LogItem {
-        record: Some(record.into()),
+        record: Some(OwnedRecord::from_line(record, read_at)),
         position,
     })
     .await
@@ -616,6 +660,7 @@ mod tests {
             pid,
             at: None,
             message: message.to_owned(),
+            origin: Origin::File { read_at: 0 },
         };
         let old_login =
             "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:old";
@@ -639,18 +684,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn journal_json_records_are_read() {
-        let line = r#"{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1764057610000000","_PID":"30770","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for u from 127.0.0.1 port 1 ssh2: ED25519 SHA256:x","_BOOT_ID":"b1"}"#;
-        let (record, cursor, boot) = parse_journal_json(line).expect("entry");
+    fn journal_json_records_are_read_by_their_trusted_fields() {
+        let ticks = |us: u64| us / 10_000;
+        let line = r#"{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1764057610000000","__MONOTONIC_TIMESTAMP":"123450000","_PID":"30770","_UID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd","SYSLOG_PID":"1","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for u from 127.0.0.1 port 1 ssh2: ED25519 SHA256:x","_BOOT_ID":"b1"}"#;
+        let (record, cursor, boot) = parse_journal_entry(line, ticks).expect("entry");
         let record = record.expect("record");
         assert_eq!(
             (record.pid, cursor.as_str(), boot.as_deref()),
-            (30770, "s=abc;i=1", Some("b1"))
+            (30770, "s=abc;i=1", Some("b1")),
+            "the pid is _PID, not SYSLOG_PID"
         );
         assert_eq!(record.at.map(|t| t.unix_timestamp()), Some(1_764_057_610));
-        let binary = r#"{"__CURSOR":"c2","MESSAGE":[65,66],"_PID":"1"}"#;
+        assert_eq!(record.origin.written_by(), 12345);
+        // What a local user's `logger -t sshd --id=PID` or `systemd-cat` sends: its own
+        // credentials, whatever it says about itself.
+        for forged in [
+            r#"{"__CURSOR":"c3","_PID":"999","_UID":"1000","_COMM":"logger","_EXE":"/usr/bin/logger","SYSLOG_PID":"30770","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for u from 127.0.0.1 port 1 ssh2: ED25519 SHA256:x"}"#,
+            r#"{"__CURSOR":"c3","_PID":"999","_UID":"1000","_COMM":"sshd","_EXE":"/home/u/sshd","MESSAGE":"Accepted password for u from 127.0.0.1 port 1 ssh2"}"#,
+            r#"{"__CURSOR":"c3","_PID":"999","_UID":"0","_COMM":"sudo","_EXE":"/usr/bin/sudo","MESSAGE":"Accepted password for root from 127.0.0.1 port 1 ssh2"}"#,
+            r#"{"__CURSOR":"c3","SYSLOG_PID":"30770","MESSAGE":"Accepted password for root from 127.0.0.1 port 1 ssh2"}"#,
+        ] {
+            let (record, cursor, _) = parse_journal_entry(forged, ticks).expect("entry");
+            assert_eq!((record, cursor.as_str()), (None, "c3"), "{forged}");
+        }
+        let binary = r#"{"__CURSOR":"c2","MESSAGE":[65,66],"_PID":"1","_UID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd"}"#;
         assert_eq!(
-            parse_journal_json(binary).map(|(r, c, _)| (r, c)),
+            parse_journal_entry(binary, ticks).map(|(r, c, _)| (r, c)),
             Some((None, "c2".to_owned()))
         );
         assert!(parse_journal_json("not json").is_none());

@@ -2,6 +2,7 @@
 //! outbox (durably, before the log position moves past them) and publishes the active
 //! sessions for the heartbeat.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,14 +11,20 @@ use std::time::Duration;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{mpsc, watch, Notify};
-use tracing::{error, info, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
 
-use super::parse::{parse_message, Record};
+use super::parse::{parse_message, Record, SshdMessage};
+use super::pidfd::PidFd;
 use super::procs;
+use super::procs::Refusal;
+use super::proof::{self, Proof};
 use super::source::{self, LogItem, Position, Source};
-use super::terminate::{self, TerminateError};
-use super::track::{Lookups, Tracker};
+use super::terminate::{self, Ending, TerminateError};
+use super::track::{Closing, Lookups, Seen, Tracker};
 use super::{ActiveSession, Session, SessionEvent};
 use crate::durable::{self, FileMode};
 use crate::keys::AccountKey;
@@ -27,8 +34,6 @@ use crate::timefmt;
 
 /// File of the session table and log position in the state directory.
 pub const SESSIONS_FILE: &str = "sessions.json";
-/// How often live sessions are checked against their processes.
-const LIVENESS_CHECK: Duration = Duration::from_secs(5);
 /// How often the log position is saved when only noise was read.
 const POSITION_SAVE: Duration = Duration::from_secs(10);
 
@@ -82,6 +87,45 @@ pub struct SessionsTask {
     pub active: watch::Sender<Vec<ActiveSession>>,
 }
 
+/// The monitors of the open sessions, held by pidfds, and a waiter on each that says
+/// when its process ends.
+#[derive(Default)]
+struct Held {
+    fds: HashMap<String, PidFd>,
+    exits: JoinSet<(u32, u64)>,
+}
+
+impl Held {
+    fn hold(&mut self, session_id: &str, pidfd: PidFd) {
+        let waiter = pidfd.try_clone().and_then(|dup| {
+            // SAFETY: a PidFd owns its descriptor, never swaps it, and returns that same
+            // one from as_raw_fd until it is dropped with the AsyncFd.
+            unsafe { AsyncFd::register_with_interest(dup, Interest::READABLE) }
+                .map_err(std::io::Error::from)
+        });
+        match waiter {
+            Ok(waiter) => {
+                let id = (pidfd.pid(), pidfd.start());
+                self.exits.spawn(async move {
+                    // Readable once the process has ended: the kernel's word.
+                    let _ = waiter.readable().await;
+                    id
+                });
+            }
+            Err(e) => error!(
+                session_id,
+                "cannot wait on the session's process ({e}); its end is noticed at the next restart"
+            ),
+        }
+        self.fds.insert(session_id.to_owned(), pidfd);
+    }
+}
+
+/// A session whose login was read from a syslog file is ended only after this long
+/// without a second, contradicting login logged for its connection (see the README,
+/// "What file mode guarantees").
+const FILE_MODE_SETTLE: Duration = Duration::from_secs(1);
+
 impl SessionsTask {
     /// Runs until the task is dropped.
     pub async fn run(self) {
@@ -96,16 +140,27 @@ impl SessionsTask {
                 .filter(|p| matches!(p, Position::Journal { .. }));
             (saved.open, position)
         };
-        let mut tracker = Tracker::new(&self.boot_id, open);
+        let mut held = Held::default();
+        // The sessions of this boot whose monitor is the same process still are held
+        // again; the rest ended while the agent was down.
+        for session in &open {
+            if !session.session_id.starts_with(&self.boot_id) {
+                continue;
+            }
+            if let Some(pidfd) = session
+                .process_start
+                .and_then(|start| PidFd::open_same(session.monitor_pid, start))
+            {
+                held.hold(&session.session_id, pidfd);
+            }
+        }
+        let mut tracker = Tracker::new(&self.boot_id, open, Closing::ProcessExit);
         let mut state = SessionsState {
             boot_id: self.boot_id.clone(),
             open: Vec::new(),
             position,
         };
-        let gone = tracker.close_gone(
-            |s| !s.session_id.starts_with(&self.boot_id) || !procs::session_alive(s),
-            now,
-        );
+        let gone = tracker.close_gone(|s| !held.fds.contains_key(&s.session_id), now);
         if !gone.is_empty() {
             info!(
                 sessions = gone.len(),
@@ -120,11 +175,18 @@ impl SessionsTask {
                     Some(Position::Journal { cursor }) => Some(cursor.clone()),
                     _ => None,
                 };
-                info!("reading sshd's messages from the journal");
+                info!("reading sshd's messages from the journal (only what root's sshd sent)");
                 tokio::spawn(source::follow_journal(cursor, self.boot_id.clone(), tx))
             }
             Source::File(path) => {
-                info!(path = %path.display(), "reading sshd's messages from a syslog file");
+                warn!(
+                    path = %path.display(),
+                    "reading sshd's messages from a syslog file: any local user can write \
+                     lines there, so a login is believed only for a live sshd connection of \
+                     its user, and a session is ended for a revoked key only when no other \
+                     login was logged for its connection (the journal proves who logged \
+                     what; see the README, \"What file mode guarantees\")"
+                );
                 tokio::spawn(source::follow_file(
                     path.clone(),
                     state.position.clone(),
@@ -135,27 +197,34 @@ impl SessionsTask {
         let _reader = AbortOnDrop(reader);
         // Keys revoked while the agent was down end their sessions now.
         let mut revoked = RecentlyRevoked::default();
-        revoked.update(self.keys.borrow().as_deref(), now);
+        revoked.update(
+            self.keys.borrow().as_deref(),
+            now,
+            procs::ticks_since_boot_now(),
+        );
         let mut keys = self.keys.clone();
         keys.mark_unchanged();
-        self.revoke(&mut tracker, &mut state).await;
+        let mut settle = self.revoke(&mut tracker, &mut state, &held).await;
         let mut last_save = tokio::time::Instant::now();
         let mut dirty_position = false;
         loop {
-            let check = async {
-                if tracker.open_sessions().is_empty() {
-                    std::future::pending::<()>().await
-                } else {
-                    tokio::time::sleep(LIVENESS_CHECK).await
+            let settled = async {
+                match settle {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending::<()>().await,
                 }
             };
             tokio::select! {
                 changed = keys.changed() => {
-                    revoked.update(self.keys.borrow().as_deref(), timefmt::now());
+                    revoked.update(
+                        self.keys.borrow().as_deref(),
+                        timefmt::now(),
+                        procs::ticks_since_boot_now(),
+                    );
                     if changed.is_err() {
                         return;
                     }
-                    self.revoke(&mut tracker, &mut state).await;
+                    settle = self.revoke(&mut tracker, &mut state, &held).await;
                 }
                 item = rx.recv() => {
                     let Some(first) = item else { return };
@@ -170,9 +239,21 @@ impl SessionsTask {
                     let mut events = Vec::new();
                     for item in items {
                         if let Some(record) = &item.record {
-                            events.extend(self.observe(&mut tracker, record, &revoked));
+                            events.extend(self.observe(&mut tracker, &mut held, record, &revoked));
                         }
                         state.position = Some(item.position);
+                    }
+                    for session in tracker.take_contested() {
+                        warn!(
+                            message_id = crate::logging::message_id::SESSION_CONTESTED,
+                            user = %session.user,
+                            session_id = %session.session_id,
+                            monitor_pid = session.monitor_pid,
+                            "two different logins were logged for one sshd connection: \
+                             one is forged; the session's key is now unknown and it will \
+                             not be ended for a key"
+                        );
+                        dirty_position = true;
                     }
                     if !events.is_empty() {
                         if !self.commit(&tracker, &mut state, &events) {
@@ -182,7 +263,7 @@ impl SessionsTask {
                         // A session learnt of after its key went (the log lags a little)
                         // ends now.
                         if events.iter().any(|e| e.kind == super::EventKind::SessionOpened && e.key_id.is_some()) {
-                            self.revoke(&mut tracker, &mut state).await;
+                            settle = self.revoke(&mut tracker, &mut state, &held).await;
                         }
                         last_save = tokio::time::Instant::now();
                         dirty_position = false;
@@ -190,11 +271,14 @@ impl SessionsTask {
                         dirty_position = true;
                     }
                 }
-                () = check => {
-                    let gone = tracker.close_gone(|s| !procs::session_alive(s), timefmt::now());
-                    if !gone.is_empty() {
-                        self.commit(&tracker, &mut state, &gone);
+                Some(Ok((pid, start))) = held.exits.join_next() => {
+                    held.fds.retain(|_, fd| !(fd.pid() == pid && fd.start() == start));
+                    if let Some(event) = tracker.closed(pid, start, timefmt::now()) {
+                        self.commit(&tracker, &mut state, &[event]);
                     }
+                }
+                () = settled => {
+                    settle = self.revoke(&mut tracker, &mut state, &held).await;
                 }
                 () = tokio::time::sleep(POSITION_SAVE), if dirty_position => {}
             }
@@ -209,20 +293,24 @@ impl SessionsTask {
 
     /// Ends the live sessions whose key is no longer in force for their user (deleted,
     /// expired or rejected), and reports each as `session_terminated`. Sessions of keys
-    /// the agent does not manage (key id unknown at login), certificates and password
-    /// logins are never touched.
-    async fn revoke(&self, tracker: &mut Tracker, state: &mut SessionsState) {
+    /// the agent does not manage (key id unknown at login), certificates, password
+    /// logins and contested sessions are never touched. Returns when to look again at
+    /// file-mode sessions too young to be ended yet.
+    async fn revoke(
+        &self,
+        tracker: &mut Tracker,
+        state: &mut SessionsState,
+        held: &Held,
+    ) -> Option<tokio::time::Instant> {
         if !self.terminate_on_revoke {
-            return;
+            return None;
         }
-        let Some(keys) = self.keys.borrow().clone() else {
-            return;
-        };
+        let keys = self.keys.borrow().clone()?;
         let now = timefmt::now();
         let revoked: Vec<Session> = tracker
             .open_sessions()
             .iter()
-            .filter(|s| s.key_id.is_some())
+            .filter(|s| s.key_id.is_some() && !s.contested)
             .filter(|s| {
                 s.fingerprint.as_ref().is_some_and(|fp| {
                     !keys
@@ -233,7 +321,12 @@ impl SessionsTask {
             })
             .cloned()
             .collect();
+        let mut wake = None;
         for session in revoked {
+            let Some(monitor) = held.fds.get(&session.session_id) else {
+                warn!("{}", TerminateError::NotHeld(session.session_id.clone()));
+                continue;
+            };
             let Some(uid) = nix::unistd::User::from_name(&session.user)
                 .ok()
                 .flatten()
@@ -245,82 +338,157 @@ impl SessionsTask {
                 );
                 continue;
             };
-            let mut signalled: Vec<terminate::Proc> = Vec::new();
-            let mut outcome = Ok(());
-            for _ in 0..200 {
-                match terminate::end_session(&session, uid, &signalled) {
-                    Ok(procs) => signalled.extend(procs),
-                    Err(e) => {
-                        if signalled.is_empty() {
-                            outcome = Err(e);
-                        }
-                        break;
-                    }
+            if session.proof == Proof::LogText {
+                let settle_ticks = FILE_MODE_SETTLE.as_secs() * procs::clock_ticks_per_second();
+                let age = procs::ticks_since_boot_now().saturating_sub(session.seen_at);
+                if age < settle_ticks {
+                    let left = Duration::from_millis(
+                        (settle_ticks - age) * 1000 / procs::clock_ticks_per_second() + 10,
+                    );
+                    let at = tokio::time::Instant::now() + left;
+                    wake = Some(wake.map_or(at, |w: tokio::time::Instant| w.min(at)));
+                    continue;
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                if terminate::all_gone(&signalled) {
-                    break;
+                // sshd forks the user's child only once authentication has succeeded
+                // (after logging it): without one, the login line cannot be its.
+                if !terminate::has_user_child(&procs::snapshot(), monitor.pid(), uid) {
+                    warn!(
+                        session_id = %session.session_id,
+                        "not ending a session read from a syslog file: its sshd has no \
+                         process of the user, so its login line is not proven"
+                    );
+                    continue;
                 }
             }
+            let outcome = match Ending::start(&session.session_id, monitor, uid) {
+                Ok(mut ending) => loop {
+                    ending.round();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if ending.done() {
+                        break Ok((ending.scope().is_some(), ending.signalled()));
+                    }
+                    if ending.rounds >= 500 {
+                        break Err(ending.give_up());
+                    }
+                },
+                Err(e) => Err(e),
+            };
             let at = timefmt::now();
             let events: Vec<SessionEvent> = match outcome {
-                Ok(()) => {
-                    let left = !terminate::all_gone(&signalled);
+                Ok((scope, processes)) => {
                     warn!(
                         user = %session.user,
                         key_id = session.key_id.as_deref().unwrap_or("-"),
                         fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
                         session_id = %session.session_id,
-                        processes = signalled.len(),
-                        "session terminated: its key is no longer in force{}",
-                        if left { " (some processes still running)" } else { "" }
+                        scope,
+                        processes,
+                        "session terminated: its key is no longer in force"
                     );
                     tracker
                         .terminated(&session.session_id, at)
                         .into_iter()
                         .collect()
                 }
+                Err(TerminateError::Gone(_)) => {
+                    // Ended by itself: its exit is reported as a close by its waiter.
+                    Vec::new()
+                }
                 Err(e) => {
-                    // Already gone, or the pid now belongs to something else: closed.
-                    info!("{e}");
-                    tracker.close_gone(|s| s.session_id == session.session_id, at)
+                    error!("{e}");
+                    Vec::new()
                 }
             };
             self.commit(tracker, state, &events);
         }
+        wake
     }
 
     fn observe(
         &self,
         tracker: &mut Tracker,
+        held: &mut Held,
         record: &source::OwnedRecord,
         revoked: &RecentlyRevoked,
     ) -> Vec<SessionEvent> {
         let Some(message) = parse_message(&record.message) else {
             return Vec::new();
         };
+        // Live, only logins matter: a session ends when its process does.
+        let SshdMessage::Accepted { user, .. } = &message else {
+            return Vec::new();
+        };
         let now = timefmt::now();
         let keys = self.keys.borrow().clone();
-        // The key in force now, or one revoked after the login was logged: the log is
-        // read a little late, and such a session must still be known as that key's.
-        let logged_at = record.at.unwrap_or(now);
+        let monitor = match proof::verify_login(record.pid, user, &record.origin) {
+            Ok(monitor) => monitor,
+            Err(Refusal::NoProcess(_) | Refusal::Exiting(_) | Refusal::StartedAfter { .. })
+                if record.origin.proof() == Proof::Kernel =>
+            {
+                // Root's sshd logged it (journald says so), and its process has ended
+                // since: a past session, opened and closed.
+                let key_id = |user: &str, fingerprint: &str| {
+                    keys.as_ref()
+                        .and_then(|k| k.key_by_fingerprint(user, fingerprint, now))
+                        .map(|k| k.id.clone())
+                        .or_else(|| revoked.key_id(user, fingerprint, 0))
+                };
+                let lookups = Lookups {
+                    key_id: &key_id,
+                    process_start: &|_| None,
+                };
+                let seen = Seen {
+                    proof: Proof::Kernel,
+                    at: procs::ticks_since_boot_now(),
+                };
+                let parsed = Record {
+                    at: record.at,
+                    pid: record.pid,
+                    message: &record.message,
+                };
+                return tracker.opened_and_gone(&parsed, message, now, seen, &lookups);
+            }
+            Err(refusal) => {
+                debug!(pid = record.pid, "login line not believed: {refusal}");
+                return Vec::new();
+            }
+        };
+        let start = monitor.start();
+        // The key in force now, or one revoked after the monitor process started: the
+        // log is read a little late, and such a session must still be known as that
+        // key's. (The kernel's start time, not the line's stamp, which is a claim.)
         let key_id = |user: &str, fingerprint: &str| {
             keys.as_ref()
                 .and_then(|k| k.key_by_fingerprint(user, fingerprint, now))
                 .map(|k| k.id.clone())
-                .or_else(|| revoked.key_id(user, fingerprint, logged_at))
+                .or_else(|| revoked.key_id(user, fingerprint, start))
         };
-        let process_start = |pid: u32| procs::start_time_if_started_by(pid, logged_at);
+        let pid = record.pid;
+        let process_start = |p: u32| (p == pid).then_some(start);
         let lookups = Lookups {
             key_id: &key_id,
             process_start: &process_start,
         };
-        let record = Record {
+        let seen = Seen {
+            proof: record.origin.proof(),
+            at: procs::ticks_since_boot_now(),
+        };
+        let parsed = Record {
             at: record.at,
             pid: record.pid,
             message: &record.message,
         };
-        tracker.observe(&record, message, now, &lookups)
+        let events = tracker.observe(&parsed, message, now, seen, &lookups);
+        if events.iter().any(|e| e.kind == super::EventKind::SessionOpened) {
+            if let Some(session) = tracker
+                .open_sessions()
+                .iter()
+                .find(|s| s.monitor_pid == pid && s.process_start == Some(start))
+            {
+                held.hold(&session.session_id, monitor);
+            }
+        }
+        events
     }
 
     /// Events into the outbox first (durable), then the table and position, then the
@@ -392,15 +560,16 @@ fn log_event(event: &SessionEvent) {
 struct RecentlyRevoked {
     /// The keys in force at the last update.
     in_force: Vec<AccountKey>,
-    /// Keys that left the set, and when.
-    removed: Vec<(AccountKey, time::OffsetDateTime)>,
+    /// Keys that left the set, when (wall clock, to forget them), and when in ticks
+    /// since boot (to compare with process start times).
+    removed: Vec<(AccountKey, time::OffsetDateTime, u64)>,
 }
 
 impl RecentlyRevoked {
     /// How long a revoked key is remembered: far longer than any log delay.
     const KEEP: time::Duration = time::Duration::minutes(10);
 
-    fn update(&mut self, keys: Option<&KeySet>, now: time::OffsetDateTime) {
+    fn update(&mut self, keys: Option<&KeySet>, now: time::OffsetDateTime, now_ticks: u64) {
         let Some(keys) = keys else { return };
         let current: Vec<AccountKey> = keys
             .keys
@@ -413,29 +582,25 @@ impl RecentlyRevoked {
         let present: std::collections::HashSet<_> = current.iter().map(identity).collect();
         for key in std::mem::take(&mut self.in_force) {
             if !present.contains(&identity(&key)) {
-                self.removed.push((key, now));
+                self.removed.push((key, now, now_ticks));
             }
         }
         self.removed
-            .retain(|(key, at)| now - *at < Self::KEEP && !present.contains(&identity(key)));
+            .retain(|(key, at, _)| now - *at < Self::KEEP && !present.contains(&identity(key)));
         self.in_force = current;
     }
 
-    /// The id of a key that let `user` in with `fingerprint` and left the set after
-    /// `logged_at`.
-    fn key_id(
-        &self,
-        user: &str,
-        fingerprint: &str,
-        logged_at: time::OffsetDateTime,
-    ) -> Option<String> {
+    /// The id of a key that let `user` in with `fingerprint` and left the set after the
+    /// connection's monitor started (`started`, ticks since boot): before that, the key
+    /// could not have opened it through the agent's files.
+    fn key_id(&self, user: &str, fingerprint: &str, started: u64) -> Option<String> {
         self.removed
             .iter()
             .rev()
-            .find(|(key, removed_at)| {
-                key.fingerprint == fingerprint && key.is_for(user) && *removed_at >= logged_at
+            .find(|(key, _, removed_at)| {
+                key.fingerprint == fingerprint && key.is_for(user) && *removed_at >= started
             })
-            .map(|(key, _)| key.id.clone())
+            .map(|(key, _, _)| key.id.clone())
     }
 }
 

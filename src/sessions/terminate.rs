@@ -1,89 +1,77 @@
-//! Ending a live SSH session for good: its connection and every process it started,
-//! including commands run without a pty (which survive their sshd in a session of their
-//! own) and daemons they forked.
+//! Ending a live SSH session for good, and only it: its connection and every process it
+//! started, including commands run without a pty (which survive their sshd in a session
+//! of their own) and daemons they forked (`setsid -f`).
 //!
-//! Where systemd-logind made a session scope, the scope's cgroup holds all of it and is
-//! killed whole (`cgroup.kill`, or every pid in `cgroup.procs`). Otherwise the process
-//! tree is used: the monitor, all its descendants, and every process of the user in a
-//! session whose leader is one of those descendants. Everything is stopped first (so
-//! nothing forks away during the kill), then killed, and the caller checks until nothing
-//! is left.
+//! The session is named by the pidfd of its monitor, taken when its login was proven
+//! ([`super::proof`]); nothing is ever signalled by a pid read from a log.
 //!
-//! Guards against killing the wrong process: the monitor must still be the same sshd
-//! process (name and start time as recorded at login); apart from it, only processes of
-//! the session's user are signalled; pid 1 and the agent itself never are.
+//! - **Scope**: where systemd-logind made a session scope, the monitor's cgroup is
+//!   `/user.slice/user-UID.slice/session-N.scope` with the session user's UID. It holds
+//!   the whole session, daemonized children too. It is frozen (nothing in it runs or
+//!   forks any more), killed whole (`cgroup.kill`, or each frozen member), and checked
+//!   until it is empty. Any other cgroup (the listener's `ssh.service`, the agent's own,
+//!   pid 1's) is never touched. Under the shipped unit this needs write access to
+//!   `/sys/fs/cgroup/user.slice` (`ReadWritePaths=` there: see the unit).
+//! - **No scope** (no logind): the process tree. The monitor through its pidfd, then
+//!   its descendants and every process of the user in a session one of them leads, each
+//!   held by its own pidfd (opened, then proven to be the process seen) before it is
+//!   stopped and killed, round after round until nothing is left.
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use rustix::process::Signal;
 
-use super::procs;
-use super::Session;
+use super::pidfd::PidFd;
+use super::procs::{self, ProcStat};
 
-/// Why a session was left alone.
+/// Why a session was not ended.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TerminateError {
     #[error("session {0}: its sshd process is gone already")]
     Gone(String),
-    #[error("session {session}: pid {pid} is no longer its sshd process (reused); not touched")]
-    NotTheSession { session: String, pid: u32 },
+    #[error("session {0}: no proven process to end (its login was never verified)")]
+    NotHeld(String),
     #[error("session {0}: unknown user")]
     UnknownUser(String),
+    #[error("session {0}: two logins were logged for its connection (one forged): the key that opened it is unknown, so it is not ended")]
+    Contested(String),
+    #[error("session {session}: processes still running after {rounds} rounds: {left}")]
+    Survivors {
+        session: String,
+        rounds: u32,
+        left: String,
+    },
 }
 
-/// One process as `/proc` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proc {
-    pub pid: u32,
-    pub ppid: u32,
-    pub sid: u32,
-    pub start: u64,
-    pub uid: u32,
-    pub zombie: bool,
+/// The scope directory of a session, from the monitor's cgroup path (pure): exactly
+/// `/user.slice/user-UID.slice/session-N.scope` for the session user's `uid`, and not
+/// the cgroup the agent itself runs in.
+pub fn session_scope(cgroup: &str, uid: u32, own_cgroup: Option<&str>) -> Option<String> {
+    let rest = cgroup.strip_prefix("/user.slice/")?;
+    let (slice, scope) = rest.split_once('/')?;
+    if slice != format!("user-{uid}.slice") {
+        return None;
+    }
+    let id = scope.strip_prefix("session-")?.strip_suffix(".scope")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    (own_cgroup != Some(cgroup)).then(|| cgroup.to_owned())
 }
 
-/// Every process on the machine, from `/proc`.
-pub fn snapshot() -> Vec<Proc> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter_map(read_proc)
-        .collect()
-}
-
-fn read_proc(pid: u32) -> Option<Proc> {
-    let dir = PathBuf::from(format!("/proc/{pid}"));
-    let uid = std::fs::metadata(&dir).ok()?.uid();
-    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
-    Some(Proc {
-        pid,
-        zombie: fields.first() == Some(&"Z"),
-        ppid: fields.get(1)?.parse().ok()?,
-        sid: fields.get(3)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-        uid,
-    })
-}
-
-/// The processes that belong to a session (pure: works on a snapshot): the descendants
-/// of `roots` (the monitor, and on later rounds what was already signalled, whose
-/// children were reparented), and the user's processes in `sessions` or in a session
-/// one of those leads. `uid` is the session user's.
+/// The processes that belong to a session without a scope (pure: works on a snapshot):
+/// the descendants of `roots` (the monitor, and on later rounds what was already
+/// signalled, whose children were reparented), and the user's processes in `sessions`
+/// or in a session one of those leads. Only processes of `uid`, never pid 1 or `me`.
 pub fn session_processes(
-    procs: &[Proc],
+    procs: &[ProcStat],
     roots: &[u32],
     sessions: &HashSet<u32>,
     uid: u32,
-) -> Vec<Proc> {
-    let me = std::process::id();
-    let mut members: Vec<Proc> = Vec::new();
+    me: u32,
+) -> Vec<ProcStat> {
+    let mut members: Vec<ProcStat> = Vec::new();
     let mut seen: HashSet<u32> = roots.iter().copied().collect();
     let mut frontier = roots.to_vec();
     while let Some(parent) = frontier.pop() {
@@ -111,123 +99,210 @@ pub fn session_processes(
             members.push(p.clone());
         }
     }
-    // Below the monitor, only the user's own processes (and sshd's child, which runs as
-    // the user too after privilege separation) are ever signalled.
-    members.retain(|p| p.uid == uid && p.pid != 1 && p.pid != me && !p.zombie);
+    members.retain(|p| p.uid == uid && p.euid == uid && p.pid != 1 && p.pid != me && !p.zombie);
     members
 }
 
-/// The session scope systemd-logind made for the monitor, when there is one (cgroup v2).
-pub fn session_scope(monitor: u32) -> Option<PathBuf> {
-    let cgroup = std::fs::read_to_string(format!("/proc/{monitor}/cgroup")).ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-    let name = Path::new(path).file_name()?.to_str()?;
-    if !(name.starts_with("session-")
-        && name.ends_with(".scope")
-        && path.starts_with("/user.slice/"))
-    {
-        return None;
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    if own
-        .lines()
-        .any(|l| l.strip_prefix("0::").map(str::trim) == Some(path))
-    {
-        return None;
-    }
-    let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-    dir.is_dir().then_some(dir)
-}
-
-/// Signals everything of the session once (stop, then kill) and returns what it
-/// signalled. Call again with everything signalled so far as `known` until [`all_gone`]
-/// says so, to catch anything forked meanwhile.
-pub fn end_session(
-    session: &Session,
-    uid: u32,
-    known: &[Proc],
-) -> Result<Vec<Proc>, TerminateError> {
-    let monitor = session.monitor_pid;
-    let monitor_proc = read_proc(monitor);
-    let monitor_ok = match &monitor_proc {
-        None => false,
-        Some(p) if p.zombie => false,
-        // Ours from an earlier round, now reused by someone else: leave it be.
-        Some(_) if !known.is_empty() => false,
-        Some(p) => {
-            if session.process_start.is_some_and(|s| s != p.start) || !procs::session_alive(session)
-            {
-                return Err(TerminateError::NotTheSession {
-                    session: session.session_id.clone(),
-                    pid: monitor,
-                });
-            }
-            true
-        }
-    };
-    let all = snapshot();
-    let mut roots: Vec<u32> = known.iter().map(|p| p.pid).collect();
-    if known.is_empty() {
-        roots.push(monitor);
-    }
-    let sessions: HashSet<u32> = known
+/// True when the monitor has a child running as `uid`: sshd forks the user's child only
+/// after authentication succeeded (and after it logged the login).
+pub fn has_user_child(procs: &[ProcStat], monitor: u32, uid: u32) -> bool {
+    procs
         .iter()
-        .filter(|p| p.uid == uid)
-        .map(|p| p.sid)
-        .collect();
-    let mut targets = session_processes(&all, &roots, &sessions, uid);
-    if let (true, Some(p)) = (monitor_ok, monitor_proc) {
-        targets.push(p);
-    }
-    if targets.is_empty() && known.is_empty() {
-        return Err(TerminateError::Gone(session.session_id.clone()));
-    }
-    if let Some(scope) = monitor_ok.then(|| session_scope(monitor)).flatten() {
-        kill_scope(&scope);
-    }
-    for p in &targets {
-        let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGSTOP);
-    }
-    for p in &targets {
-        let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
-    }
-    Ok(targets)
+        .any(|p| p.ppid == monitor && p.uid == uid && !p.zombie)
 }
 
-fn kill_scope(scope: &Path) {
-    if std::fs::write(scope.join("cgroup.kill"), "1").is_ok() {
-        return;
+/// One session being ended, round by round.
+pub struct Ending<'a> {
+    session_id: String,
+    monitor: &'a PidFd,
+    uid: u32,
+    scope: Option<PathBuf>,
+    /// Without a scope: what was signalled so far, still held.
+    held: Vec<PidFd>,
+    sids: HashSet<u32>,
+    pub rounds: u32,
+}
+
+impl<'a> Ending<'a> {
+    /// Starts ending the session of `monitor` (of user `uid`): finds its scope, proven to
+    /// be the monitor's while the monitor was alive.
+    pub fn start(session_id: &str, monitor: &'a PidFd, uid: u32) -> Result<Self, TerminateError> {
+        if monitor.exited() {
+            return Err(TerminateError::Gone(session_id.to_owned()));
+        }
+        let cgroup = procs::cgroup(monitor.pid());
+        let own = procs::cgroup(std::process::id());
+        // Read while the monitor was alive: the pid was still its own.
+        let scope = if monitor.exited() {
+            None
+        } else {
+            cgroup
+                .and_then(|c| session_scope(&c, uid, own.as_deref()))
+                .map(|c| Path::new("/sys/fs/cgroup").join(c.trim_start_matches('/')))
+                .filter(|dir| dir.join("cgroup.procs").exists())
+        };
+        Ok(Ending {
+            session_id: session_id.to_owned(),
+            monitor,
+            uid,
+            scope,
+            held: Vec::new(),
+            sids: HashSet::new(),
+            rounds: 0,
+        })
     }
-    if let Ok(pids) = std::fs::read_to_string(scope.join("cgroup.procs")) {
-        for pid in pids
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-            .filter(|&p| p > 1)
-        {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+
+    /// The scope being killed, if any.
+    pub fn scope(&self) -> Option<&Path> {
+        self.scope.as_deref()
+    }
+
+    /// One round: signal what is left. Call [`Ending::done`] after a short pause.
+    pub fn round(&mut self) {
+        self.rounds += 1;
+        if let Some(scope) = self.scope.clone() {
+            if kill_scope(&scope, self.monitor) {
+                return;
+            }
+            // The scope could not be killed (no write access): the tree instead.
+            tracing::warn!(
+                scope = %scope.display(),
+                "cannot kill the session's scope; ending its process tree instead"
+            );
+            self.scope = None;
+        }
+        let me = std::process::id();
+        let all = procs::snapshot();
+        // Only a process still alive after the snapshot is a root: a pid that ended may
+        // have been reused by then, and a stranger's children are not the session's.
+        let roots: Vec<u32> = self
+            .held
+            .iter()
+            .chain([self.monitor])
+            .filter(|h| !h.exited())
+            .map(PidFd::pid)
+            .collect();
+        let targets = session_processes(&all, &roots, &self.sids, self.uid, me);
+        // Everything stopped first (nothing forks away), then killed.
+        let _ = self.monitor.signal(Signal::STOP);
+        for p in targets {
+            if self.held.iter().any(|h| h.pid() == p.pid && h.start() == p.start) {
+                continue;
+            }
+            // Held first, then proven to be the process seen in the snapshot.
+            if let Some(held) = PidFd::open_same(p.pid, p.start) {
+                let _ = held.signal(Signal::STOP);
+                self.sids.insert(p.sid);
+                self.held.push(held);
+            }
+        }
+        let _ = self.monitor.signal(Signal::KILL);
+        for held in &self.held {
+            let _ = held.signal(Signal::KILL);
+        }
+    }
+
+    /// True when nothing of the session runs any more.
+    pub fn done(&self) -> bool {
+        match &self.scope {
+            Some(scope) => scope_empty(scope) && self.monitor.exited(),
+            None => {
+                if !(self.monitor.exited() && self.held.iter().all(PidFd::exited)) {
+                    return false;
+                }
+                // Nothing forked meanwhile into the sessions of what was killed.
+                let all = procs::snapshot();
+                let me = std::process::id();
+                session_processes(&all, &[], &self.sids, self.uid, me).is_empty()
+            }
+        }
+    }
+
+    /// How many processes were signalled (tree) or whether the scope was used.
+    pub fn signalled(&self) -> usize {
+        self.held.len() + 1
+    }
+
+    /// Gives up: a frozen scope is thawed (never leave a session frozen by mistake), and
+    /// what is left is described.
+    pub fn give_up(self) -> TerminateError {
+        let left = match &self.scope {
+            Some(scope) => {
+                let _ = std::fs::write(scope.join("cgroup.freeze"), "0");
+                std::fs::read_to_string(scope.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            None => self
+                .held
+                .iter()
+                .filter(|h| !h.exited())
+                .map(|h| h.pid().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        TerminateError::Survivors {
+            session: self.session_id,
+            rounds: self.rounds,
+            left,
         }
     }
 }
 
-/// True when none of `procs` is running any more (gone, a zombie, or the pid reused).
-pub fn all_gone(procs: &[Proc]) -> bool {
-    procs.iter().all(|p| match read_proc(p.pid) {
-        None => true,
-        Some(now) => now.zombie || now.start != p.start,
-    })
+/// Freezes the scope and kills everything in it; false when the scope cannot be written.
+fn kill_scope(scope: &Path, monitor: &PidFd) -> bool {
+    // Frozen first: nothing in it forks or runs while it is killed. (Kernels before 5.2
+    // have no freezer file; cgroup.kill alone is still atomic against forks.)
+    let froze = std::fs::write(scope.join("cgroup.freeze"), "1").is_ok();
+    if std::fs::write(scope.join("cgroup.kill"), "1").is_ok() {
+        return true;
+    }
+    // Kernels before 5.14: each member, while frozen (a frozen process cannot exit on its
+    // own, so its pid cannot be reused before the signal lands).
+    if !froze {
+        return false;
+    }
+    let Ok(pids) = std::fs::read_to_string(scope.join("cgroup.procs")) else {
+        return false;
+    };
+    let me = std::process::id();
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter(|&p| p > 1 && p != me)
+    {
+        if let Some(start) = procs::stat(pid).map(|s| s.start) {
+            if let Some(held) = PidFd::open_same(pid, start) {
+                let _ = held.signal(Signal::KILL);
+            }
+        }
+    }
+    let _ = monitor.signal(Signal::KILL);
+    true
+}
+
+/// True when the scope has no process left (or is gone).
+fn scope_empty(scope: &Path) -> bool {
+    match std::fs::read_to_string(scope.join("cgroup.events")) {
+        Ok(events) => events.lines().any(|l| l.trim() == "populated 0"),
+        Err(_) => !scope.exists(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(pid: u32, ppid: u32, sid: u32, uid: u32) -> Proc {
-        Proc {
+    fn p(pid: u32, ppid: u32, sid: u32, uid: u32) -> ProcStat {
+        ProcStat {
             pid,
             ppid,
             sid,
             start: pid as u64,
             uid,
+            euid: uid,
             zombie: false,
         }
     }
@@ -247,8 +322,9 @@ mod tests {
             p(302, 301, 302, 1000),
             p(400, 1, 400, 1000), // the same user's cron job, elsewhere
             p(500, 202, 202, 0),  // a setuid helper the user started: not the user's to kill
+            p(600, 202, 202, 2000), // another user's process
         ];
-        let mut pids: Vec<u32> = session_processes(&procs, &[200], &HashSet::new(), 1000)
+        let mut pids: Vec<u32> = session_processes(&procs, &[200], &HashSet::new(), 1000, 9)
             .iter()
             .map(|p| p.pid)
             .collect();
@@ -257,26 +333,42 @@ mod tests {
         // A later round: 202 was killed, a child it forked meanwhile (205) was reparented.
         let later = [p(1, 0, 1, 0), p(205, 1, 202, 1000), p(400, 1, 400, 1000)];
         let known: HashSet<u32> = [202].into();
-        let found: Vec<u32> = session_processes(&later, &[201, 202, 203, 204], &known, 1000)
-            .iter()
-            .map(|p| p.pid)
-            .collect();
+        let found: Vec<u32> =
+            session_processes(&later, &[201, 202, 203, 204], &known, 1000, 9)
+                .iter()
+                .map(|p| p.pid)
+                .collect();
         assert_eq!(found, [205]);
+        // The agent itself is never among them.
+        assert!(session_processes(&procs, &[200], &HashSet::new(), 1000, 203)
+            .iter()
+            .all(|p| p.pid != 203));
+        assert!(has_user_child(&procs, 200, 1000));
+        assert!(!has_user_child(&procs, 200, 2000));
+        assert!(!has_user_child(&procs, 100, 1000));
     }
 
     #[test]
-    fn our_own_process_is_read() {
-        let me = read_proc(std::process::id()).expect("self");
-        assert_eq!(me.pid, std::process::id());
-        assert!(!me.zombie);
-        assert!(!all_gone(&[me]));
-        assert!(all_gone(&[Proc {
-            pid: u32::MAX,
-            ppid: 0,
-            sid: 0,
-            start: 0,
-            uid: 0,
-            zombie: false
-        }]));
+    fn only_the_session_users_own_session_scope_is_killed() {
+        let scope = "/user.slice/user-1000.slice/session-7.scope";
+        assert_eq!(session_scope(scope, 1000, None).as_deref(), Some(scope));
+        assert_eq!(
+            session_scope("/user.slice/user-1000.slice/session-c2.scope", 1000, None).as_deref(),
+            Some("/user.slice/user-1000.slice/session-c2.scope")
+        );
+        for (cgroup, uid) in [
+            (scope, 1001),                                            // another user's
+            ("/system.slice/ssh.service", 1000),                      // the listener's
+            ("/init.scope", 1000),                                    // pid 1's
+            ("/user.slice/user-1000.slice/user@1000.service", 1000),  // the user manager
+            ("/user.slice/user-1000.slice", 1000),                    // the whole slice
+            ("/user.slice/user-1000.slice/session-7.scope/x", 1000),  // below it
+            ("/user.slice/user-1000.slice/session-.scope", 1000),
+            ("/user.slice/user-1000.slice/session-../../x.scope", 1000),
+            ("/", 1000),
+        ] {
+            assert_eq!(session_scope(cgroup, uid, None), None, "{cgroup}");
+        }
+        assert_eq!(session_scope(scope, 1000, Some(scope)), None, "the agent's own");
     }
 }

@@ -1,40 +1,72 @@
 //! Pure correlation of sshd messages into sessions.
 //!
-//! The `Accepted` line comes from the connection's monitor process; the end of the
-//! session is logged by the monitor (PAM's `session closed`) or by its child
-//! (`Disconnected from user ...`). Everything is tied together by the monitor pid and by
-//! the source address and port, which identify one connection while it lasts.
+//! The `Accepted` line comes from the connection's monitor process; it is tied to that
+//! process by its pid and (live) the process's start time, which the kernel gives.
+//!
+//! How a session ends depends on what the tracker is fed ([`Closing`]). The daemon
+//! learns it from the kernel (the monitor's pidfd becomes readable) and ignores every
+//! closing line: the user's own sshd child logs `Disconnected ...`, and any local user
+//! can log the same words. Reading an old log file (`scan-log`) has nothing but the
+//! lines, so there the closing lines close: the monitor's PAM `session closed`, or the
+//! child's `Disconnected from user ...` matched by source address and port.
 
 use time::OffsetDateTime;
 
-use super::parse::{Record, SshdMessage};
+use super::parse::{LoggedKey, Record, SshdMessage};
+use super::proof::Proof;
 use super::{EventKind, Session, SessionEvent};
 
+/// What ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Only the caller, from the kernel ([`Tracker::closed`]): log lines never close.
+    ProcessExit,
+    /// The log's own closing lines (an old file read offline).
+    LogLines,
+}
+
 /// The open sessions of this boot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Tracker {
     boot_id: String,
     open: Vec<Session>,
+    closing: Closing,
+    contested: Vec<Session>,
 }
 
 /// What the tracker needs from outside, as functions so it stays pure.
 pub struct Lookups<'a> {
     /// Key id of the account key in force for (user, fingerprint).
     pub key_id: &'a dyn Fn(&str, &str) -> Option<String>,
-    /// Start time of a live process, for pid-reuse checks.
+    /// Start time of the proven monitor process of a pid (live), or `None` (offline).
     pub process_start: &'a dyn Fn(u32) -> Option<u64>,
 }
 
+/// Where and how the tracker's caller read a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub proof: Proof,
+    /// Ticks since boot.
+    pub at: u64,
+}
+
 impl Tracker {
-    pub fn new(boot_id: &str, open: Vec<Session>) -> Tracker {
+    pub fn new(boot_id: &str, open: Vec<Session>, closing: Closing) -> Tracker {
         Tracker {
             boot_id: boot_id.to_owned(),
             open,
+            closing,
+            contested: Vec::new(),
         }
     }
 
     pub fn open_sessions(&self) -> &[Session] {
         &self.open
+    }
+
+    /// The sessions found contested since the last call (each once).
+    pub fn take_contested(&mut self) -> Vec<Session> {
+        std::mem::take(&mut self.contested)
     }
 
     /// Takes one message; returns the events it causes (none for most).
@@ -43,6 +75,7 @@ impl Tracker {
         record: &Record<'_>,
         message: SshdMessage<'_>,
         now: OffsetDateTime,
+        seen: Seen,
         lookups: &Lookups<'_>,
     ) -> Vec<SessionEvent> {
         let at = record.at.unwrap_or(now);
@@ -55,13 +88,39 @@ impl Tracker {
                 port,
                 key,
             } => {
-                // The same line read again (a log replayed after a restart): nothing new.
-                if self.open.iter().any(|s| {
+                let start = (lookups.process_start)(record.pid);
+                let same_claim = |s: &Session| {
+                    s.user == user
+                        && s.auth_method == method
+                        && s.source_ip == ip
+                        && s.source_port == port
+                        && s.fingerprint.as_deref() == key.as_ref().map(|k| k.fingerprint)
+                };
+                if let Some(start) = start {
+                    // The same process, proven by its start time.
+                    if let Some(session) = self
+                        .open
+                        .iter_mut()
+                        .find(|s| s.monitor_pid == record.pid && s.process_start == Some(start))
+                    {
+                        if !session.contested && !same_claim(session) {
+                            // One connection authenticates once: a second, different
+                            // login for it was forged. Which one is unknowable here.
+                            session.contested = true;
+                            session.key_id = None;
+                            session.fingerprint = None;
+                            self.contested.push(session.clone());
+                        }
+                        // Otherwise the same line read again (a replay): nothing new.
+                        return events;
+                    }
+                } else if self.open.iter().any(|s| {
                     s.monitor_pid == record.pid
                         && s.source_ip == ip
                         && s.source_port == port
                         && s.since == at
                 }) {
+                    // The same line read again (a log replayed): nothing new.
                     return events;
                 }
                 // A pid that opens a new connection is not running the old one any more.
@@ -69,30 +128,11 @@ impl Tracker {
                     let old = self.open.remove(index);
                     events.push(old.event(EventKind::SessionClosed, at));
                 }
-                let (fingerprint, key_id) = match &key {
-                    Some(key) if key.certificate => (Some(key.fingerprint.to_owned()), None),
-                    Some(key) => (
-                        Some(key.fingerprint.to_owned()),
-                        (lookups.key_id)(user, key.fingerprint),
-                    ),
-                    None => (None, None),
-                };
-                let session = Session {
-                    session_id: format!("{}:{}", self.boot_id, record.pid),
-                    monitor_pid: record.pid,
-                    child_pid: None,
-                    user: user.to_owned(),
-                    auth_method: method.to_owned(),
-                    key_id,
-                    fingerprint,
-                    source_ip: ip,
-                    source_port: port,
-                    since: at,
-                    process_start: (lookups.process_start)(record.pid),
-                };
+                let session = self.session(record, user, method, ip, port, key, at, start, seen, lookups);
                 events.push(session.event(EventKind::SessionOpened, at));
                 self.open.push(session);
             }
+            _ if self.closing == Closing::ProcessExit => {}
             SshdMessage::UserChild { child } => {
                 if let Some(session) = self.open.iter_mut().find(|s| s.monitor_pid == record.pid) {
                     session.child_pid = Some(child);
@@ -121,8 +161,86 @@ impl Tracker {
         events
     }
 
-    /// Closes the sessions `gone` says have no process any more (sshd killed without a
-    /// closing line), as of `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn session(
+        &self,
+        record: &Record<'_>,
+        user: &str,
+        method: &str,
+        ip: std::net::IpAddr,
+        port: u16,
+        key: Option<LoggedKey<'_>>,
+        at: OffsetDateTime,
+        start: Option<u64>,
+        seen: Seen,
+        lookups: &Lookups<'_>,
+    ) -> Session {
+        let (fingerprint, key_id) = match &key {
+            Some(key) if key.certificate => (Some(key.fingerprint.to_owned()), None),
+            Some(key) => (
+                Some(key.fingerprint.to_owned()),
+                (lookups.key_id)(user, key.fingerprint),
+            ),
+            None => (None, None),
+        };
+        Session {
+            session_id: format!("{}:{}", self.boot_id, record.pid),
+            monitor_pid: record.pid,
+            child_pid: None,
+            user: user.to_owned(),
+            auth_method: method.to_owned(),
+            key_id,
+            fingerprint,
+            source_ip: ip,
+            source_port: port,
+            since: at,
+            process_start: start,
+            proof: seen.proof,
+            contested: false,
+            seen_at: seen.at,
+        }
+    }
+
+    /// A login whose process had ended before it was read (a short session, or one
+    /// logged while the agent was down): reported as opened, then closed as of `now`,
+    /// and never kept. Only for lines whose sender is proven (the journal's trusted
+    /// fields): a file's line with no live process behind it proves nothing.
+    pub fn opened_and_gone(
+        &mut self,
+        record: &Record<'_>,
+        message: SshdMessage<'_>,
+        now: OffsetDateTime,
+        seen: Seen,
+        lookups: &Lookups<'_>,
+    ) -> Vec<SessionEvent> {
+        let SshdMessage::Accepted {
+            user,
+            method,
+            ip,
+            port,
+            key,
+        } = message
+        else {
+            return Vec::new();
+        };
+        let at = record.at.unwrap_or(now);
+        let session = self.session(record, user, method, ip, port, key, at, None, seen, lookups);
+        vec![
+            session.event(EventKind::SessionOpened, at),
+            session.event(EventKind::SessionClosed, now.max(at)),
+        ]
+    }
+
+    /// The session of monitor `pid` (started at `start`) ended, as the kernel said.
+    pub fn closed(&mut self, pid: u32, start: u64, at: OffsetDateTime) -> Option<SessionEvent> {
+        let index = self
+            .open
+            .iter()
+            .position(|s| s.monitor_pid == pid && s.process_start == Some(start))?;
+        Some(self.open.remove(index).event(EventKind::SessionClosed, at))
+    }
+
+    /// Closes the sessions `gone` says have no process any more, as of `at`.
     pub fn close_gone(
         &mut self,
         gone: impl Fn(&Session) -> bool,
@@ -154,8 +272,13 @@ mod tests {
     use super::*;
     use crate::sessions::parse::{parse_message, parse_syslog_line};
 
+    const SEEN: Seen = Seen {
+        proof: Proof::LogText,
+        at: 0,
+    };
+
     fn run(text: &str) -> (Tracker, Vec<SessionEvent>) {
-        let mut tracker = Tracker::new("boot", Vec::new());
+        let mut tracker = Tracker::new("boot", Vec::new(), Closing::LogLines);
         let key_id = |_user: &str, fp: &str| {
             (fp == "SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0").then(|| "key_a".to_owned())
         };
@@ -169,7 +292,7 @@ mod tests {
         for line in text.lines() {
             if let Some(record) = parse_syslog_line(line, 2026) {
                 if let Some(message) = parse_message(record.message) {
-                    events.extend(tracker.observe(&record, message, now, &lookups));
+                    events.extend(tracker.observe(&record, message, now, SEEN, &lookups));
                 }
             }
         }
@@ -272,7 +395,9 @@ mod tests {
             if let Some(message) = parse_message(record.message) {
                 let now = crate::timefmt::now();
                 assert!(
-                    tracker.observe(&record, message, now, &lookups).is_empty(),
+                    tracker
+                        .observe(&record, message, now, SEEN, &lookups)
+                        .is_empty(),
                     "{line}"
                 );
             }
@@ -282,5 +407,63 @@ mod tests {
             .terminated("boot:30788", crate::timefmt::now())
             .expect("known");
         assert_eq!(terminated.kind, EventKind::SessionTerminated);
+    }
+
+    #[test]
+    fn live_sessions_close_only_when_the_kernel_says_and_a_second_login_contests() {
+        let mut tracker = Tracker::new("boot", Vec::new(), Closing::ProcessExit);
+        let key_id = |_: &str, fp: &str| (fp == "SHA256:aaa").then(|| "key_a".to_owned());
+        let process_start = |pid: u32| (pid == 700).then_some(4242);
+        let lookups = Lookups {
+            key_id: &key_id,
+            process_start: &process_start,
+        };
+        let seen = Seen {
+            proof: Proof::Kernel,
+            at: 5000,
+        };
+        let now = crate::timefmt::now();
+        let feed = |tracker: &mut Tracker, message: &str| {
+            let record = Record {
+                at: None,
+                pid: 700,
+                message,
+            };
+            let parsed = parse_message(message).expect("understood");
+            tracker.observe(&record, parsed, now, seen, &lookups)
+        };
+        let login = "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:aaa";
+        let opened = feed(&mut tracker, login);
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].key_id.as_deref(), Some("key_a"));
+        assert_eq!(tracker.open_sessions()[0].process_start, Some(4242));
+        assert_eq!(tracker.open_sessions()[0].seen_at, 5000);
+        // Closing words close nothing: a forged disconnect hides nothing.
+        for closing in [
+            "Disconnected from user alice 10.0.0.1 port 1000",
+            "pam_unix(sshd:session): session closed for user alice",
+            "Received disconnect from 10.0.0.1 port 1000:11: disconnected by user",
+        ] {
+            assert!(feed(&mut tracker, closing).is_empty());
+        }
+        assert_eq!(tracker.open_sessions().len(), 1);
+        // The same line again: nothing.
+        assert!(feed(&mut tracker, login).is_empty());
+        assert!(tracker.take_contested().is_empty());
+        // Another login claimed for the same process: contested, the key forgotten.
+        let forged = "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:bbb";
+        assert!(feed(&mut tracker, forged).is_empty());
+        let contested = tracker.take_contested();
+        assert_eq!(contested.len(), 1);
+        let session = &tracker.open_sessions()[0];
+        assert!(session.contested);
+        assert_eq!((session.key_id.as_deref(), session.fingerprint.as_deref()), (None, None));
+        assert!(feed(&mut tracker, login).is_empty(), "stays contested");
+        assert!(tracker.take_contested().is_empty(), "reported once");
+        // The kernel says the process ended.
+        assert!(tracker.closed(700, 1, now).is_none(), "another process");
+        let closed = tracker.closed(700, 4242, now).expect("closed");
+        assert_eq!(closed.kind, EventKind::SessionClosed);
+        assert!(tracker.open_sessions().is_empty());
     }
 }

@@ -3,6 +3,7 @@
 
 mod attacks;
 mod crash;
+mod forgery;
 mod revocation;
 mod sessions;
 mod sshd;

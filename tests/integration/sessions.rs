@@ -62,13 +62,24 @@ pub fn journal_available() -> bool {
 }
 
 /// rsyslog reading the journal and writing sshd's lines to a file, as on RHEL.
-struct Rsyslog {
+pub struct Rsyslog {
     child: Child,
     pid_file: PathBuf,
 }
 
 impl Rsyslog {
-    fn start(dir: &Path, log: &Path) -> Option<Rsyslog> {
+    /// RFC 3339 stamps (rsyslog's high-precision file format).
+    pub fn start(dir: &Path, log: &Path) -> Option<Rsyslog> {
+        Rsyslog::start_with(dir, log, "iso", None)
+    }
+
+    /// RHEL's traditional format (`Nov 29 10:00:00 host sshd[1]: ...`: local time, no
+    /// year), with rsyslog's local time in the zone `tz` names.
+    pub fn start_traditional(dir: &Path, log: &Path, tz: &str) -> Option<Rsyslog> {
+        Rsyslog::start_with(dir, log, "RSYSLOG_TraditionalFileFormat", Some(tz))
+    }
+
+    fn start_with(dir: &Path, log: &Path, template: &str, tz: Option<&str>) -> Option<Rsyslog> {
         if !prerequisite(
             Path::new("/usr/sbin/rsyslogd").exists(),
             "rsyslog (/usr/sbin/rsyslogd)",
@@ -84,14 +95,18 @@ impl Rsyslog {
                 "global(workDirectory=\"{w}\")\n\
                  module(load=\"imjournal\" StateFile=\"{w}/imjournal.state\" IgnorePreviousMessages=\"on\")\n\
                  template(name=\"iso\" type=\"string\" string=\"%timegenerated:::date-rfc3339% %HOSTNAME% %syslogtag%%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%\\n\")\n\
-                 if $programname == 'sshd' or $programname == 'sshd-session' then action(type=\"omfile\" file=\"{log}\" template=\"iso\")\n",
+                 if $programname == 'sshd' or $programname == 'sshd-session' then action(type=\"omfile\" file=\"{log}\" template=\"{template}\")\n",
                 w = work.display(),
                 log = log.display()
             ),
         )
         .expect("rsyslog.conf");
         let pid_file = work.join("rsyslogd.pid");
-        let child = Command::new("/usr/sbin/rsyslogd")
+        let mut command = Command::new("/usr/sbin/rsyslogd");
+        if let Some(tz) = tz {
+            command.env("TZ", tz);
+        }
+        let child = command
             .arg("-n")
             .arg("-f")
             .arg(&config)
@@ -438,7 +453,14 @@ fn syslog_file_rotation_and_copytruncate_miss_nothing_and_read_nothing_twice() {
         .expect("open")
         .set_len(0)
         .expect("truncate");
-    assert!(w.sshd.login(w.user, &w.account.private));
+    // A syslog file proves nothing by itself: a login is believed while its sshd
+    // process can be seen, so each session here lasts long enough to be seen.
+    let third = w
+        .sshd
+        .ssh(w.user, &w.account.private, &["sleep", "1"])
+        .output()
+        .expect("ssh");
+    assert!(third.status.success());
     assert!(first.wait().expect("ssh").success());
     wait_until(
         Duration::from_secs(10),

@@ -132,6 +132,13 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// The listening sshd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();

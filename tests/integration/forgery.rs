@@ -1,0 +1,364 @@
+//! Forged log lines, as an ordinary local user writes them (`logger`, `systemd-cat`),
+//! against the real sshd, journald, rsyslog and the agent with `terminate_on_revoke`:
+//! no forged line opens, closes or ends a session, and the real session of a deleted key
+//! still ends.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::sessions::{active_for, events_for, journal_available, Rsyslog};
+use crate::sshd::{user_with_hand_added_key, Sshd};
+use crate::support::*;
+
+/// The pid of the sshd monitor process of `user`'s connection (`sshd: USER [priv]`).
+fn monitor_of(user: &str) -> Option<u32> {
+    processes_titled(&format!("sshd: {user} [priv]")).first().copied()
+}
+
+/// The pid of `user`'s sshd child (`sshd: USER@notty`).
+fn child_of(user: &str) -> Option<u32> {
+    processes_titled(&format!("sshd: {user}@notty"))
+        .first()
+        .copied()
+}
+
+fn processes_titled(title: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).trim_end_matches('\0') == title)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Runs `command` as the unprivileged local user `user`.
+fn as_user(user: &str, command: &str) {
+    let status = Command::new("runuser")
+        .args(["-u", user, "--", "sh", "-c", command])
+        .stdin(Stdio::null())
+        .status()
+        .expect("runuser");
+    assert!(status.success(), "{command}");
+}
+
+fn fingerprint(key: &KeyPair) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.private.with_extension("pub"))
+        .output()
+        .expect("ssh-keygen -lf");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_owned()
+}
+
+fn opened(server: &Server, user: &str) -> Vec<Value> {
+    events_for(server, user)
+        .into_iter()
+        .filter(|e| e["type"] == "session_opened")
+        .collect()
+}
+
+/// The attacker and the victim: two local users. The attacker `mallory` is managed by
+/// the agent with account keys A and B; the victim logs in with a hand-added key only.
+struct Scene {
+    server: Server,
+    sandbox: Sandbox,
+    sshd: Sshd,
+    mallory: &'static str,
+    victim: &'static str,
+    a: KeyPair,
+    b: KeyPair,
+    victim_key: KeyPair,
+    sessions: Vec<Child>,
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        for child in &mut self.sessions {
+            let _ = child.kill();
+        }
+        for user in [self.mallory, self.victim] {
+            let _ = Command::new("pkill").args(["-KILL", "-u", user]).status();
+        }
+    }
+}
+
+fn scene(mallory: &'static str, victim: &'static str, source: impl FnOnce(&Path) -> String) -> Scene {
+    crate::sessions::test_run_started();
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hand = KeyPair::generate(dir.path(), "hand");
+    let a = KeyPair::generate(dir.path(), "a");
+    let b = KeyPair::generate(dir.path(), "b");
+    let victim_key = KeyPair::generate(dir.path(), "victim");
+    let keys_file = user_with_hand_added_key(mallory, &hand);
+    user_with_hand_added_key(victim, &victim_key);
+    // The victim's key files are readable by ssh-keygen and ssh as root only; the
+    // attacker needs nothing of them.
+    let source = source(dir.path());
+    let setup = Setup::new(&server.url, mallory, None).with_sessions(&source);
+    let sandbox = Sandbox::with(dir, setup, keys_file);
+    let sshd = Sshd::start_logging(sandbox.dir.path(), true);
+    server.cp.add_key(a.new_key("key_a"));
+    server.cp.add_key(b.new_key("key_b"));
+    Scene {
+        server,
+        sandbox,
+        sshd,
+        mallory,
+        victim,
+        a,
+        b,
+        victim_key,
+        sessions: Vec::new(),
+    }
+}
+
+/// Every forgery of the issue, then the deletions: none of the forgeries has any effect,
+/// and deleting the key that really opened a session ends it (and only it).
+fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
+    let _agent = s.sandbox.start_agent();
+    wait_until(Duration::from_secs(10), "keys written", || {
+        let text = s.sandbox.keys_text();
+        text.contains(&s.a.canonical()) && text.contains(&s.b.canonical())
+    });
+    // The victim's session (hand-added key) and the attacker's own, with key A.
+    let victim_session = s
+        .sshd
+        .ssh(s.victim, &s.victim_key.private, &["sleep", "2001"])
+        .spawn()
+        .expect("ssh");
+    s.sessions.push(victim_session);
+    let own = s
+        .sshd
+        .ssh(s.mallory, &s.a.private, &["sleep", "2002"])
+        .spawn()
+        .expect("ssh");
+    s.sessions.push(own);
+    wait_until(Duration::from_secs(20), "the real session is reported", || {
+        opened(&s.server, s.mallory).len() == 1
+    });
+    let real = opened(&s.server, s.mallory).remove(0);
+    assert_eq!(real["key_id"], "key_a");
+    let port = real["source_port"].as_u64().expect("port");
+    let victim_monitor = monitor_of(s.victim).expect("victim's monitor");
+    let own_monitor = monitor_of(s.mallory).expect("own monitor");
+    let own_child = child_of(s.mallory).expect("own child");
+    let listener = s.sshd.pid();
+    let fp_b = fingerprint(&s.b);
+    let me = s.mallory;
+
+    // 1. The victim's monitor, claimed as a login of the attacker with key B.
+    // 2. The listener, the same.
+    // 3. The attacker's own real session, claimed as opened with key B.
+    // 4. A disconnect of the attacker's real session.
+    // 5. The same through systemd-cat, and under the sshd-session name.
+    let accepted = |port: u64| {
+        format!("Accepted publickey for {me} from 127.0.0.1 port {port} ssh2: ED25519 {fp_b}")
+    };
+    for command in [
+        format!("logger -t sshd --id={victim_monitor} '{}'", accepted(1)),
+        format!("logger -t sshd --id={listener} '{}'", accepted(2)),
+        format!("logger -t sshd --id={own_monitor} '{}'", accepted(port)),
+        format!("logger -t sshd --id={own_child} 'Disconnected from user {me} 127.0.0.1 port {port}'"),
+        format!("logger -t sshd --id={own_monitor} 'pam_unix(sshd:session): session closed for user {me}'"),
+        format!("echo '{}' | systemd-cat -t sshd", accepted(3)),
+        format!("logger -t sshd-session --id={victim_monitor} '{}'", accepted(4)),
+    ] {
+        as_user(me, &command);
+    }
+    // A real login afterwards: once the agent has reported it, it has read past every
+    // forged line (the log is read in order).
+    let barrier = s
+        .sshd
+        .ssh(s.mallory, &s.a.private, &["sleep", "2"])
+        .output()
+        .expect("ssh");
+    assert!(barrier.status.success());
+    wait_until(Duration::from_secs(20), "the barrier login is reported", || {
+        opened(&s.server, s.mallory).len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let events = opened(&s.server, s.mallory);
+    assert_eq!(events.len(), 2, "only the two real logins: {events:#?}");
+    assert!(events.iter().all(|e| e["key_id"] == "key_a"), "{events:#?}");
+    let about_victim = events_for(&s.server, s.victim);
+    assert!(
+        about_victim.len() == 1
+            && about_victim[0]["type"] == "session_opened"
+            && about_victim[0]["key_id"].is_null(),
+        "only the victim's real login, with no account key: {about_victim:#?}"
+    );
+    let closes: Vec<Value> = events_for(&s.server, s.mallory)
+        .into_iter()
+        .filter(|e| e["type"] != "session_opened" && e["session_id"] == real["session_id"])
+        .collect();
+    assert!(closes.is_empty(), "the forged disconnect closed nothing: {closes:#?}");
+    wait_until(Duration::from_secs(15), "the real session still active", || {
+        active_for(&s.server, s.mallory)
+            .iter()
+            .any(|a| a["session_id"] == real["session_id"])
+    });
+    if file_mode {
+        // In a syslog file the forged login for the attacker's own connection cannot be
+        // told from the real one: the session is contested, its key unknown.
+        s.sandbox.wait_for_log("two different logins were logged for one sshd connection");
+    }
+
+    // Deleting key B (claimed by every forgery) ends nothing.
+    s.server.cp.delete_key("key_b");
+    wait_until(Duration::from_secs(10), "key B removed", || {
+        !s.sandbox.keys_text().contains(&s.b.canonical())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(victim_monitor), "the victim's session survives");
+    assert!(alive(listener), "the listener survives");
+    assert!(alive(own_monitor), "the attacker's real session (key A) survives");
+    assert!(
+        s.sshd.login(s.victim, &s.victim_key.private),
+        "logins still work"
+    );
+
+    // Deleting key A, which really opened the attacker's session, ends it (journal); in
+    // file mode the contested session is not ended (see the README).
+    s.server.cp.delete_key("key_a");
+    if file_mode {
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(alive(own_monitor), "a contested session is never ended");
+    } else {
+        wait_until(Duration::from_secs(10), "the real session of key A ended", || {
+            !alive(own_monitor)
+        });
+        wait_until(Duration::from_secs(10), "session_terminated reported", || {
+            events_for(&s.server, s.mallory)
+                .iter()
+                .any(|e| e["type"] == "session_terminated" && e["session_id"] == real["session_id"])
+        });
+    }
+    assert!(alive(victim_monitor), "the victim's session survives");
+    assert!(alive(listener), "the listener survives");
+    assert!(
+        s.sshd.login(s.victim, &s.victim_key.private),
+        "logins still work"
+    );
+}
+
+#[test]
+fn journal_forged_logins_and_disconnects_from_a_local_user_have_no_effect() {
+    if !journal_available() {
+        return;
+    }
+    let mut s = scene("pictor-f1", "pictor-f1v", |_| "journal".into());
+    forgeries_have_no_effect(&mut s, false);
+}
+
+#[test]
+fn file_mode_forged_lines_have_no_effect_and_a_contested_session_is_left_alone() {
+    if !journal_available() {
+        return;
+    }
+    let mut s = scene("pictor-f2", "pictor-f2v", |dir| {
+        dir.join("auth.log").display().to_string()
+    });
+    let log = s.sandbox.dir.path().join("auth.log");
+    let Some(_rsyslog) = Rsyslog::start(s.sandbox.dir.path(), &log) else {
+        return;
+    };
+    forgeries_have_no_effect(&mut s, true);
+}
+
+/// A file-mode session without forgeries, in a zone west of UTC with traditional
+/// (RFC 3164, local time, no year) stamps: tracked, and ended when its key is deleted.
+#[test]
+fn file_mode_with_traditional_stamps_west_of_utc_tracks_and_ends_a_session() {
+    if !journal_available() {
+        return;
+    }
+    let mut s = scene("pictor-f3", "pictor-f3v", |dir| {
+        dir.join("secure").display().to_string()
+    });
+    let log = s.sandbox.dir.path().join("secure");
+    let Some(_rsyslog) =
+        Rsyslog::start_traditional(s.sandbox.dir.path(), &log, "America/New_York")
+    else {
+        return;
+    };
+    // The agent runs in a mount namespace of its own where /etc/localtime is New York's.
+    let zone = s.sandbox.dir.path().join("localtime");
+    std::fs::copy("/usr/share/zoneinfo/America/New_York", &zone).expect("zoneinfo");
+    let _agent = s.sandbox.start_agent_with(|command| {
+        let program = command.get_program().to_owned();
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        let mut wrapped = Command::new("unshare");
+        wrapped
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/localtime && exec \"$0\" \"$@\"",
+                zone.display()
+            ))
+            .arg(program)
+            .args(args);
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(v) => wrapped.env(key, v),
+                None => wrapped.env_remove(key),
+            };
+        }
+        *command = wrapped;
+    });
+    wait_until(Duration::from_secs(10), "keys written", || {
+        s.sandbox.keys_text().contains(&s.a.canonical())
+    });
+    let session = s
+        .sshd
+        .ssh(s.mallory, &s.a.private, &["sleep", "2003"])
+        .spawn()
+        .expect("ssh");
+    s.sessions.push(session);
+    wait_until(Duration::from_secs(20), "the session is reported", || {
+        opened(&s.server, s.mallory).len() == 1
+    });
+    let real = opened(&s.server, s.mallory).remove(0);
+    assert_eq!(real["key_id"], "key_a");
+    // The local stamp was read in New York's zone: the login's time is now, not 5 h off.
+    let at = time::OffsetDateTime::parse(
+        real["at"].as_str().expect("at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("rfc3339");
+    let off = (time::OffsetDateTime::now_utc() - at).abs();
+    assert!(off < time::Duration::minutes(2), "login logged {off} from now");
+    let monitor = monitor_of(s.mallory).expect("monitor");
+    // Well past the old 5 s liveness check that closed such sessions.
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        active_for(&s.server, s.mallory)
+            .iter()
+            .any(|a| a["session_id"] == real["session_id"]),
+        "still active"
+    );
+    s.server.cp.delete_key("key_a");
+    wait_until(Duration::from_secs(10), "the session ended", || !alive(monitor));
+    wait_until(Duration::from_secs(10), "session_terminated reported", || {
+        events_for(&s.server, s.mallory)
+            .iter()
+            .any(|e| e["type"] == "session_terminated")
+    });
+}
