@@ -217,6 +217,12 @@ fn status(config: &Config) -> ExitCode {
             println!("  {}: {}", rejection.id, rejection.reason);
         }
     }
+    let (command_file, problem) =
+        crate::authorized_keys::command::inspect(&config.state_dir, &config.command_group);
+    println!("AuthorizedKeysCommand file: {command_file}");
+    if let Some(problem) = problem {
+        println!("  problem: {problem}");
+    }
     let sessions = crate::sessions::task::load_state(&config.state_dir);
     println!("active sessions: {}", sessions.open.len());
     let mut by_key: Vec<(String, &crate::sessions::Session)> = sessions

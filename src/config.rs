@@ -14,6 +14,10 @@ pub use crate::sessions::source::SourceChoice;
 pub const DEFAULT_PATH: &str = "/etc/pictor-agent/config.toml";
 /// The state directory unless `[state] dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pictor-agent";
+/// The group that may read the AuthorizedKeysCommand file unless `[state]
+/// authorized_keys_command_group` says otherwise: the packages' `pictor-keys` account,
+/// sshd's `AuthorizedKeysCommandUser` in the shipped drop-in.
+pub const DEFAULT_COMMAND_GROUP: &str = "pictor-keys";
 
 /// A configuration that is wrong, with the offending key named.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     pub sessions: SessionsConfig,
     pub state_dir: PathBuf,
+    /// The group given read access to `STATE_DIR/authorized-keys.json`.
+    pub command_group: String,
     pub log_level: String,
 }
 
@@ -176,12 +182,15 @@ struct RawUser {
 struct RawState {
     #[serde(default = "default_state_dir")]
     dir: PathBuf,
+    #[serde(default = "default_command_group")]
+    authorized_keys_command_group: String,
 }
 
 impl Default for RawState {
     fn default() -> Self {
         RawState {
             dir: default_state_dir(),
+            authorized_keys_command_group: default_command_group(),
         }
     }
 }
@@ -221,6 +230,9 @@ fn default_backoff_max() -> u64 {
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_STATE_DIR)
+}
+fn default_command_group() -> String {
+    DEFAULT_COMMAND_GROUP.to_owned()
 }
 fn default_log_level() -> String {
     "info".to_owned()
@@ -414,6 +426,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
     absolute("state.dir", &raw.state.dir)?;
+    // Group names follow the same rules as user names (useradd, groupadd, sysusers).
+    if !is_valid_user_name(&raw.state.authorized_keys_command_group) {
+        return Err(invalid(
+            "state.authorized_keys_command_group",
+            format!(
+                "{:?} is not a valid group name",
+                raw.state.authorized_keys_command_group
+            ),
+        ));
+    }
     if !is_valid_log_filter(&raw.log.level) {
         return Err(invalid(
             "log.level",
@@ -444,6 +466,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         users,
         state_dir: raw.state.dir,
+        command_group: raw.state.authorized_keys_command_group,
         log_level: raw.log.level,
     })
 }
@@ -502,6 +525,7 @@ name = "ubuntu"
         assert_eq!(config.api.poll_interval, Duration::from_secs(30));
         assert_eq!(config.api.max_response_bytes, 4 * 1024 * 1024);
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/pictor-agent"));
+        assert_eq!(config.command_group, "pictor-keys");
         assert_eq!(config.users[0].authorized_keys, None);
         assert_eq!(config.log_level, "info");
         assert_eq!(config.api.heartbeat, Duration::from_secs(60));
@@ -576,6 +600,26 @@ name = "ubuntu"
         assert!(error_of(&twice).contains("listed twice"));
         let relative = format!("{MINIMAL}authorized_keys = \"keys\"\n");
         assert!(error_of(&relative).contains("users[0].authorized_keys"));
+    }
+
+    #[test]
+    fn the_command_group_is_configurable_and_checked() {
+        let set = format!("{MINIMAL}\n[state]\nauthorized_keys_command_group = \"sshkeys\"\n");
+        assert_eq!(parse(&set).expect("valid").command_group, "sshkeys");
+        for bad in [
+            "",
+            "Keys",
+            "a b",
+            "-x",
+            "0123456789012345678901234567890123",
+        ] {
+            let text = format!("{MINIMAL}\n[state]\nauthorized_keys_command_group = {bad:?}\n");
+            assert!(
+                error_of(&text).contains("state.authorized_keys_command_group"),
+                "{bad:?}: {}",
+                error_of(&text)
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct Agent {
     /// The last write of the AuthorizedKeysCommand file failed: it may still grant a
     /// revoked key, so it is retried every [`COMMAND_FILE_RETRY`] until it succeeds.
     command_file_stale: bool,
+    /// Why the AuthorizedKeysCommand file is readable by the agent only (its group is
+    /// missing or cannot be given the file), as last logged: said once, not at every write.
+    command_file_private: Option<String>,
 }
 
 /// How often a failed write of the AuthorizedKeysCommand file is tried again.
@@ -78,6 +81,7 @@ impl Agent {
             last_error: None,
             pending_state: None,
             command_file_stale: false,
+            command_file_private: None,
         }
     }
 
@@ -280,12 +284,52 @@ impl Agent {
         }
     }
 
-    /// Keeps the `authorized-keys` command's file in step with the set and the users.
+    /// Keeps the `authorized-keys` command's file in step with the set and the users:
+    /// mode 0640 with the configured group, or 0600 (never world-readable) when that
+    /// group is missing or cannot be given the file, which is logged as an error once.
     pub fn write_command_file(&mut self) {
+        use crate::authorized_keys::command::{self, Readers, WriteError};
         let Some(applied) = &self.applied else { return };
         let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
-        let file = crate::authorized_keys::command::build(&applied.key_set, &users);
-        match crate::authorized_keys::command::write(&self.config.state_dir, &file) {
+        let file = command::build(&applied.key_set, &users);
+        let dir = &self.config.state_dir;
+        let group = &self.config.command_group;
+        let (result, private) = match command::resolve_group(group) {
+            Ok(gid) => match command::write(dir, &file, Readers::Group(gid)) {
+                Err(WriteError::Group { source, .. }) => (
+                    command::write(dir, &file, Readers::OwnerOnly),
+                    Some(format!(
+                        "it cannot be given to group {group} ({source}): the agent needs root \
+                         or CAP_CHOWN, as the packaged unit gives it"
+                    )),
+                ),
+                result => (result, None),
+            },
+            Err(why) => (
+                command::write(dir, &file, Readers::OwnerOnly),
+                Some(format!(
+                    "{why}: create it (the packages make pictor-keys), or set [state] \
+                     authorized_keys_command_group to the group of sshd's \
+                     AuthorizedKeysCommandUser"
+                )),
+            ),
+        };
+        if result.is_ok() && private != self.command_file_private {
+            let path = dir.join(command::COMMAND_FILE);
+            match &private {
+                Some(why) => error!(
+                    path = %path.display(),
+                    "the AuthorizedKeysCommand file is readable by the agent only, so sshd's \
+                     AuthorizedKeysCommand cannot read it and logins through it fail \
+                     (authorized_keys files are unaffected): {why}; then reload the agent"
+                ),
+                None => {
+                    info!(path = %path.display(), group = %group, "the AuthorizedKeysCommand file is readable by its group again")
+                }
+            }
+            self.command_file_private = private;
+        }
+        match result {
             Ok(()) => {
                 if std::mem::take(&mut self.command_file_stale) {
                     info!("the AuthorizedKeysCommand file is up to date again");
@@ -695,6 +739,9 @@ pub async fn sync_once(config: Config) -> Result<EnforceReport, String> {
     // Start from what is on disk so additions and removals are logged correctly.
     let report = agent.accept(fetched);
     let report = if report == EnforceReport::default() {
+        // The same set as on disk: the files are brought in step all the same, the
+        // AuthorizedKeysCommand file too (missing, or left with another mode or group).
+        agent.write_command_file();
         agent.enforce(timefmt::now())
     } else {
         report

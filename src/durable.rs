@@ -1,16 +1,26 @@
 //! The one atomic, durable file replace: a temporary file created exclusively in the same
 //! directory, written, fsynced, renamed over the target, and the directory fsynced.
 //! A crash at any instant leaves the old file or the new one, never a torn one.
+//!
+//! Also the other ways the agent creates files and directories, each with an explicit
+//! mode that the umask cannot loosen or tighten: [`ensure_dir`] and [`open_append`].
 
 use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, OFlag};
+use nix::fcntl::{open, openat, renameat, OFlag};
 use nix::sys::stat::{fchmod, Mode};
-use nix::unistd::{fchown, fsync, unlinkat, Gid, Pid, Uid, UnlinkatFlags};
+use nix::unistd::{fchown, fsync, mkdir, unlinkat, Gid, Pid, Uid, UnlinkatFlags};
+use tracing::warn;
+
+/// Read and write for the owner only: every private file of the state directory.
+pub const PRIVATE: Mode = Mode::S_IRUSR.union(Mode::S_IWUSR);
 
 /// Where the replace stopped, and why.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +45,56 @@ pub enum ReplaceError {
 pub struct FileMode {
     pub owner: Option<(Uid, Gid)>,
     pub mode: Mode,
+}
+
+/// Creates the directory `path`, and any missing parent, each with exactly `mode`: the
+/// mode is set with `fchmod` after `mkdir`, so the umask changes nothing. A directory
+/// that exists already is left as it is.
+pub fn ensure_dir(path: &Path, mode: Mode) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        ensure_dir(parent, mode)?;
+    }
+    match mkdir(path, mode) {
+        Ok(()) => {}
+        // Made meanwhile by someone else: theirs, as it is.
+        Err(Errno::EEXIST) if path.is_dir() => return Ok(()),
+        Err(errno) => return Err(errno.into()),
+    }
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    fchmod(fd.as_fd(), mode)?;
+    Ok(())
+}
+
+/// Opens `path` for appending (and reading, when `read`), creating it with mode 0600
+/// whatever the umask; never through a symlink. An existing file with another mode (one
+/// made by an older version under a loose umask) is set to 0600; if that fails (a file
+/// some other account owns), it is said in the log and the file used as it is.
+pub fn open_append(path: &Path, read: bool) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(read)
+        .append(true)
+        .create(true)
+        .mode(PRIVATE.bits())
+        .custom_flags(OFlag::O_NOFOLLOW.bits() | OFlag::O_CLOEXEC.bits())
+        .open(path)?;
+    let mode = file.metadata()?.mode() & 0o7777;
+    if mode != PRIVATE.bits() {
+        let wanted = std::fs::Permissions::from_mode(PRIVATE.bits());
+        if let Err(e) = file.set_permissions(wanted) {
+            warn!(
+                "{} has mode {mode:04o} and cannot be set to 0600: {e}",
+                path.display()
+            );
+        }
+    }
+    Ok(file)
 }
 
 /// Prefix of this agent's temporary files for `name`: `.NAME.pictor-tmp.`.
@@ -181,7 +241,7 @@ mod tests {
         nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).expect("dir")
     }
 
-    const PRIVATE: FileMode = FileMode {
+    const OWNER_ONLY: FileMode = FileMode {
         owner: None,
         mode: Mode::S_IRUSR.union(Mode::S_IWUSR),
     };
@@ -191,7 +251,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("f"), b"old").expect("write");
         let fd = open_dir(dir.path());
-        replace_at(&fd, OsStr::new("f"), b"new", PRIVATE, || true).expect("replace");
+        replace_at(&fd, OsStr::new("f"), b"new", OWNER_ONLY, || true).expect("replace");
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
@@ -202,7 +262,7 @@ mod tests {
         std::fs::write(dir.path().join("f"), b"old").expect("write");
         let fd = open_dir(dir.path());
         let err =
-            replace_at(&fd, OsStr::new("f"), b"new", PRIVATE, || false).expect_err("superseded");
+            replace_at(&fd, OsStr::new("f"), b"new", OWNER_ONLY, || false).expect_err("superseded");
         assert!(matches!(err, ReplaceError::Superseded));
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
@@ -212,8 +272,13 @@ mod tests {
     fn a_pending_replace_is_in_place_once_waited_for() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("f"), b"old").expect("write");
-        let pending = begin_replace(open_dir(dir.path()), "f".into(), b"new".to_vec(), PRIVATE)
-            .expect("begin");
+        let pending = begin_replace(
+            open_dir(dir.path()),
+            "f".into(),
+            b"new".to_vec(),
+            OWNER_ONLY,
+        )
+        .expect("begin");
         pending.wait().expect("replaced");
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
@@ -225,8 +290,13 @@ mod tests {
         // The target's name is taken by a non-empty directory: the rename fails.
         std::fs::create_dir(dir.path().join("f")).expect("mkdir");
         std::fs::write(dir.path().join("f").join("x"), b"").expect("write");
-        let pending = begin_replace(open_dir(dir.path()), "f".into(), b"new".to_vec(), PRIVATE)
-            .expect("begin");
+        let pending = begin_replace(
+            open_dir(dir.path()),
+            "f".into(),
+            b"new".to_vec(),
+            OWNER_ONLY,
+        )
+        .expect("begin");
         assert!(matches!(pending.wait(), Err(ReplaceError::Rename(_))));
         assert!(dir.path().join("f").join("x").exists());
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
@@ -243,5 +313,43 @@ mod tests {
         remove_stale_temps(&open_dir(dir.path()), OsStr::new("f"));
         assert!(!stale.exists());
         assert!(unrelated.exists());
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+    }
+
+    #[test]
+    fn the_mode_asked_for_is_the_mode_given_whatever_the_umask() {
+        // The umask (022 or 077 in a test run) would strip these bits from a plain
+        // create; the explicit fchmod keeps them.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("a").join("b");
+        ensure_dir(&nested, Mode::from_bits_truncate(0o777)).expect("mkdir");
+        assert_eq!(mode(&nested), 0o777);
+        assert_eq!(mode(&dir.path().join("a")), 0o777, "the parent it made too");
+        ensure_dir(&nested, Mode::from_bits_truncate(0o700)).expect("exists");
+        assert_eq!(mode(&nested), 0o777, "an existing directory is left alone");
+        let fd = open_dir(dir.path());
+        let loose = FileMode {
+            owner: None,
+            mode: Mode::from_bits_truncate(0o666),
+        };
+        replace_at(&fd, OsStr::new("f"), b"x", loose, || true).expect("replace");
+        assert_eq!(mode(&dir.path().join("f")), 0o666);
+    }
+
+    #[test]
+    fn appended_files_are_created_0600_and_made_0600_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        drop(open_append(&path, false).expect("create"));
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        drop(open_append(&path, true).expect("open"));
+        assert_eq!(mode(&path), 0o600, "an older file is made private");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        assert!(open_append(&link, false).is_err());
     }
 }

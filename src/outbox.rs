@@ -9,6 +9,8 @@
 //! ack of the old generation, read as "nothing accepted yet", so events are sent again
 //! (harmless: ids are deterministic), never lost. A torn last line (a crash mid-append,
 //! before the fsync that makes it count) is cut off at open.
+//!
+//! Every file here is 0600 whatever the umask: the events name users, addresses and keys.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -91,13 +93,8 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io)?;
+        durable::ensure_dir(dir, crate::state::DIR_MODE).map_err(io)?;
+        let mut file = durable::open_append(&path, true).map_err(io)?;
         let mut reader = BufReader::new(file.try_clone().map_err(io)?);
         let mut first = String::new();
         reader.read_line(&mut first).map_err(io)?;
@@ -310,11 +307,7 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io)?;
+        let mut file = durable::open_append(&path, false).map_err(io)?;
         let mut bytes = Vec::new();
         for event in &batch.events {
             let entry = serde_json::json!({ "rejected_because": reason, "event": event });
@@ -355,7 +348,7 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
     })?;
     let mode = FileMode {
         owner: None,
-        mode: Mode::S_IRUSR | Mode::S_IWUSR,
+        mode: durable::PRIVATE,
     };
     durable::replace_at(&fd, OsStr::new(name), bytes, mode, || true)
         .map_err(|source| OutboxError::Replace { path, source })
@@ -477,5 +470,65 @@ mod tests {
         let kept =
             std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).expect("dead letters");
         assert!(kept.contains("\"e1\"") && kept.contains("422"));
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn every_file_is_0600_and_the_directory_0711() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("state");
+        let mut outbox = Outbox::open(&dir, 100).expect("open");
+        outbox.append(&[event(1), event(2)]).expect("append");
+        let first = outbox.read(1).expect("read");
+        outbox.ack(&first).expect("ack");
+        let bad = outbox.read(1).expect("read");
+        outbox.dead_letter(&bad, "422").expect("dead letter");
+        assert_eq!(mode(&dir), 0o711);
+        for name in [OUTBOX_FILE, ACK_FILE, DEAD_LETTER_FILE] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        outbox.compact().expect("compact");
+        assert_eq!(mode(&dir.join(OUTBOX_FILE)), 0o600, "after compaction");
+    }
+
+    #[test]
+    fn files_left_readable_by_an_older_version_are_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        outbox.append(&[event(1), event(2)]).expect("append");
+        drop(outbox);
+        for name in [OUTBOX_FILE, DEAD_LETTER_FILE] {
+            let path = dir.path().join(name);
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("create");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let mut outbox = Outbox::open(dir.path(), 100).expect("reopen");
+        assert_eq!(mode(&dir.path().join(OUTBOX_FILE)), 0o600);
+        let bad = outbox.read(1).expect("read");
+        outbox.dead_letter(&bad, "422").expect("dead letter");
+        assert_eq!(mode(&dir.path().join(DEAD_LETTER_FILE)), 0o600);
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_outbox_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"").expect("write");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join(OUTBOX_FILE)).expect("symlink");
+        assert!(Outbox::open(dir.path(), 100).is_err());
+        assert_eq!(std::fs::read(&elsewhere).expect("read"), b"");
     }
 }

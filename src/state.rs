@@ -70,19 +70,20 @@ pub fn load(dir: &Path) -> Result<Option<Applied>, StateError> {
     Ok(Some(applied))
 }
 
-/// Creates the state directory when it is missing: mode 0711, so the
-/// `authorized-keys` command (run by sshd as an unprivileged user) can reach its one
-/// world-readable file while nobody else can list the directory; every other file in it
-/// is 0600.
+/// The state directory's mode when the agent creates it: 0711, so the `authorized-keys`
+/// command (run by sshd as its own unprivileged account) can reach its file while no
+/// other account can list the directory. Every file in it is 0600, except that file:
+/// 0640, readable by that account's group (see [`crate::authorized_keys::command`]).
+pub const DIR_MODE: Mode = Mode::S_IRWXU.union(Mode::S_IXGRP).union(Mode::S_IXOTH);
+
+/// Creates the state directory (and missing parents) with mode [`DIR_MODE`] exactly,
+/// whatever the umask, when it is missing. An existing one is left as it is (under
+/// systemd, `StateDirectoryMode=` sets it).
 pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(dir)
-        .map_err(|source| StateError::Dir {
-            path: dir.to_owned(),
-            source,
-        })
+    durable::ensure_dir(dir, DIR_MODE).map_err(|source| StateError::Dir {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Replaces the last applied set on disk (creating the directory, see [`ensure_dir`]).
@@ -117,7 +118,7 @@ pub fn begin_save(dir: &Path, applied: &Applied) -> Result<PendingSave, StateErr
     })?;
     let mode = FileMode {
         owner: None,
-        mode: Mode::S_IRUSR | Mode::S_IWUSR,
+        mode: durable::PRIVATE,
     };
     match durable::begin_replace(fd, APPLIED_FILE.into(), bytes, mode) {
         Ok(replace) => Ok(PendingSave { path, replace }),
@@ -134,8 +135,6 @@ impl PendingSave {
             .map_err(|source| StateError::Write { path, source })
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +160,22 @@ mod tests {
         assert_eq!(load(&dir).expect("load"), None);
         save(&dir, &sample()).expect("save");
         assert_eq!(load(&dir).expect("load"), Some(sample()));
+    }
+
+    #[test]
+    fn the_directory_and_the_file_get_their_modes_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("a").join("state");
+        save(&dir, &sample()).expect("save");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o711);
+        assert_eq!(mode(&root.path().join("a")), 0o711, "a parent it made");
+        assert_eq!(mode(&dir.join(APPLIED_FILE)), 0o600);
+        // An existing directory is the operator's (or systemd's): left alone.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        ensure_dir(&dir).expect("exists");
+        assert_eq!(mode(&dir), 0o700);
     }
 
     #[test]

@@ -83,16 +83,22 @@ async fn main() {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let user = String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
         .expect("utf8");
+    // The AuthorizedKeysCommand file's group: the packages' pictor-keys account does not
+    // exist here, and the demo's own group is one the agent may give the file to.
+    let group = String::from_utf8(Command::new("id").arg("-gn").output().expect("id").stdout)
+        .expect("utf8");
     let config = sandbox.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[api]\nbase_url = \"http://{addr}\"\ninstance_id = \"demo\"\ntoken_file = {:?}\n\n\
-             [[users]]\nname = {:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n",
+             [[users]]\nname = {:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n\
+             authorized_keys_command_group = {:?}\n",
             token.display().to_string(),
             user.trim(),
             keys_file.display().to_string(),
-            sandbox.join("state").display().to_string()
+            sandbox.join("state").display().to_string(),
+            group.trim()
         ),
     )
     .expect("config");

@@ -1,4 +1,5 @@
-systemd-sysusers /usr/lib/sysusers.d/pictor-agent.conf
+# The service's user, and pictor-keys: the account sshd runs the AuthorizedKeysCommand as.
+systemd-sysusers /usr/lib/sysusers.d/pictor-agent.conf /usr/lib/sysusers.d/pictor-keys.conf
 chown root:pictor-agent /etc/pictor-agent/config.toml 2>/dev/null || :
 chmod 0640 /etc/pictor-agent/config.toml 2>/dev/null || :
 if [ "$1" -eq 1 ]; then

@@ -4,6 +4,7 @@
 mod attacks;
 mod crash;
 mod forgery;
+mod modes;
 mod revocation;
 mod sessions;
 mod sshd;

@@ -1,7 +1,8 @@
 //! Revocation that bites: live sessions of a deleted or expired key end, with every
 //! process they started; the AuthorizedKeysCommand mode refuses a deleted key at once.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -207,8 +208,11 @@ fn authorized_keys_command_lets_keys_in_force_in_and_refuses_a_deleted_key_at_on
         return;
     }
     let user = "pictor-akc";
+    // sshd runs the command as a dedicated account, like the packages' pictor-keys,
+    // whose group alone may read the command's file.
+    let command_account = ensure_system_account("pictor-akc-keys");
     let server = Server::start();
-    // The state directory must be reachable by the command user (nobody).
+    // The state directory must be reachable by the command's account.
     let dir = tempfile::Builder::new()
         .prefix("pictor-akc-")
         .tempdir_in("/var/lib")
@@ -230,21 +234,62 @@ fn authorized_keys_command_lets_keys_in_force_in_and_refuses_a_deleted_key_at_on
         ),
     )
     .expect("config");
+    sandbox.set_command_group("pictor-akc-keys");
     let agent_copy = root_owned_agent();
     let state_dir = sandbox.state_dir.display().to_string();
     let sshd = Sshd::start_with_extra(
         sandbox.dir.path(),
         &format!(
-            "AuthorizedKeysCommand {} authorized-keys --state-dir {state_dir} %u %f\nAuthorizedKeysCommandUser nobody\n",
+            "AuthorizedKeysCommand {} authorized-keys --state-dir {state_dir} %u %f\nAuthorizedKeysCommandUser pictor-akc-keys\n",
             agent_copy.display()
         ),
     );
 
     server.cp.add_key(a.new_key("key_a"));
     let _agent = sandbox.start_agent();
+    let command_file = sandbox.state_dir.join("authorized-keys.json");
     wait_until(Duration::from_secs(5), "command file written", || {
-        sandbox.state_dir.join("authorized-keys.json").exists()
+        command_file.exists()
     });
+    let meta = std::fs::metadata(&command_file).expect("stat");
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o640, 0, command_account.gid.as_raw()),
+        "0640, the agent's (root here), the command account's group"
+    );
+    // What sshd does, by hand: the command as the dedicated account prints the key; as
+    // nobody (any other unprivileged account) neither the command nor cat reads the file.
+    let run_as = |account: &nix::unistd::User, program: &Path, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .uid(account.uid.as_raw())
+            .gid(account.gid.as_raw())
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs")
+    };
+    let command_args = ["authorized-keys", "--state-dir", state_dir.as_str(), user];
+    let out = run_as(&command_account, &agent_copy, &command_args);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&a.canonical()),
+        "the command account reads it: {out:?}"
+    );
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("lookup")
+        .expect("nobody exists");
+    let out = run_as(&nobody, &agent_copy, &command_args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    let out = run_as(
+        &nobody,
+        Path::new("cat"),
+        &[&command_file.display().to_string()],
+    );
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
     assert!(
         sshd.login(user, &a.private),
         "a key in force logs in through the command"
@@ -297,6 +342,10 @@ fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_s
         "{\"format\":1,\"users\":",
     )
     .expect("damage");
+    // Not writable by others whatever the umask: the command refuses such a file.
+    let private = std::fs::Permissions::from_mode(0o600);
+    std::fs::set_permissions(dir.path().join("authorized-keys.json"), private.clone())
+        .expect("chmod");
     let (out, _) = run(&["ubuntu"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
@@ -319,6 +368,7 @@ fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_s
         r#"{"format":1,"version":"v1","users":{"ubuntu":[]}}"#,
     )
     .expect("write");
+    std::fs::set_permissions(dir.path().join("authorized-keys.json"), private).expect("chmod");
     let (out, _) = run(&["ubuntu"]);
     assert_eq!(
         out.status.code(),

@@ -328,6 +328,45 @@ pub fn ensure_user(name: &str) -> nix::unistd::User {
         .expect("user exists")
 }
 
+/// Makes sure a system account like the packages' `pictor-keys` exists (root only):
+/// no home, no login shell, a group of its own name. sshd runs the AuthorizedKeysCommand
+/// as such an account.
+pub fn ensure_system_account(name: &str) -> nix::unistd::User {
+    let _guard = USERADD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+        return user;
+    }
+    let status = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--user-group"])
+        .args([
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .expect("useradd runs");
+    assert!(status.success(), "useradd --system {name}");
+    nix::unistd::User::from_name(name)
+        .expect("lookup")
+        .expect("account exists")
+}
+
+impl Sandbox {
+    /// Sets `[state] authorized_keys_command_group` in the configuration file.
+    pub fn set_command_group(&self, group: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        assert!(text.contains("[state]\n"));
+        let text = text.replacen(
+            "[state]\n",
+            &format!("[state]\nauthorized_keys_command_group = {group:?}\n"),
+            1,
+        );
+        std::fs::write(&self.config, text).expect("config");
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         // A failing test shows what the agent said.
