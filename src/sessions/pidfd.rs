@@ -112,7 +112,10 @@ mod tests {
         held.signal(Signal::KILL).expect("signalled");
         child.wait().expect("reaped");
         assert!(held.exited());
-        assert!(held.signal(Signal::KILL).is_err(), "a dead process is not signalled");
+        assert!(
+            held.signal(Signal::KILL).is_err(),
+            "a dead process is not signalled"
+        );
         assert!(PidFd::open_same(pid, start).is_none());
     }
 }

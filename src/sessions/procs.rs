@@ -310,7 +310,11 @@ mod tests {
     fn a_login_is_believed_only_from_the_users_own_root_monitor_started_in_time() {
         let ok = monitor(200, "sshd: alice [priv]");
         assert_eq!(check_monitor(&ok, "alice", 5000), Ok(()));
-        assert_eq!(check_monitor(&ok, "alice", 4999), Ok(()), "one tick of rounding");
+        assert_eq!(
+            check_monitor(&ok, "alice", 4999),
+            Ok(()),
+            "one tick of rounding"
+        );
         assert_eq!(
             check_monitor(&ok, "alice", 4998),
             Err(Refusal::StartedAfter { pid: 200 })
@@ -321,7 +325,10 @@ mod tests {
             Err(Refusal::NotTheUsersMonitor { .. })
         ));
         // The listener.
-        let listener = monitor(100, "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups");
+        let listener = monitor(
+            100,
+            "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+        );
         assert!(matches!(
             check_monitor(&listener, "alice", 6000),
             Err(Refusal::NotTheUsersMonitor { .. })
@@ -358,7 +365,8 @@ mod tests {
 
     #[test]
     fn stat_and_status_are_read_with_hostile_command_names() {
-        let stat = "4242 (a) b) (c) S 100 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        let stat =
+            "4242 (a) b) (c) S 100 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
         let status = "Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
         let parsed = parse_stat(4242, stat, status).expect("parsed");
         assert_eq!(

@@ -79,9 +79,8 @@ pub fn trusted_sender(
     comm: Option<&str>,
     exe: Option<&str>,
 ) -> Result<(), Refusal> {
-    let ok = uid == Some(0)
-        && comm.is_some_and(procs::is_sshd_name)
-        && exe.is_some_and(sshd_executable);
+    let ok =
+        uid == Some(0) && comm.is_some_and(procs::is_sshd_name) && exe.is_some_and(sshd_executable);
     if ok {
         Ok(())
     } else {
@@ -114,10 +113,7 @@ pub fn verify_monitor(pid: u32, user: &str, written_by: u64) -> Result<PidFd, Re
 
 /// Proves a record's login: its sender (journal) and its monitor (both sources).
 pub fn verify_login(pid: u32, user: &str, origin: &Origin) -> Result<PidFd, Refusal> {
-    if let Origin::Journal {
-        uid, comm, exe, ..
-    } = origin
-    {
+    if let Origin::Journal { uid, comm, exe, .. } = origin {
         trusted_sender(*uid, comm.as_deref(), exe.as_deref())?;
     }
     verify_monitor(pid, user, origin.written_by())
@@ -140,13 +136,20 @@ mod tests {
             (Some(1000), Some("sshd"), Some("/usr/sbin/sshd")),
             (Some(0), Some("logger"), Some("/usr/bin/logger")),
             (Some(0), Some("sshd"), Some("/usr/bin/sudo")),
-            (Some(0), Some("sshd-auth"), Some("/usr/lib/openssh/sshd-auth")),
+            (
+                Some(0),
+                Some("sshd-auth"),
+                Some("/usr/lib/openssh/sshd-auth"),
+            ),
             (None, Some("sshd"), Some("/usr/sbin/sshd")),
             (Some(0), None, Some("/usr/sbin/sshd")),
             (Some(0), Some("sshd"), None),
             (Some(0), Some("sshd"), Some("sshd")),
         ] {
-            assert!(trusted_sender(uid, comm, exe).is_err(), "{uid:?} {comm:?} {exe:?}");
+            assert!(
+                trusted_sender(uid, comm, exe).is_err(),
+                "{uid:?} {comm:?} {exe:?}"
+            );
         }
     }
 

@@ -479,7 +479,10 @@ impl SessionsTask {
             message: &record.message,
         };
         let events = tracker.observe(&parsed, message, now, seen, &lookups);
-        if events.iter().any(|e| e.kind == super::EventKind::SessionOpened) {
+        if events
+            .iter()
+            .any(|e| e.kind == super::EventKind::SessionOpened)
+        {
             if let Some(session) = tracker
                 .open_sessions()
                 .iter()

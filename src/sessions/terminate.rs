@@ -186,7 +186,11 @@ impl<'a> Ending<'a> {
         // Everything stopped first (nothing forks away), then killed.
         let _ = self.monitor.signal(Signal::STOP);
         for p in targets {
-            if self.held.iter().any(|h| h.pid() == p.pid && h.start() == p.start) {
+            if self
+                .held
+                .iter()
+                .any(|h| h.pid() == p.pid && h.start() == p.start)
+            {
                 continue;
             }
             // Held first, then proven to be the process seen in the snapshot.
@@ -320,8 +324,8 @@ mod tests {
             p(300, 100, 100, 0),    // another connection's monitor
             p(301, 300, 100, 1000), // ... of the same user
             p(302, 301, 302, 1000),
-            p(400, 1, 400, 1000), // the same user's cron job, elsewhere
-            p(500, 202, 202, 0),  // a setuid helper the user started: not the user's to kill
+            p(400, 1, 400, 1000),   // the same user's cron job, elsewhere
+            p(500, 202, 202, 0),    // a setuid helper the user started: not the user's to kill
             p(600, 202, 202, 2000), // another user's process
         ];
         let mut pids: Vec<u32> = session_processes(&procs, &[200], &HashSet::new(), 1000, 9)
@@ -333,16 +337,17 @@ mod tests {
         // A later round: 202 was killed, a child it forked meanwhile (205) was reparented.
         let later = [p(1, 0, 1, 0), p(205, 1, 202, 1000), p(400, 1, 400, 1000)];
         let known: HashSet<u32> = [202].into();
-        let found: Vec<u32> =
-            session_processes(&later, &[201, 202, 203, 204], &known, 1000, 9)
-                .iter()
-                .map(|p| p.pid)
-                .collect();
+        let found: Vec<u32> = session_processes(&later, &[201, 202, 203, 204], &known, 1000, 9)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
         assert_eq!(found, [205]);
         // The agent itself is never among them.
-        assert!(session_processes(&procs, &[200], &HashSet::new(), 1000, 203)
-            .iter()
-            .all(|p| p.pid != 203));
+        assert!(
+            session_processes(&procs, &[200], &HashSet::new(), 1000, 203)
+                .iter()
+                .all(|p| p.pid != 203)
+        );
         assert!(has_user_child(&procs, 200, 1000));
         assert!(!has_user_child(&procs, 200, 2000));
         assert!(!has_user_child(&procs, 100, 1000));
@@ -357,18 +362,22 @@ mod tests {
             Some("/user.slice/user-1000.slice/session-c2.scope")
         );
         for (cgroup, uid) in [
-            (scope, 1001),                                            // another user's
-            ("/system.slice/ssh.service", 1000),                      // the listener's
-            ("/init.scope", 1000),                                    // pid 1's
-            ("/user.slice/user-1000.slice/user@1000.service", 1000),  // the user manager
-            ("/user.slice/user-1000.slice", 1000),                    // the whole slice
-            ("/user.slice/user-1000.slice/session-7.scope/x", 1000),  // below it
+            (scope, 1001),                                           // another user's
+            ("/system.slice/ssh.service", 1000),                     // the listener's
+            ("/init.scope", 1000),                                   // pid 1's
+            ("/user.slice/user-1000.slice/user@1000.service", 1000), // the user manager
+            ("/user.slice/user-1000.slice", 1000),                   // the whole slice
+            ("/user.slice/user-1000.slice/session-7.scope/x", 1000), // below it
             ("/user.slice/user-1000.slice/session-.scope", 1000),
             ("/user.slice/user-1000.slice/session-../../x.scope", 1000),
             ("/", 1000),
         ] {
             assert_eq!(session_scope(cgroup, uid, None), None, "{cgroup}");
         }
-        assert_eq!(session_scope(scope, 1000, Some(scope)), None, "the agent's own");
+        assert_eq!(
+            session_scope(scope, 1000, Some(scope)),
+            None,
+            "the agent's own"
+        );
     }
 }

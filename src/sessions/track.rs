@@ -128,7 +128,9 @@ impl Tracker {
                     let old = self.open.remove(index);
                     events.push(old.event(EventKind::SessionClosed, at));
                 }
-                let session = self.session(record, user, method, ip, port, key, at, start, seen, lookups);
+                let session = self.session(
+                    record, user, method, ip, port, key, at, start, seen, lookups,
+                );
                 events.push(session.event(EventKind::SessionOpened, at));
                 self.open.push(session);
             }
@@ -451,13 +453,17 @@ mod tests {
         assert!(feed(&mut tracker, login).is_empty());
         assert!(tracker.take_contested().is_empty());
         // Another login claimed for the same process: contested, the key forgotten.
-        let forged = "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:bbb";
+        let forged =
+            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:bbb";
         assert!(feed(&mut tracker, forged).is_empty());
         let contested = tracker.take_contested();
         assert_eq!(contested.len(), 1);
         let session = &tracker.open_sessions()[0];
         assert!(session.contested);
-        assert_eq!((session.key_id.as_deref(), session.fingerprint.as_deref()), (None, None));
+        assert_eq!(
+            (session.key_id.as_deref(), session.fingerprint.as_deref()),
+            (None, None)
+        );
         assert!(feed(&mut tracker, login).is_empty(), "stays contested");
         assert!(tracker.take_contested().is_empty(), "reported once");
         // The kernel says the process ended.

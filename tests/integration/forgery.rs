@@ -15,7 +15,9 @@ use crate::support::*;
 
 /// The pid of the sshd monitor process of `user`'s connection (`sshd: USER [priv]`).
 fn monitor_of(user: &str) -> Option<u32> {
-    processes_titled(&format!("sshd: {user} [priv]")).first().copied()
+    processes_titled(&format!("sshd: {user} [priv]"))
+        .first()
+        .copied()
 }
 
 /// The pid of `user`'s sshd child (`sshd: USER@notty`).
@@ -99,7 +101,11 @@ impl Drop for Scene {
     }
 }
 
-fn scene(mallory: &'static str, victim: &'static str, source: impl FnOnce(&Path) -> String) -> Scene {
+fn scene(
+    mallory: &'static str,
+    victim: &'static str,
+    source: impl FnOnce(&Path) -> String,
+) -> Scene {
     crate::sessions::test_run_started();
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,9 +157,11 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         .spawn()
         .expect("ssh");
     s.sessions.push(own);
-    wait_until(Duration::from_secs(20), "the real session is reported", || {
-        opened(&s.server, s.mallory).len() == 1
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the real session is reported",
+        || opened(&s.server, s.mallory).len() == 1,
+    );
     let real = opened(&s.server, s.mallory).remove(0);
     assert_eq!(real["key_id"], "key_a");
     let port = real["source_port"].as_u64().expect("port");
@@ -169,6 +177,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     // 3. The attacker's own real session, claimed as opened with key B.
     // 4. A disconnect of the attacker's real session.
     // 5. The same through systemd-cat, and under the sshd-session name.
+    // 6. A sudo line whose command text holds an sshd tag and a login of the victim.
     let accepted = |port: u64| {
         format!("Accepted publickey for {me} from 127.0.0.1 port {port} ssh2: ED25519 {fp_b}")
     };
@@ -180,6 +189,12 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         format!("logger -t sshd --id={own_monitor} 'pam_unix(sshd:session): session closed for user {me}'"),
         format!("echo '{}' | systemd-cat -t sshd", accepted(3)),
         format!("logger -t sshd-session --id={victim_monitor} '{}'", accepted(4)),
+        format!(
+            "logger -t sudo '  {me} : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo \
+             sshd[{victim_monitor}]: Accepted publickey for {victim} from 127.0.0.1 port 5 \
+             ssh2: ED25519 {fp_b}'",
+            victim = s.victim
+        ),
     ] {
         as_user(me, &command);
     }
@@ -191,9 +206,11 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         .output()
         .expect("ssh");
     assert!(barrier.status.success());
-    wait_until(Duration::from_secs(20), "the barrier login is reported", || {
-        opened(&s.server, s.mallory).len() >= 2
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the barrier login is reported",
+        || opened(&s.server, s.mallory).len() >= 2,
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     let events = opened(&s.server, s.mallory);
@@ -210,17 +227,36 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         .into_iter()
         .filter(|e| e["type"] != "session_opened" && e["session_id"] == real["session_id"])
         .collect();
-    assert!(closes.is_empty(), "the forged disconnect closed nothing: {closes:#?}");
-    wait_until(Duration::from_secs(15), "the real session still active", || {
-        active_for(&s.server, s.mallory)
-            .iter()
-            .any(|a| a["session_id"] == real["session_id"])
-    });
+    assert!(
+        closes.is_empty(),
+        "the forged disconnect closed nothing: {closes:#?}"
+    );
+    wait_until(
+        Duration::from_secs(15),
+        "the real session still active",
+        || {
+            active_for(&s.server, s.mallory)
+                .iter()
+                .any(|a| a["session_id"] == real["session_id"])
+        },
+    );
     if file_mode {
         // In a syslog file the forged login for the attacker's own connection cannot be
         // told from the real one: the session is contested, its key unknown.
-        s.sandbox.wait_for_log("two different logins were logged for one sshd connection");
+        s.sandbox
+            .wait_for_log("two different logins were logged for one sshd connection");
     }
+    let contested: Vec<String> = s
+        .sandbox
+        .log()
+        .lines()
+        .filter(|l| l.contains("two different logins"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        contested.iter().all(|l| !l.contains(s.victim)),
+        "the victim's session was never touched: {contested:#?}"
+    );
 
     // Deleting key B (claimed by every forgery) ends nothing.
     s.server.cp.delete_key("key_b");
@@ -230,7 +266,10 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     std::thread::sleep(Duration::from_secs(2));
     assert!(alive(victim_monitor), "the victim's session survives");
     assert!(alive(listener), "the listener survives");
-    assert!(alive(own_monitor), "the attacker's real session (key A) survives");
+    assert!(
+        alive(own_monitor),
+        "the attacker's real session (key A) survives"
+    );
     assert!(
         s.sshd.login(s.victim, &s.victim_key.private),
         "logins still work"
@@ -243,14 +282,20 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         std::thread::sleep(Duration::from_secs(3));
         assert!(alive(own_monitor), "a contested session is never ended");
     } else {
-        wait_until(Duration::from_secs(10), "the real session of key A ended", || {
-            !alive(own_monitor)
-        });
-        wait_until(Duration::from_secs(10), "session_terminated reported", || {
-            events_for(&s.server, s.mallory)
-                .iter()
-                .any(|e| e["type"] == "session_terminated" && e["session_id"] == real["session_id"])
-        });
+        wait_until(
+            Duration::from_secs(10),
+            "the real session of key A ended",
+            || !alive(own_monitor),
+        );
+        wait_until(
+            Duration::from_secs(10),
+            "session_terminated reported",
+            || {
+                events_for(&s.server, s.mallory).iter().any(|e| {
+                    e["type"] == "session_terminated" && e["session_id"] == real["session_id"]
+                })
+            },
+        );
     }
     assert!(alive(victim_monitor), "the victim's session survives");
     assert!(alive(listener), "the listener survives");
@@ -295,8 +340,7 @@ fn file_mode_with_traditional_stamps_west_of_utc_tracks_and_ends_a_session() {
         dir.join("secure").display().to_string()
     });
     let log = s.sandbox.dir.path().join("secure");
-    let Some(_rsyslog) =
-        Rsyslog::start_traditional(s.sandbox.dir.path(), &log, "America/New_York")
+    let Some(_rsyslog) = Rsyslog::start_traditional(s.sandbox.dir.path(), &log, "America/New_York")
     else {
         return;
     };
@@ -344,7 +388,10 @@ fn file_mode_with_traditional_stamps_west_of_utc_tracks_and_ends_a_session() {
     )
     .expect("rfc3339");
     let off = (time::OffsetDateTime::now_utc() - at).abs();
-    assert!(off < time::Duration::minutes(2), "login logged {off} from now");
+    assert!(
+        off < time::Duration::minutes(2),
+        "login logged {off} from now"
+    );
     let monitor = monitor_of(s.mallory).expect("monitor");
     // Well past the old 5 s liveness check that closed such sessions.
     std::thread::sleep(Duration::from_secs(7));
@@ -355,10 +402,16 @@ fn file_mode_with_traditional_stamps_west_of_utc_tracks_and_ends_a_session() {
         "still active"
     );
     s.server.cp.delete_key("key_a");
-    wait_until(Duration::from_secs(10), "the session ended", || !alive(monitor));
-    wait_until(Duration::from_secs(10), "session_terminated reported", || {
-        events_for(&s.server, s.mallory)
-            .iter()
-            .any(|e| e["type"] == "session_terminated")
+    wait_until(Duration::from_secs(10), "the session ended", || {
+        !alive(monitor)
     });
+    wait_until(
+        Duration::from_secs(10),
+        "session_terminated reported",
+        || {
+            events_for(&s.server, s.mallory)
+                .iter()
+                .any(|e| e["type"] == "session_terminated")
+        },
+    );
 }
