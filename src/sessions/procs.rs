@@ -6,7 +6,7 @@
 //! proven session live here as pure functions over [`ProcFacts`], so they are tested
 //! without a running sshd.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One process as `/proc/PID/stat` and `/proc/PID/status` show it.
@@ -220,6 +220,15 @@ pub fn cgroup(pid: u32) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(|p| p.trim().to_owned())
+}
+
+/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` (unified, every current
+/// distribution), or `/sys/fs/cgroup/unified` (systemd's hybrid mode on cgroup v1 hosts).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|root| root.join("cgroup.procs").exists() && !root.join("tasks").exists())
 }
 
 /// The kernel's clock ticks per second (`CLK_TCK`).

@@ -138,7 +138,8 @@ impl<'a> Ending<'a> {
         } else {
             cgroup
                 .and_then(|c| session_scope(&c, uid, own.as_deref()))
-                .map(|c| Path::new("/sys/fs/cgroup").join(c.trim_start_matches('/')))
+                .zip(procs::cgroup2_mount())
+                .map(|(c, root)| root.join(c.trim_start_matches('/')))
                 .filter(|dir| dir.join("cgroup.procs").exists())
         };
         Ok(Ending {
@@ -232,7 +233,7 @@ impl<'a> Ending<'a> {
     pub fn give_up(self) -> TerminateError {
         let left = match &self.scope {
             Some(scope) => {
-                let _ = std::fs::write(scope.join("cgroup.freeze"), "0");
+                let _ = write_existing(&scope.join("cgroup.freeze"), "0");
                 std::fs::read_to_string(scope.join("cgroup.procs"))
                     .unwrap_or_default()
                     .split_whitespace()
@@ -259,8 +260,8 @@ impl<'a> Ending<'a> {
 fn kill_scope(scope: &Path, monitor: &PidFd) -> bool {
     // Frozen first: nothing in it forks or runs while it is killed. (Kernels before 5.2
     // have no freezer file; cgroup.kill alone is still atomic against forks.)
-    let froze = std::fs::write(scope.join("cgroup.freeze"), "1").is_ok();
-    if std::fs::write(scope.join("cgroup.kill"), "1").is_ok() {
+    let froze = write_existing(&scope.join("cgroup.freeze"), "1").is_ok();
+    if write_existing(&scope.join("cgroup.kill"), "1").is_ok() {
         return true;
     }
     // Kernels before 5.14: each member, while frozen (a frozen process cannot exit on its
@@ -285,6 +286,15 @@ fn kill_scope(scope: &Path, monitor: &PidFd) -> bool {
     }
     let _ = monitor.signal(Signal::KILL);
     true
+}
+
+/// Writes a cgroup control file that must already exist (never creates one).
+fn write_existing(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
 }
 
 /// True when the scope has no process left (or is gone).

@@ -4,7 +4,9 @@
 # checks what an operator relies on: the service reaches active/READY beside a real
 # ssh.service, keys sync, a real ssh login is reported, journalctl MESSAGE_ID= finds the
 # structured entries, the watchdog restarts a hung main loop, reload/restart/stop behave,
-# and upgrade, remove and purge do what README says.
+# revocation under the shipped unit ends a key's sessions whole (logind scopes: pty,
+# no pty, a setsid -f daemon) and nothing else, and upgrade, remove and purge do what
+# README says.
 #
 # Needs root, systemd-container and debootstrap (scripts/test.sh installs them). The
 # container tree is cached in $PICTOR_NSPAWN_CACHE (default /var/cache/pictor-agent-test).
@@ -26,7 +28,8 @@ fail() {
 step() { echo "--- $*"; }
 
 # A cached minimal bookworm with systemd, dbus, sshd, curl.
-if [ ! -d "$cache/bookworm-2" ]; then
+# libpam-systemd: sshd's sessions get logind scopes, as on every real host.
+if [ ! -d "$cache/bookworm-3" ]; then
     step "debootstrap bookworm (once, cached in $cache)"
     mkdir -p "$cache"
     # The mirror apt already uses (either file may be missing: no pipefail exit here).
@@ -35,10 +38,10 @@ if [ ! -d "$cache/bookworm-2" ]; then
     # Twice at most: a mirror hiccup should not fail the suite; its output is shown if
     # both attempts fail.
     for attempt in 1 2; do
-        rm -rf "$cache/bookworm-2.tmp"
-        if debootstrap --variant=minbase --include=systemd-sysv,dbus,openssh-server,openssh-client,curl,ca-certificates,procps \
-            bookworm "$cache/bookworm-2.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1; then
-            mv "$cache/bookworm-2.tmp" "$cache/bookworm-2"
+        rm -rf "$cache/bookworm-3.tmp"
+        if debootstrap --variant=minbase --include=systemd-sysv,dbus,libpam-systemd,openssh-server,openssh-client,curl,ca-certificates,procps,util-linux \
+            bookworm "$cache/bookworm-3.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1; then
+            mv "$cache/bookworm-3.tmp" "$cache/bookworm-3"
             break
         fi
         echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap.log")" >&2
@@ -62,7 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 step "fresh copy of the container tree"
-cp -a --reflink=auto "$cache/bookworm-2" "$root"
+cp -a --reflink=auto "$cache/bookworm-3" "$root"
 mkdir -p "$share"
 cp "$deb" "$share/agent.deb"; cp "$deb2" "$share/agent-upgrade.deb"; cp "$cp_bin" "$share/pictor-control-plane"
 printf 'system-test-token' > "$share/token"
@@ -193,6 +196,41 @@ ct journalctl -u pictor-agent --no-pager | grep -qi "watchdog" || fail "no watch
 ct rm /etc/systemd/system/pictor-agent.service.d/test-hooks.conf
 ct systemctl daemon-reload
 ct systemctl restart pictor-agent
+
+step "revocation under the shipped unit: the key's sessions end whole, nothing else"
+ct useradd -m -s /bin/sh -p '*' bob
+ct ssh-keygen -q -t ed25519 -N '' -f /root/bob_key -C bob-hand
+ct install -d -o bob -g bob -m 0700 /home/bob/.ssh
+ct install -o bob -g bob -m 0600 /root/bob_key.pub /home/bob/.ssh/authorized_keys
+ssh_opts="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes"
+listener=$(ct systemctl show -p MainPID --value ssh.service)
+# A pty session, a session without one, one whose command leaves a daemon behind
+# (setsid -f: its own session, reparented to init), and bob's session (hand-added key).
+ct sh -c "setsid ssh -tt -i /root/alice_key $ssh_opts alice@127.0.0.1 'sleep 3001' </dev/null >/dev/null 2>&1 &"
+ct sh -c "setsid ssh -i /root/alice_key $ssh_opts alice@127.0.0.1 'sleep 3002' </dev/null >/dev/null 2>&1 &"
+ct sh -c "setsid ssh -i /root/alice_key $ssh_opts alice@127.0.0.1 'setsid -f sleep 3003; exec sleep 3004' </dev/null >/dev/null 2>&1 &"
+ct sh -c "setsid ssh -i /root/bob_key $ssh_opts bob@127.0.0.1 'sleep 3005' </dev/null >/dev/null 2>&1 &"
+for s in 3001 3002 3003 3004 3005; do
+    wait_for 20 "sleep $s running" ct pgrep -f "^sleep $s\$"
+done
+daemon=$(ct pgrep -f '^sleep 3003$')
+ct grep -q 'session-.*\.scope' "/proc/$daemon/cgroup" || fail "the setsid -f daemon is not in a logind session scope: $(ct cat /proc/$daemon/cgroup)"
+# Every login of alice's key is known to the agent before the key goes.
+wait_for 20 "alice's sessions reported" sh -c "[ \"\$(nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -o '\"session_opened\"' | wc -l)\" -ge 4 ]"
+ct curl -fsS -X DELETE http://127.0.0.1:8080/admin/keys/key_alice >/dev/null
+wait_for 10 "every process of alice's sessions gone" sh -c "! nsenter -t $init -a -- pgrep -u alice"
+ct pgrep -f '^sleep 3005$' >/dev/null || fail "bob's session was ended"
+[ "$(ct systemctl show -p MainPID --value ssh.service)" = "$listener" ] || fail "the listener was touched"
+[ "$(ct systemctl is-active ssh.service)" = active ] || fail "ssh.service is not active"
+ct ssh -i /root/bob_key $ssh_opts bob@127.0.0.1 true || fail "bob cannot log in after the revocation"
+wait_for 10 "session_terminated reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q session_terminated"
+terminated=$(ct journalctl -u pictor-agent --no-pager -o cat | grep -c "session terminated" || true)
+[ "$terminated" -ge 3 ] || fail "expected 3 sessions terminated, the journal says $terminated"
+ct journalctl -u pictor-agent --no-pager -o cat | grep "session terminated:" | grep -q "scope=true" || fail "no session was ended through its logind scope"
+ct pkill -u bob || true
+# alice's key back for the steps below.
+admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\":\"laptop\",\"public_key\":\"$pub\"}" >/dev/null
+wait_for 5 "key back in alice's authorized_keys" ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
 
 step "stop: stopped cleanly, keys stay"
 ct systemctl stop pictor-agent
