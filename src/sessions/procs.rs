@@ -75,6 +75,26 @@ pub fn is_sshd_name(name: &str) -> bool {
     name == "sshd" || name == "sshd-session"
 }
 
+/// True when `title` is that of the process that logs `user`'s login: the
+/// per-connection monitor, `sshd: USER [priv]` (`sshd-session: USER [priv]` from OpenSSH
+/// 9.8 on). Before 9.8, sshd forks no separate child for root: the monitor itself
+/// becomes root's session process and renames itself `sshd: root` and then
+/// `sshd: root@pts/0` (or `@notty`, `@internal-sftp`) right after the login, so for root
+/// those titles count too. The listener, the pre-authentication child
+/// (`sshd: USER [net]`) and another user's processes never do.
+pub fn monitor_title_names(title: &str, user: &str) -> bool {
+    if monitor_title_user(title) == Some(user) {
+        return true;
+    }
+    user == "root"
+        && title.strip_prefix("sshd: root").is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('@')
+                    .is_some_and(|tty| !tty.is_empty() && !tty.contains(' '))
+        })
+}
+
 /// The user a per-connection monitor's title names: `sshd: USER [priv]` or
 /// `sshd-session: USER [priv]`. The listener (`sshd: /usr/sbin/sshd -D [listener] ...`),
 /// the pre-authentication child (`sshd: USER [net]`) and the user's own child
@@ -107,7 +127,7 @@ pub fn check_monitor(facts: &ProcFacts, user: &str, written_by: u64) -> Result<(
         // An exiting process has no memory left, so no command line.
         return Err(Refusal::Exiting(stat.pid));
     }
-    if monitor_title_user(&facts.title) != Some(user) {
+    if !monitor_title_names(&facts.title, user) {
         return Err(Refusal::NotTheUsersMonitor {
             pid: stat.pid,
             user: user.to_owned(),
@@ -313,6 +333,30 @@ mod tests {
         ] {
             assert_eq!(monitor_title_user(title), None, "{title}");
         }
+    }
+
+    #[test]
+    fn roots_own_session_process_before_openssh_9_8_counts_for_root_only() {
+        for title in [
+            "sshd: root",
+            "sshd: root@pts/3",
+            "sshd: root@notty",
+            "sshd: root [priv]",
+        ] {
+            assert!(monitor_title_names(title, "root"), "{title}");
+            assert!(!monitor_title_names(title, "alice"), "{title}");
+        }
+        for title in [
+            "sshd: rootx",
+            "sshd: root@",
+            "sshd: root@pts/0 x",
+            "sshd: alice@pts/0",
+            "sshd: root [net]",
+        ] {
+            assert!(!monitor_title_names(title, "root"), "{title}");
+        }
+        assert!(monitor_title_names("sshd-session: alice [priv]", "alice"));
+        assert!(!monitor_title_names("sshd-session: alice@notty", "alice"));
     }
 
     #[test]
