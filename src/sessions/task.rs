@@ -243,7 +243,12 @@ impl SessionsTask {
                         }
                         state.position = Some(item.position);
                     }
-                    for session in tracker.take_contested() {
+                    let contested = tracker.take_contested();
+                    if !contested.is_empty() && events.is_empty() {
+                        // The account must stop showing the key at once.
+                        self.commit(&tracker, &mut state, &[]);
+                    }
+                    for session in contested {
                         warn!(
                             message_id = crate::logging::message_id::SESSION_CONTESTED,
                             user = %session.user,
@@ -253,7 +258,6 @@ impl SessionsTask {
                              one is forged; the session's key is now unknown and it will \
                              not be ended for a key"
                         );
-                        dirty_position = true;
                     }
                     if !events.is_empty() {
                         if !self.commit(&tracker, &mut state, &events) {
