@@ -93,6 +93,7 @@ fn main() {
         process_start: &process_start,
     };
     let now = time::OffsetDateTime::now_utc();
+    let stamps = pictor_agent::sessions::parse::StampContext::utc(now);
     let mut best = f64::MAX;
     let mut opened = 0;
     let mut still_open = 0;
@@ -101,7 +102,7 @@ fn main() {
         opened = 0;
         let start = Instant::now();
         for l in text.lines() {
-            if let Some(record) = parse_syslog_line(l, 2026) {
+            if let Some(record) = parse_syslog_line(l, &stamps) {
                 if let Some(message) = parse_message(record.message) {
                     opened += tracker
                         .observe(&record, message, now, seen, &lookups)

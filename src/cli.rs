@@ -269,7 +269,13 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
         }
     };
     let now = timefmt::now();
-    let year = now.year();
+    // Year-less stamps are placed before the file's last write (stdin's: now).
+    let written = std::fs::metadata(file).and_then(|m| m.modified());
+    let reference = match written {
+        Ok(at) if file.as_os_str() != "-" => time::OffsetDateTime::from(at),
+        _ => now,
+    };
+    let stamps = crate::sessions::parse::StampContext::system(reference);
     let key_id = |user: &str, fp: &str| {
         keys.as_ref()
             .and_then(|k| {
@@ -306,7 +312,7 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
         let Ok(text) = std::str::from_utf8(&line) else {
             continue;
         };
-        let Some(record) = parse_syslog_line(text, year) else {
+        let Some(record) = parse_syslog_line(text, &stamps) else {
             continue;
         };
         let Some(message) = parse_message(record.message) else {

@@ -9,6 +9,7 @@ pub mod pidfd;
 pub mod procs;
 pub mod proof;
 pub mod source;
+pub mod stamp;
 pub mod task;
 pub mod terminate;
 pub mod track;

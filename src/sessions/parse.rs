@@ -1,18 +1,31 @@
-//! Pure parsing of sshd's log lines: a syslog line (RFC 3339 or BSD timestamp) or a
-//! journal record's fields become a [`Record`]; its message becomes an [`SshdMessage`],
-//! or nothing. Brute-force noise by the thousand is the common case, so the path that
-//! rejects a line does no allocation and only a few prefix comparisons.
+//! Pure parsing of sshd's log lines: a syslog file line (its header read strictly at
+//! its fixed place, see [`parse_syslog_line`]) or a journal record's fields become a
+//! [`Record`]; its message becomes an [`SshdMessage`], or nothing. Brute-force noise by
+//! the thousand is the common case, so the path that rejects a line does no allocation
+//! and only a few byte comparisons.
+//!
+//! Any local user can write any line to syslog (`logger`), and remote clients choose
+//! the user names that end up in it: every field taken from a line is checked against
+//! what sshd itself writes (user names, methods, key types, fingerprints, pids) before
+//! it goes anywhere. A line that passes is still only what someone wrote: decisions that
+//! protect need what the kernel vouches for as well.
 //!
 //! Understood: OpenSSH 7.4 to 9.x and later, whose per-session process is `sshd` or
 //! (9.8+) `sshd-session`.
 
 use std::net::IpAddr;
 
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+use time::OffsetDateTime;
+
+use super::stamp::{self, Stamp};
+pub use super::stamp::{LocalZone, StampContext};
 
 /// One log record from sshd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// When the line says it was written; `None` when its stamp cannot be read (or, from
+    /// [`parse_syslog_line`], was not worked out because the message cannot matter).
+    /// Only what the writer claims: never a reason to protect or not.
     pub at: Option<OffsetDateTime>,
     pub pid: u32,
     pub message: &'a str,
@@ -44,7 +57,8 @@ pub enum SshdMessage<'a> {
 pub struct LoggedKey<'a> {
     /// As sshd prints it: `ED25519`, `RSA`, `ECDSA`, `ED25519-CERT`, ...
     pub key_type: &'a str,
-    /// `SHA256:...`: for a certificate, the fingerprint of the certified key.
+    /// `SHA256:...` (or `MD5:..`), checked by [`is_valid_fingerprint`]: for a
+    /// certificate, the fingerprint of the certified key.
     pub fingerprint: &'a str,
     pub certificate: bool,
 }
@@ -54,56 +68,198 @@ pub fn is_sshd_program(program: &str) -> bool {
     program == "sshd" || program == "sshd-session"
 }
 
-/// Splits a syslog line `TIMESTAMP HOST PROGRAM[PID]: MESSAGE` and keeps it when the
-/// program is sshd. BSD timestamps (`Nov 25 08:40:10`) carry no year: `year` is used.
-pub fn parse_syslog_line(line: &str, year: i32) -> Option<Record<'_>> {
+/// Splits a syslog file line and keeps it when it is sshd's. The header is read at its
+/// fixed place, nothing is searched for: the stamp (any shape [`stamp::split_stamp`]
+/// reads), one space, the host (one token), one space, the tag `PROGRAM[PID]:` as the
+/// third field, one space, the message. Or an RFC 5424 line: `<PRI>1 STAMP HOST
+/// APP-NAME PROCID MSGID SD [MSG]`. The program must be exactly `sshd` or
+/// `sshd-session`, the pid a positive decimal number. Anything else is not a record,
+/// so a line of another program that quotes sshd's words in its message (`sudo`'s
+/// command line, `logger`'s text) is none.
+///
+/// [`Record::at`] is the stamp placed in time by `stamps`, and `None` when it cannot be
+/// read; it is only worked out for the messages [`parse_message`] may understand.
+pub fn parse_syslog_line<'a>(line: &'a str, stamps: &StampContext) -> Option<Record<'a>> {
     let line = line.trim_end_matches(['\n', '\r']);
-    // Cheap rejection first: every line we care about has "sshd" in its tag.
-    let tag_end = line.find("]: ")?;
-    let tag_start = line[..tag_end].rfind(' ')? + 1;
-    let (program, pid) = line[tag_start..tag_end].split_once('[')?;
-    if !is_sshd_program(program) {
-        return None;
-    }
-    let pid = pid.parse::<u32>().ok().filter(|&p| p > 0)?;
-    let message = &line[tag_end + 3..];
-    // The time is only worth parsing for the few messages that can matter.
+    let (stamp, pid, message) = if line.starts_with('<') {
+        split_rfc5424(line)?
+    } else {
+        split_rfc3164(line)?
+    };
+    // The time is only worth working out for the few messages that can matter.
     let at = if may_matter(message) {
-        parse_timestamp(&line[..tag_start], year)
+        stamps.resolve(&stamp)
     } else {
         None
     };
     Some(Record { at, pid, message })
 }
 
-/// The time at the start of a syslog header: RFC 3339 or BSD `Mmm dd hh:mm:ss` (UTC).
-fn parse_timestamp(header: &str, year: i32) -> Option<OffsetDateTime> {
-    let first = header.split(' ').next()?;
-    if first.as_bytes().first()?.is_ascii_digit() {
-        return crate::timefmt::parse(first);
+/// `STAMP HOST PROGRAM[PID]: MESSAGE`.
+fn split_rfc3164(line: &str) -> Option<(Stamp<'_>, u32, &str)> {
+    let (stamp, rest) = stamp::split_stamp(line)?;
+    // The host: one token of 1 to 255 bytes, no control character.
+    let bytes = rest.as_bytes();
+    let mut host = 0;
+    loop {
+        match *bytes.get(host)? {
+            b' ' => break,
+            b if b.is_ascii_control() => return None,
+            _ => host += 1,
+        }
     }
-    let mut words = header.split_ascii_whitespace();
-    let month = match words.next()? {
-        "Jan" => Month::January,
-        "Feb" => Month::February,
-        "Mar" => Month::March,
-        "Apr" => Month::April,
-        "May" => Month::May,
-        "Jun" => Month::June,
-        "Jul" => Month::July,
-        "Aug" => Month::August,
-        "Sep" => Month::September,
-        "Oct" => Month::October,
-        "Nov" => Month::November,
-        "Dec" => Month::December,
-        _ => return None,
+    if !(1..=255).contains(&host) {
+        return None;
+    }
+    // The byte at `host` is an ASCII space: `host + 1` is a char boundary.
+    let tag = &rest[host + 1..];
+    let after = tag
+        .strip_prefix("sshd[")
+        .or_else(|| tag.strip_prefix("sshd-session["))?;
+    let (pid, after) = split_pid(after, b']')?;
+    match after.as_bytes() {
+        [b']', b':'] => Some((stamp, pid, "")),
+        [b']', b':', b' ', ..] => Some((stamp, pid, &after[3..])),
+        _ => None,
+    }
+}
+
+/// `<PRI>1 STAMP HOST APP-NAME PROCID MSGID STRUCTURED-DATA[ MSG]` (RFC 5424).
+fn split_rfc5424(line: &str) -> Option<(Stamp<'_>, u32, &str)> {
+    let (pri, rest) = line.strip_prefix('<')?.split_once('>')?;
+    if !(1..=3).contains(&pri.len())
+        || !pri.bytes().all(|b| b.is_ascii_digit())
+        || pri.parse::<u8>().ok()? > 191
+    {
+        return None;
+    }
+    let rest = rest.strip_prefix("1 ")?;
+    let (stamp, rest) = stamp::split_rfc5424_stamp(rest)?;
+    let (_host, rest) = header_field(rest, 255)?;
+    let (app, rest) = header_field(rest, 48)?;
+    if !is_sshd_program(app) {
+        return None;
+    }
+    let (procid, rest) = header_field(rest, 128)?;
+    let pid = parse_pid(procid)?;
+    let (_msgid, rest) = header_field(rest, 32)?;
+    let rest = skip_structured_data(rest)?;
+    let message = match rest.strip_prefix(' ') {
+        // rsyslog's %msg% of a message received in the legacy format keeps the space
+        // that followed its tag: one such space is not part of the message.
+        Some(message) => match message.strip_prefix('\u{feff}') {
+            Some(message) => message,
+            None => message.strip_prefix(' ').unwrap_or(message),
+        },
+        None if rest.is_empty() => rest,
+        None => return None,
     };
-    let day: u8 = words.next()?.parse().ok()?;
-    let mut clock = words.next()?.split(':').map(|v| v.parse::<u8>().ok());
-    let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
-    let date = Date::from_calendar_date(year, month, day).ok()?;
-    let time = Time::from_hms(h, m, s).ok()?;
-    Some(PrimitiveDateTime::new(date, time).assume_utc())
+    Some((stamp, pid, message))
+}
+
+/// An RFC 5424 header field of 1 to `max` printable ASCII characters, and what follows
+/// the space after it.
+fn header_field(text: &str, max: usize) -> Option<(&str, &str)> {
+    let (field, rest) = text.split_once(' ')?;
+    ((1..=max).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_graphic()))
+        .then_some((field, rest))
+}
+
+/// What follows RFC 5424's STRUCTURED-DATA: `-`, or `[ID PARAM="VALUE" ...]` elements
+/// (in a value, `\\`, `\"` and `\]` are escaped).
+fn skip_structured_data(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    if bytes.first() == Some(&b'-') {
+        return Some(&text[1..]);
+    }
+    // SD-NAME: 1 to 32 printable ASCII characters but `=`, space, `]` and `"`.
+    let name = |at: usize| {
+        let n = bytes
+            .get(at..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| b.is_ascii_graphic() && !matches!(b, b'=' | b']' | b'"'))
+            .count();
+        (1..=32).contains(&n).then_some(at + n)
+    };
+    let mut i = 0;
+    if bytes.first() != Some(&b'[') {
+        return None;
+    }
+    while bytes.get(i) == Some(&b'[') {
+        i = name(i + 1)?;
+        loop {
+            match bytes.get(i)? {
+                b']' => {
+                    i += 1;
+                    break;
+                }
+                b' ' => {
+                    i = name(i + 1)?;
+                    if bytes.get(i..i + 2)? != b"=\"" {
+                        return None;
+                    }
+                    i += 2;
+                    loop {
+                        match bytes.get(i)? {
+                            b'\\' => {
+                                bytes.get(i + 1)?;
+                                i += 2;
+                            }
+                            b'"' => {
+                                i += 1;
+                                break;
+                            }
+                            b']' => return None,
+                            _ => i += 1,
+                        }
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+    // `i` is just after an ASCII `]`, so on a char boundary.
+    text.get(i..)
+}
+
+/// A pid as syslog writes it: a positive decimal number, no sign, no leading zero.
+fn parse_pid(text: &str) -> Option<u32> {
+    match split_pid(text, b' ') {
+        Some((pid, "")) => Some(pid),
+        _ => None,
+    }
+}
+
+/// A pid at the start of `text`, ended by `end` or the end of `text`; what follows it,
+/// from `end` on.
+#[inline]
+fn split_pid(text: &str, end: u8) -> Option<(u32, &str)> {
+    let bytes = text.as_bytes();
+    if bytes.first() == Some(&b'0') {
+        return None;
+    }
+    let mut pid = 0u64;
+    let mut n = 0;
+    while let Some(&b) = bytes.get(n) {
+        let d = b.wrapping_sub(b'0');
+        if d >= 10 {
+            if b != end {
+                return None;
+            }
+            break;
+        }
+        if n == 10 {
+            return None;
+        }
+        pid = pid * 10 + u64::from(d);
+        n += 1;
+    }
+    if n == 0 {
+        return None;
+    }
+    // The digits are ASCII: `n` is a char boundary.
+    Some((u32::try_from(pid).ok()?, &text[n..]))
 }
 
 /// Understands one sshd message; `None` for everything that does not open or close a
@@ -116,15 +272,10 @@ pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
         return parse_accepted(rest);
     }
     if let Some(rest) = message.strip_prefix("User child is on pid ") {
-        return rest
-            .trim()
-            .parse()
-            .ok()
-            .map(|child| SshdMessage::UserChild { child });
+        return parse_pid(rest).map(|child| SshdMessage::UserChild { child });
     }
-    if let Some(rest) = message.strip_prefix("pam_unix(sshd:session): session closed for user ") {
-        let user = rest.trim();
-        return valid_user(user).then_some(SshdMessage::PamClosed { user });
+    if let Some(user) = message.strip_prefix("pam_unix(sshd:session): session closed for user ") {
+        return is_valid_logged_user(user).then_some(SshdMessage::PamClosed { user });
     }
     for prefix in [
         "Disconnected from ",
@@ -156,12 +307,16 @@ fn may_matter(message: &str) -> bool {
 /// `publickey for USER from IP port PORT ssh2: TYPE FP [ID ...]` and the other methods.
 fn parse_accepted(rest: &str) -> Option<SshdMessage<'_>> {
     let (method, rest) = rest.split_once(" for ")?;
-    let method = method.split('/').next()?;
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+    // `keyboard-interactive/pam`: the submethod is checked too, and dropped.
+    let (method, submethod) = match method.split_once('/') {
+        Some((method, submethod)) => (method, Some(submethod)),
+        None => (method, None),
+    };
+    if !is_valid_method(method) || submethod.is_some_and(|s| !is_valid_method(s)) {
         return None;
     }
     let (user, rest) = rest.split_once(" from ")?;
-    if !valid_user(user) {
+    if !is_valid_logged_user(user) {
         return None;
     }
     let (ip, port) = ip_port(rest)?;
@@ -170,7 +325,7 @@ fn parse_accepted(rest: &str) -> Option<SshdMessage<'_>> {
             let mut words = key.split(' ');
             let key_type = words.next()?;
             let fingerprint = words.next()?;
-            if !fingerprint.starts_with("SHA256:") || key_type.is_empty() {
+            if !is_valid_key_type(key_type) || !is_valid_fingerprint(fingerprint) {
                 return None;
             }
             Some(LoggedKey {
@@ -206,8 +361,58 @@ fn ip_port(text: &str) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
-fn valid_user(user: &str) -> bool {
-    !user.is_empty() && user.len() <= 64 && !user.contains([' ', '\t'])
+/// A user name as sshd logs it: 1 to 100 bytes (sshd logs at most 100), printable
+/// ASCII, no whitespace. sshd writes any other byte of a name as a `\ooo` escape, so a
+/// raw control character, space or non-ASCII byte never comes from sshd. This is wider
+/// than [`crate::config::is_valid_user_name`] (32 bytes, `useradd`'s characters): names
+/// from NSS (LDAP, SSSD: `john.doe@corp.example`) log in too, and their sessions are
+/// reported, but the rule shares its aim: nothing that could break a line or a field.
+pub fn is_valid_logged_user(user: &str) -> bool {
+    (1..=100).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An authentication method (or submethod) name: 1 to 32 of `[a-z0-9-]`.
+pub fn is_valid_method(method: &str) -> bool {
+    (1..=32).contains(&method.len())
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A key type as sshd logs it (`ED25519`, `RSA-CERT`, `ECDSA-SK`): 1 to 32 of
+/// `[A-Z0-9-]`.
+pub fn is_valid_key_type(key_type: &str) -> bool {
+    (1..=32).contains(&key_type.len())
+        && key_type
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A key fingerprint as sshd logs it: `SHA256:` and the 43 characters of unpadded
+/// base64 that encode 32 bytes (the last one carrying no stray bits), or `MD5:` and 16
+/// lowercase hex pairs separated by colons (`FingerprintHash md5`).
+pub fn is_valid_fingerprint(fingerprint: &str) -> bool {
+    const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if let Some(digest) = fingerprint.strip_prefix("SHA256:") {
+        let bytes = digest.as_bytes();
+        // 43 sextets are 258 bits: the last character's two low bits are padding.
+        return bytes.len() == 43
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+            && BASE64
+                .iter()
+                .position(|&c| Some(&c) == bytes.last())
+                .is_some_and(|sextet| sextet % 4 == 0);
+    }
+    if let Some(digest) = fingerprint.strip_prefix("MD5:") {
+        return digest.len() == 47
+            && digest.bytes().enumerate().all(|(i, b)| match i % 3 {
+                2 => b == b':',
+                _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
+            });
+    }
+    false
 }
 
 #[cfg(test)]
@@ -219,9 +424,19 @@ mod tests {
         std::fs::read_to_string(path).expect("fixture")
     }
 
+    fn at(text: &str) -> OffsetDateTime {
+        crate::timefmt::parse(text).expect("time")
+    }
+
+    /// UTC, read on 1 December 2026.
+    fn ctx() -> StampContext {
+        StampContext::utc(at("2026-12-01T00:00:00Z"))
+    }
+
     fn messages(text: &str) -> Vec<(u32, SshdMessage<'_>)> {
+        let stamps = ctx();
         text.lines()
-            .filter_map(|l| parse_syslog_line(l, 2026))
+            .filter_map(|l| parse_syslog_line(l, &stamps))
             .filter_map(|r| parse_message(r.message).map(|m| (r.pid, m)))
             .collect()
     }
@@ -277,7 +492,7 @@ mod tests {
     #[test]
     fn openssh_7_4_with_bsd_timestamps_and_password_logins() {
         let text = fixture("openssh-7.4-centos7.log");
-        let record = parse_syslog_line(text.lines().nth(1).expect("line"), 2026).expect("sshd");
+        let record = parse_syslog_line(text.lines().nth(1).expect("line"), &ctx()).expect("sshd");
         assert_eq!(record.at, crate::timefmt::parse("2026-11-24T09:15:02Z"));
         let found = messages(&text);
         assert!(found.contains(&(
@@ -362,7 +577,547 @@ mod tests {
             "a b sshd[1]: Disconnected from user",
             "Nov 99 99:99:99 h sshd[1]: User child is on pid x",
         ] {
-            let _ = parse_syslog_line(line, 2026).map(|r| parse_message(r.message));
+            let _ = parse_syslog_line(line, &ctx()).map(|r| parse_message(r.message));
+        }
+    }
+
+    const FP: &str = "SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0";
+    const MSG: &str = "Accepted password for alice from 10.0.0.1 port 1000 ssh2";
+    const NEW_YORK: &str = "EST5EDT,M3.2.0,M11.1.0";
+    const PARIS: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
+
+    fn zone(rule: &str, reference: &str) -> StampContext {
+        StampContext::new(LocalZone::posix(rule).expect("rule"), at(reference))
+    }
+
+    /// The pid, time and message of a line under `stamps`.
+    fn read<'a>(
+        line: &'a str,
+        stamps: &StampContext,
+    ) -> Option<(u32, Option<OffsetDateTime>, &'a str)> {
+        parse_syslog_line(line, stamps).map(|r| (r.pid, r.at, r.message))
+    }
+
+    #[test]
+    fn every_header_format_sshd_reaches_files_in() {
+        let utc = ctx();
+        let paris = zone(PARIS, "2026-12-01T00:00:00Z");
+        let sd = r#"[exampleSDID@32473 iut="3" eventSource="App"][x@1 a="b\"c\]d\\"]"#;
+        let cases = [
+            // RFC 3164 / BSD, local time, no year; the day zero- or space-padded.
+            (format!("Nov 29 10:00:00 host sshd[123]: {MSG}"), &utc, "2026-11-29T10:00:00Z"),
+            (format!("Nov  9 10:00:00 host sshd[123]: {MSG}"), &utc, "2026-11-09T10:00:00Z"),
+            (format!("Nov 09 10:00:00 h sshd-session[123]: {MSG}"), &utc, "2026-11-09T10:00:00Z"),
+            (format!("Nov 29 10:00:00 host sshd[123]: {MSG}"), &paris, "2026-11-29T09:00:00Z"),
+            // journalctl short-precise.
+            (format!("Nov 29 10:00:00.123456 host sshd[123]: {MSG}"), &paris, "2026-11-29T09:00:00.123456Z"),
+            // rsyslog's RSYSLOG_FileFormat: the zone is in the stamp, not the system's.
+            (format!("2026-11-29T10:00:00.123456+01:00 host sshd[123]: {MSG}"), &utc, "2026-11-29T09:00:00.123456Z"),
+            (format!("2026-11-29T10:00:00Z host sshd[123]: {MSG}"), &paris, "2026-11-29T10:00:00Z"),
+            (format!("2026-11-29T10:00:00.5-05:30 host sshd[123]: {MSG}"), &utc, "2026-11-29T15:30:00.5Z"),
+            // journalctl short-iso (old and new offset forms).
+            (format!("2026-11-29T10:00:00+0100 host sshd[123]: {MSG}"), &utc, "2026-11-29T09:00:00Z"),
+            // journalctl short-full: the abbreviation must be the local zone's then, or UTC.
+            (format!("Sun 2026-11-29 10:00:00 CET host sshd[123]: {MSG}"), &paris, "2026-11-29T09:00:00Z"),
+            (format!("Wed 2026-07-29 10:00:00 CEST host sshd[123]: {MSG}"), &paris, "2026-07-29T08:00:00Z"),
+            (format!("Sun 2026-11-29 10:00:00 UTC host sshd[123]: {MSG}"), &paris, "2026-11-29T10:00:00Z"),
+            (format!("Sun 2026-11-29 10:00:00 GMT host sshd[123]: {MSG}"), &paris, "2026-11-29T10:00:00Z"),
+            // journalctl short-unix.
+            (format!("1764410400.123456 host sshd[123]: {MSG}"), &paris, "2025-11-29T10:00:00.123456Z"),
+            (format!("1764410400 host sshd[123]: {MSG}"), &utc, "2025-11-29T10:00:00Z"),
+            // RFC 5424: no structured data, blocks of it, a BOM, rsyslog's legacy space.
+            (format!("<38>1 2026-11-29T10:00:00.1Z host sshd 123 - - {MSG}"), &utc, "2026-11-29T10:00:00.1Z"),
+            (format!("<38>1 2026-11-29T10:00:00+01:00 h.example sshd-session 123 ID47 {sd} \u{feff}{MSG}"), &utc, "2026-11-29T09:00:00Z"),
+            (format!("<86>1 2026-11-29T10:00:00Z - sshd 123 - {sd}  {MSG}"), &utc, "2026-11-29T10:00:00Z"),
+            (format!("<0>1 2026-11-29T10:00:00Z host sshd 123 - - {MSG}\r\n"), &utc, "2026-11-29T10:00:00Z"),
+        ];
+        for (line, stamps, expected) in &cases {
+            assert_eq!(
+                read(line, stamps),
+                Some((123, Some(at(expected)), MSG)),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stamp_that_cannot_be_read_is_none_but_the_header_still_counts() {
+        let paris = zone(PARIS, "2026-12-01T00:00:00Z");
+        for line in [
+            "Nov 31 10:00:00 host sshd[7]: User child is on pid 8",
+            "Nov 29 24:00:00 host sshd[7]: User child is on pid 8",
+            "Nov 29 10:61:00 host sshd[7]: User child is on pid 8",
+            "2026-13-01T10:00:00Z host sshd[7]: User child is on pid 8",
+            "2026-02-29T10:00:00Z host sshd[7]: User child is on pid 8",
+            "2026-11-29T10:00:60Z host sshd[7]: User child is on pid 8",
+            "9999-12-31T23:59:59-23:59 host sshd[7]: User child is on pid 8",
+            "999999999999 host sshd[7]: User child is on pid 8",
+            // Not the zone's abbreviation then, or not at all; a weekday that is wrong.
+            "Sun 2026-11-29 10:00:00 CEST host sshd[7]: User child is on pid 8",
+            "Sun 2026-11-29 10:00:00 PST host sshd[7]: User child is on pid 8",
+            "Mon 2026-11-29 10:00:00 CET host sshd[7]: User child is on pid 8",
+            "<38>1 - host sshd 7 - - User child is on pid 8",
+        ] {
+            assert_eq!(
+                read(line, &paris),
+                Some((7, None, "User child is on pid 8")),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_tag_in_the_third_field_is_sshd_s() {
+        let login = "Accepted password for root from 1.2.3.4 port 22 ssh2";
+        for line in [
+            // sudo logs the command line: its text is not a tag.
+            format!("Nov 29 10:00:00 host sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/echo x sshd[4242]: {login}"),
+            format!("Nov 29 10:00:00 host sudo[77]: alice : COMMAND=/usr/bin/logger sshd[4242]: {login}"),
+            format!("2026-11-29T10:00:00Z host alice: Nov 29 10:00:00 host sshd[4242]: {login}"),
+            // The tag elsewhere than the third field.
+            format!("Nov 29 10:00:00 host extra sshd[4242]: {login}"),
+            format!("Nov 29 10:00:00 sshd[4242]: {login}"),
+            format!("Nov 29 10:00:00  host sshd[4242]: {login}"),
+            format!("2026-11-29T10:00:00Z host  sshd[4242]: {login}"),
+            format!("host sshd[4242]: {login}"),
+            format!("sshd[4242]: {login}"),
+            format!("x Nov 29 10:00:00 host sshd[4242]: {login}"),
+            // Not exactly sshd, or no pid as syslog writes one.
+            format!("Nov 29 10:00:00 host sshd2[4242]: {login}"),
+            format!("Nov 29 10:00:00 host xsshd[4242]: {login}"),
+            format!("Nov 29 10:00:00 host SSHD[4242]: {login}"),
+            format!("Nov 29 10:00:00 host sshd: {login}"),
+            format!("Nov 29 10:00:00 host sshd[]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[0]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[+4242]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[-4242]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[04242]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[ 4242]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[4294967296]: {login}"),
+            format!("Nov 29 10:00:00 host sshd[4242]:{login}"),
+            format!("Nov 29 10:00:00 host sshd[4242] {login}"),
+            format!("Nov 29 10:00:00 host\tsshd[4242]: {login}"),
+            // Stamps of no known shape.
+            format!("Nov 9 10:00:00 host sshd[4242]: {login}"),
+            format!("nov 29 10:00:00 host sshd[4242]: {login}"),
+            format!("Nov 29 10:00 host sshd[4242]: {login}"),
+            format!("Nov 29 10:00:00. host sshd[4242]: {login}"),
+            format!("2026-11-29 10:00:00 host sshd[4242]: {login}"),
+            format!("2026-11-29T10:00:00 host sshd[4242]: {login}"),
+            format!("2026-11-29T10:00:00+1 host sshd[4242]: {login}"),
+            format!("2026-11-29T10:00:00+24:00 host sshd[4242]: {login}"),
+            format!("Sun 2026-11-29 10:00:00 host sshd[4242]: {login}"),
+            format!("[ 1234.567890] host sshd[4242]: {login}"),
+            format!("1764410400. host sshd[4242]: {login}"),
+            format!("-1764410400 host sshd[4242]: {login}"),
+            // RFC 5424 done wrong.
+            format!("<38>2 2026-11-29T10:00:00Z host sshd 4242 - - {login}"),
+            format!("<192>1 2026-11-29T10:00:00Z host sshd 4242 - - {login}"),
+            format!("<>1 2026-11-29T10:00:00Z host sshd 4242 - - {login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host sshd 04242 - - {login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host logger 4242 - - sshd 4242 - - {login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host sshd 4242 - {login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host sshd 4242 - [x a=b] {login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host sshd 4242 - [x a=\"b] {login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host sshd 4242 - [x a=\"b\"]{login}"),
+            format!("<38>1 2026-11-29T10:00:00Z host sshd 4242 - [] {login}"),
+            format!("<38>1 2026-11-29 host sshd 4242 - - {login}"),
+        ] {
+            assert_eq!(read(&line, &ctx()), None, "{line}");
+        }
+        assert!(read("<38>1 2026-11-29T10:00:00Z host sshd 4242 - -", &ctx()).is_some());
+        assert!(read("Nov 29 10:00:00 host sshd[4242]:", &ctx()).is_some());
+    }
+
+    #[test]
+    fn local_stamps_are_read_in_the_zone_not_as_utc() {
+        let new_york = zone(NEW_YORK, "2026-12-01T00:00:00Z");
+        let line = "Nov 29 10:00:00 host sshd[1]: User child is on pid 2";
+        assert_eq!(
+            read(line, &new_york).and_then(|r| r.1),
+            Some(at("2026-11-29T15:00:00Z"))
+        );
+        // Summer time, and the same zone from TZif data.
+        let july = "Jul 29 10:00:00 host sshd[1]: User child is on pid 2";
+        assert_eq!(
+            read(july, &new_york).and_then(|r| r.1),
+            Some(at("2026-07-29T14:00:00Z"))
+        );
+        let tzif = StampContext::new(
+            LocalZone::tzif(&tzif_with_footer(NEW_YORK)).expect("tzif"),
+            at("2026-12-01T00:00:00Z"),
+        );
+        assert_eq!(
+            read(line, &tzif).and_then(|r| r.1),
+            Some(at("2026-11-29T15:00:00Z"))
+        );
+        assert_eq!(
+            read(july, &tzif).and_then(|r| r.1),
+            Some(at("2026-07-29T14:00:00Z"))
+        );
+    }
+
+    /// A minimal TZif (version 2) file: no transitions, one type, and a POSIX footer.
+    fn tzif_with_footer(rule: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            out.extend_from_slice(b"TZif2");
+            out.extend_from_slice(&[0; 15]);
+            // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+            for count in [0u32, 0, 0, 0, 1, 4] {
+                out.extend_from_slice(&count.to_be_bytes());
+            }
+            out.extend_from_slice(&(-18000i32).to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(b"EST\0");
+        }
+        out.extend_from_slice(format!("\n{rule}\n").as_bytes());
+        out
+    }
+
+    #[test]
+    fn a_year_less_stamp_takes_the_year_nearest_the_reference_and_not_after_it() {
+        let line = |stamp: &str| format!("{stamp} host sshd[1]: User child is on pid 2");
+        let time =
+            |stamp: &str, stamps: &StampContext| read(&line(stamp), stamps).and_then(|r| r.1);
+        // Read just after midnight on New Year's Day (New York): last year's line.
+        let new_year = zone(NEW_YORK, "2027-01-01T05:00:05Z");
+        assert_eq!(
+            time("Dec 31 23:59:59", &new_year),
+            Some(at("2027-01-01T04:59:59Z"))
+        );
+        assert_eq!(
+            time("Jan  1 00:00:01", &new_year),
+            Some(at("2027-01-01T05:00:01Z"))
+        );
+        // Read just before midnight: a line a second or a day ahead is next year's,
+        // one more than a day ahead is from the January before.
+        let eve = zone(NEW_YORK, "2027-01-01T04:59:59Z");
+        assert_eq!(
+            time("Jan  1 00:00:01", &eve),
+            Some(at("2027-01-01T05:00:01Z"))
+        );
+        assert_eq!(
+            time("Jan  1 23:59:59", &eve),
+            Some(at("2027-01-02T04:59:59Z"))
+        );
+        assert_eq!(
+            time("Jan  2 00:00:00", &eve),
+            Some(at("2026-01-02T05:00:00Z"))
+        );
+        assert_eq!(
+            time("Dec 31 23:59:58", &eve),
+            Some(at("2027-01-01T04:59:58Z"))
+        );
+        // An old file read in March: its 29 February is the last one there was.
+        let march = StampContext::utc(at("2027-03-01T00:00:00Z"));
+        assert_eq!(
+            time("Feb 29 12:00:00", &march),
+            Some(at("2024-02-29T12:00:00Z"))
+        );
+        assert_eq!(
+            time("Mar  1 12:00:00", &march),
+            Some(at("2027-03-01T12:00:00Z"))
+        );
+        assert_eq!(
+            time("Mar  2 12:00:00", &march),
+            Some(at("2026-03-02T12:00:00Z"))
+        );
+        // References at the ends of time do not panic.
+        for reference in [
+            OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT),
+            OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX),
+        ] {
+            for stamps in [
+                StampContext::utc(reference),
+                StampContext::new(LocalZone::posix(NEW_YORK).expect("rule"), reference),
+            ] {
+                let _ = time("Dec 31 23:59:59", &stamps);
+                let _ = time("Jan  1 00:00:00", &stamps);
+            }
+        }
+    }
+
+    #[test]
+    fn daylight_saving_changes_neither_panic_nor_guess() {
+        let new_york = zone(NEW_YORK, "2026-12-01T00:00:00Z");
+        let time = |stamp: &str| {
+            let line = format!("{stamp} host sshd[1]: User child is on pid 2");
+            read(&line, &new_york).map(|r| r.1)
+        };
+        // 1 November 2026: 01:30 happens twice; the first (EDT, -04:00) is taken.
+        assert_eq!(
+            time("Nov  1 01:30:00"),
+            Some(Some(at("2026-11-01T05:30:00Z")))
+        );
+        // short-full's abbreviation tells the two apart.
+        assert_eq!(
+            time("Sun 2026-11-01 01:30:00 EDT"),
+            Some(Some(at("2026-11-01T05:30:00Z")))
+        );
+        assert_eq!(
+            time("Sun 2026-11-01 01:30:00 EST"),
+            Some(Some(at("2026-11-01T06:30:00Z")))
+        );
+        // 8 March 2026: 02:30 never happens; the record stands, its time is unreadable.
+        assert_eq!(time("Mar  8 02:30:00"), Some(None));
+        assert_eq!(time("Sun 2026-03-08 02:30:00 EST"), Some(None));
+        assert_eq!(
+            time("Mar  8 03:00:00"),
+            Some(Some(at("2026-03-08T07:00:00Z")))
+        );
+    }
+
+    fn accepted(line: &str) -> Option<SshdMessage<'_>> {
+        parse_message(line)
+    }
+
+    #[test]
+    fn user_names_from_the_log_are_checked() {
+        let login = |user: &str| {
+            format!("Accepted publickey for {user} from 10.0.0.1 port 1000 ssh2: ED25519 {FP}")
+        };
+        let closed = |user: &str| format!("pam_unix(sshd:session): session closed for user {user}");
+        for user in [
+            "a".repeat(100),
+            "john.doe@corp.example".into(),
+            r"CORP\alice".into(),
+            "u$".into(),
+        ] {
+            assert!(
+                matches!(accepted(&login(&user)), Some(SshdMessage::Accepted { user: u, .. }) if u == user),
+                "{user}"
+            );
+            assert_eq!(
+                accepted(&closed(&user)),
+                Some(SshdMessage::PamClosed { user: &user })
+            );
+        }
+        for user in [
+            "a".repeat(101),
+            String::new(),
+            "ali\u{7}ce".into(),
+            "ali\u{1b}[31mce".into(),
+            "ali\tce".into(),
+            "ali\u{a0}ce".into(),
+            "alïce".into(),
+            "\u{202e}ecila".into(),
+            "ali\u{7f}".into(),
+        ] {
+            assert_eq!(accepted(&login(&user)), None, "{user:?}");
+            assert_eq!(accepted(&closed(&user)), None, "{user:?}");
+        }
+        assert_eq!(
+            accepted("pam_unix(sshd:session): session closed for user alice "),
+            None
+        );
+    }
+
+    #[test]
+    fn fingerprints_methods_and_key_types_are_checked() {
+        let login = |method: &str, key: &str| {
+            format!("Accepted {method} for alice from 10.0.0.1 port 1000 ssh2: {key}")
+        };
+        let md5 = "MD5:0f:1e:2d:3c:4b:5a:69:78:87:96:a5:b4:c3:d2:e1:f0";
+        for (method, key) in [
+            ("publickey", format!("ED25519 {FP}")),
+            (
+                "publickey",
+                format!("ED25519-CERT {FP} ID alice (serial 1) CA ED25519 {FP}"),
+            ),
+            ("publickey", format!("ECDSA-SK {md5}")),
+            (
+                "publickey",
+                "RSA SHA256:nzbw7nSRU8sOYCgwYoEye4rs7rA7ylpgjIegQSCJV8Q".into(),
+            ),
+            ("keyboard-interactive/pam", format!("RSA {FP}")),
+            ("gssapi-with-mic", format!("RSA {FP}")),
+        ] {
+            assert!(
+                matches!(
+                    accepted(&login(method, &key)),
+                    Some(SshdMessage::Accepted { .. })
+                ),
+                "{method} {key}"
+            );
+        }
+        for (method, key) in [
+            (
+                "publickey",
+                "ED25519 SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj".into(),
+            ),
+            ("publickey", format!("ED25519 {FP}A")),
+            (
+                "publickey",
+                "ED25519 SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0=".into(),
+            ),
+            (
+                "publickey",
+                "ED25519 SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj-".into(),
+            ),
+            // 43 characters, but the last one has bits past the 32 bytes.
+            (
+                "publickey",
+                "ED25519 SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj1".into(),
+            ),
+            (
+                "publickey",
+                "ED25519 sha256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0".into(),
+            ),
+            (
+                "publickey",
+                "ED25519 MD5:0F:1E:2D:3C:4B:5A:69:78:87:96:A5:B4:C3:D2:E1:F0".into(),
+            ),
+            (
+                "publickey",
+                "ED25519 MD5:0f:1e:2d:3c:4b:5a:69:78:87:96:a5:b4:c3:d2:e1".into(),
+            ),
+            (
+                "publickey",
+                "ED25519 MD5:0f1e:2d:3c:4b:5a:69:78:87:96:a5:b4:c3:d2:e1:f0:".into(),
+            ),
+            ("publickey", "ED25519".into()),
+            ("publickey", format!("ed25519 {FP}")),
+            ("publickey", format!("ED25519\u{1b}[0m {FP}")),
+            ("publickey", format!("{} {FP}", "A".repeat(33))),
+            ("publickey", format!(" {FP}")),
+            ("PublicKey", format!("ED25519 {FP}")),
+            ("keyboard-interactive/PAM", format!("ED25519 {FP}")),
+            ("keyboard-interactive/", format!("ED25519 {FP}")),
+            (&"a".repeat(33), format!("ED25519 {FP}")),
+            ("", format!("ED25519 {FP}")),
+        ] {
+            assert_eq!(accepted(&login(method, &key)), None, "{method} {key}");
+        }
+        assert_eq!(
+            accepted("User child is on pid 5"),
+            Some(SshdMessage::UserChild { child: 5 })
+        );
+        for child in ["+5", "05", "0", "-5", " 5", "5 ", "4294967296", ""] {
+            assert_eq!(
+                accepted(&format!("User child is on pid {child}")),
+                None,
+                "{child}"
+            );
+        }
+    }
+
+    mod never_panic {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PIECES: &[&str] = &[
+            "Nov",
+            "Sun",
+            " ",
+            "  ",
+            "29",
+            " 9",
+            ":",
+            "10:00:00",
+            ".",
+            "123456",
+            "2026-11-29",
+            "T",
+            "Z",
+            "+01:00",
+            "-0530",
+            "CET",
+            "UTC",
+            "1764410400",
+            "host",
+            "sshd",
+            "sshd-session",
+            "[",
+            "]",
+            "]:",
+            "4242",
+            "0",
+            "+",
+            "<38>1",
+            "<",
+            ">",
+            "-",
+            "\"",
+            "\\",
+            "=",
+            "\u{feff}",
+            "Accepted ",
+            "publickey",
+            " for ",
+            "alice",
+            " from ",
+            "10.0.0.1",
+            "::1",
+            " port ",
+            "22",
+            " ssh2: ",
+            "ED25519",
+            FP,
+            "User child is on pid ",
+            "Disconnected from ",
+            "user ",
+            "pam_unix(sshd:session): session closed for user ",
+            "[preauth]",
+            "é",
+            "\t",
+            "\u{0}",
+            "\r",
+            "\n",
+        ];
+
+        fn contexts() -> Vec<StampContext> {
+            vec![
+                ctx(),
+                zone(NEW_YORK, "2026-03-08T07:30:00Z"),
+                StampContext::utc(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX)),
+                StampContext::utc(OffsetDateTime::new_utc(
+                    time::Date::MIN,
+                    time::Time::MIDNIGHT,
+                )),
+            ]
+        }
+
+        fn check(line: &str, contexts: &[StampContext]) {
+            for stamps in contexts {
+                if let Some(record) = parse_syslog_line(line, stamps) {
+                    let _ = parse_message(record.message);
+                }
+            }
+            let _ = parse_message(line);
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_strings(line in any::<String>()) {
+                check(&line, &contexts());
+            }
+
+            #[test]
+            fn arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+                check(&String::from_utf8_lossy(&bytes), &contexts());
+            }
+
+            #[test]
+            fn lines_made_of_header_pieces(pieces in prop::collection::vec(prop::sample::select(PIECES), 0..40)) {
+                check(&pieces.concat(), &contexts());
+            }
+
+            #[test]
+            fn real_headers_with_arbitrary_tails(
+                head in prop::sample::select(&[
+                    "Nov 29 10:00:00 host sshd[1]: ",
+                    "2026-11-29T10:00:00.1+01:00 host sshd-session[1]: ",
+                    "Sun 2026-11-29 10:00:00 CET host sshd[1]: ",
+                    "1764410400.5 host sshd[1]: ",
+                    "<38>1 2026-11-29T10:00:00Z host sshd 1 - ",
+                    "<38>1 - host sshd 1 - [a b=\"",
+                    "Accepted publickey for ",
+                ][..]),
+                tail in any::<String>(),
+            ) {
+                check(&format!("{head}{tail}"), &contexts());
+            }
         }
     }
 }

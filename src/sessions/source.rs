@@ -458,7 +458,7 @@ pub async fn follow_file(path: PathBuf, start: Option<Position>, tx: mpsc::Sende
             watcher = None;
         }
     }
-    let year = OffsetDateTime::now_utc().year();
+    let mut stamps = parse::StampContext::system(OffsetDateTime::now_utc());
     let mut current: Option<Followed> = None;
     let mut rotated: Vec<Followed> = Vec::new();
     let mut fresh_start = start.is_none();
@@ -470,9 +470,10 @@ pub async fn follow_file(path: PathBuf, start: Option<Position>, tx: mpsc::Sende
         tokio::time::sleep_until(last_read + READ_COALESCE).await;
         while wake_rx.try_recv().is_ok() {}
         last_read = tokio::time::Instant::now();
+        stamps.set_reference(OffsetDateTime::now_utc());
         // Lines still landing in a rotated file (the writer not yet reopened) come first.
         for old in &mut rotated {
-            if !drain(old, year, &tx).await {
+            if !drain(old, &stamps, &tx).await {
                 return;
             }
         }
@@ -482,13 +483,13 @@ pub async fn follow_file(path: PathBuf, start: Option<Position>, tx: mpsc::Sende
                 // No saved position: do not replay the file's history; read the lines of
                 // the sshd processes alive now, then follow from the end.
                 fresh_start = false;
-                if !recover_from_file(followed, year, &tx).await {
+                if !recover_from_file(followed, &stamps, &tx).await {
                     return;
                 }
             }
         }
         if let Some(followed) = current.as_mut() {
-            if !drain(followed, year, &tx).await {
+            if !drain(followed, &stamps, &tx).await {
                 return;
             }
             let now_at_path = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
@@ -540,7 +541,11 @@ fn open_followed(path: &Path, resume: Option<Position>) -> Option<Followed> {
 
 /// Sends the lines of the sshd connection processes alive now from the start of the
 /// file, then moves `followed` to its end; false when the receiver is gone.
-async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -> bool {
+async fn recover_from_file(
+    followed: &mut Followed,
+    stamps: &parse::StampContext,
+    tx: &mpsc::Sender<LogItem>,
+) -> bool {
     let pids = procs::sshd_session_monitors();
     let size = followed.file.metadata().map(|m| m.len()).unwrap_or(0);
     if !pids.is_empty() {
@@ -554,7 +559,7 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
             };
-            let Some(record) = parse::parse_syslog_line(line, year) else {
+            let Some(record) = parse::parse_syslog_line(line, stamps) else {
                 continue;
             };
             if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
@@ -578,7 +583,11 @@ async fn recover_from_file(followed: &mut Followed, year: i32, tx: &mpsc::Sender
 }
 
 /// Reads what is new in `followed` and sends it; false when the receiver is gone.
-async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -> bool {
+async fn drain(
+    followed: &mut Followed,
+    stamps: &parse::StampContext,
+    tx: &mpsc::Sender<LogItem>,
+) -> bool {
     let size = followed.file.metadata().map(|m| m.len()).unwrap_or(0);
     if size < followed.offset {
         // Truncated in place (copytruncate): start over from the top.
@@ -616,7 +625,7 @@ async fn drain(followed: &mut Followed, year: i32, tx: &mpsc::Sender<LogItem>) -
             let Ok(text) = std::str::from_utf8(line) else {
                 continue;
             };
-            if let Some(record) = parse::parse_syslog_line(text, year) {
+            if let Some(record) = parse::parse_syslog_line(text, stamps) {
                 if parse::parse_message(record.message).is_some() {
                     let position = followed.position(followed.offset + consumed as u64);
                     if !send_record(tx, &record, read_at, position).await {
@@ -663,9 +672,9 @@ mod tests {
             origin: Origin::File { read_at: 0 },
         };
         let old_login =
-            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:old";
+            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:ooooooooooooooooooooooooooooooooooooooooooA";
         let new_login =
-            "Accepted publickey for bob from 10.0.0.2 port 2000 ssh2: ED25519 SHA256:new";
+            "Accepted publickey for bob from 10.0.0.2 port 2000 ssh2: ED25519 SHA256:nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnA";
         let records = vec![
             record(700, old_login),
             record(700, "User child is on pid 701"),

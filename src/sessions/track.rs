@@ -272,7 +272,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::parse::{parse_message, parse_syslog_line};
+    use crate::sessions::parse::{parse_message, parse_syslog_line, StampContext};
 
     const SEEN: Seen = Seen {
         proof: Proof::LogText,
@@ -292,7 +292,7 @@ mod tests {
         let now = crate::timefmt::now();
         let mut events = Vec::new();
         for line in text.lines() {
-            if let Some(record) = parse_syslog_line(line, 2026) {
+            if let Some(record) = parse_syslog_line(line, &StampContext::utc(now)) {
                 if let Some(message) = parse_message(record.message) {
                     events.extend(tracker.observe(&record, message, now, SEEN, &lookups));
                 }
@@ -393,7 +393,8 @@ mod tests {
             process_start: &process_start,
         };
         for line in opened_only.lines().filter(|l| l.contains("30788")) {
-            let record = parse_syslog_line(line, 2026).expect("sshd line");
+            let stamps = StampContext::utc(crate::timefmt::now());
+            let record = parse_syslog_line(line, &stamps).expect("sshd line");
             if let Some(message) = parse_message(record.message) {
                 let now = crate::timefmt::now();
                 assert!(
@@ -414,7 +415,9 @@ mod tests {
     #[test]
     fn live_sessions_close_only_when_the_kernel_says_and_a_second_login_contests() {
         let mut tracker = Tracker::new("boot", Vec::new(), Closing::ProcessExit);
-        let key_id = |_: &str, fp: &str| (fp == "SHA256:aaa").then(|| "key_a".to_owned());
+        let key_id = |_: &str, fp: &str| {
+            (fp == "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA").then(|| "key_a".to_owned())
+        };
         let process_start = |pid: u32| (pid == 700).then_some(4242);
         let lookups = Lookups {
             key_id: &key_id,
@@ -434,7 +437,7 @@ mod tests {
             let parsed = parse_message(message).expect("understood");
             tracker.observe(&record, parsed, now, seen, &lookups)
         };
-        let login = "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:aaa";
+        let login = "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA";
         let opened = feed(&mut tracker, login);
         assert_eq!(opened.len(), 1);
         assert_eq!(opened[0].key_id.as_deref(), Some("key_a"));
@@ -454,7 +457,7 @@ mod tests {
         assert!(tracker.take_contested().is_empty());
         // Another login claimed for the same process: contested, the key forgotten.
         let forged =
-            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:bbb";
+            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbA";
         assert!(feed(&mut tracker, forged).is_empty());
         let contested = tracker.take_contested();
         assert_eq!(contested.len(), 1);

@@ -754,6 +754,7 @@ fn journalctl_grep_keeps_every_message_the_parser_needs_and_drops_the_noise() {
     }
     // Every captured line, sent to the real journald under an identifier of this test,
     // then read back through the real journalctl with and without the agent's pattern.
+    let stamps = parse::StampContext::utc(time::OffsetDateTime::now_utc());
     let mut messages = Vec::new();
     for name in [
         "noise.log",
@@ -764,7 +765,7 @@ fn journalctl_grep_keeps_every_message_the_parser_needs_and_drops_the_noise() {
         let path = format!("{}/tests/fixtures/sshd/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("fixture");
         for line in text.lines() {
-            if let Some(record) = parse::parse_syslog_line(line, 2026) {
+            if let Some(record) = parse::parse_syslog_line(line, &stamps) {
                 messages.push(record.message.to_owned());
             }
         }
