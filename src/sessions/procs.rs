@@ -168,21 +168,27 @@ pub fn stat(pid: u32) -> Option<ProcStat> {
 
 /// The pure reading of `stat` and `status` texts.
 pub fn parse_stat(pid: u32, stat: &str, status: &str) -> Option<ProcStat> {
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
     let mut uids = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))?
         .split_ascii_whitespace()
         .map(|u| u.parse::<u32>().ok());
+    let (uid, euid) = (uids.next()??, uids.next()??);
+    parse_stat_line(pid, stat, uid, euid)
+}
+
+/// The pure reading of a `stat` text, with the uids known otherwise.
+fn parse_stat_line(pid: u32, stat: &str, uid: u32, euid: u32) -> Option<ProcStat> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
     Some(ProcStat {
         pid,
         zombie: matches!(fields.first(), Some(&"Z") | Some(&"X")),
         ppid: fields.get(1)?.parse().ok()?,
         sid: fields.get(3)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
-        uid: uids.next()??,
-        euid: uids.next()??,
+        uid,
+        euid,
     })
 }
 
@@ -205,9 +211,20 @@ pub fn title_of(cmdline: &[u8]) -> String {
         .replace('\0', " ")
 }
 
-/// Every process on the machine.
+/// Every process on the machine. The uid is the owner of `/proc/PID` (the effective
+/// uid; root for a process that is not dumpable), one `fstat` instead of reading
+/// `status`: a snapshot is taken in every round of ending a session.
 pub fn snapshot() -> Vec<ProcStat> {
-    pids().into_iter().filter_map(stat).collect()
+    use std::os::unix::fs::MetadataExt;
+    pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let dir = Path::new("/proc").join(pid.to_string());
+            let uid = std::fs::metadata(&dir).ok()?.uid();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            parse_stat_line(pid, &stat, uid, uid)
+        })
+        .collect()
 }
 
 /// The pids in `/proc` now.
