@@ -576,6 +576,9 @@ mod tests {
             "a b sshd[1]: Accepted password for u from 1.2.3.4 port 99999 ssh2",
             "a b sshd[1]: Disconnected from user",
             "Nov 99 99:99:99 h sshd[1]: User child is on pid x",
+            // Found by fuzzing (fuzz/regressions/log_line/clock-overflow).
+            "Jan  1 x0:00:00",
+            "Jan  1 x0:00:00 h sshd[1]: Accepted password for u from 1.2.3.4 port 5 ssh2",
         ] {
             let _ = parse_syslog_line(line, &ctx()).map(|r| parse_message(r.message));
         }

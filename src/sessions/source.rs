@@ -379,7 +379,8 @@ pub fn parse_journal_entry(
         let at = entry
             .realtime
             .and_then(|us| us.parse::<i128>().ok())
-            .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(us * 1000).ok());
+            .and_then(|us| us.checked_mul(1000))
+            .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok());
         let written_by = entry
             .monotonic
             .and_then(|us| us.parse::<u64>().ok())
@@ -722,6 +723,11 @@ mod tests {
             Some((None, "c2".to_owned()))
         );
         assert!(parse_journal_json("not json").is_none());
+        // Found by fuzzing (fuzz/regressions/journal_record/realtime-overflow.json): a
+        // receive time past i128's nanoseconds overflowed.
+        let huge = r#"{"__CURSOR":"","__REALTIME_TIMESTAMP":"1000000000000000000000000000000000000","_PID":"1","_UID":"0","_COMM":"sshd","_EXE":"/sshd","MESSAGE":""}"#;
+        let (record, _, _) = parse_journal_entry(huge, ticks).expect("entry");
+        assert_eq!(record.map(|r| r.at), Some(None));
     }
 
     #[test]

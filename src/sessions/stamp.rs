@@ -318,7 +318,7 @@ fn clock(bytes: &[u8], at: usize) -> Option<(Clock, usize)> {
     };
     let pair = |a: u8, b: u8| {
         let (a, b) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
-        (a < 10 && b < 10).then_some(a * 10 + b)
+        (a < 10 && b < 10).then(|| a * 10 + b)
     };
     let (nanos, len) = fraction(bytes, at + 8)?;
     let clock = Clock {
