@@ -31,6 +31,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
+# Each fuzz target briefly (fuzz/README.md); a crash fails. Under CI a missing nightly fails.
+fuzz/ci.sh 10
 # Benchmarks print figures and never fail on a slow machine; this only keeps them from rotting.
 scripts/bench.sh --quick
 
