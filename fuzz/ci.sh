@@ -35,9 +35,13 @@ cargo +nightly fuzz build "${flags[@]}" >"$scratch/build.log" 2>&1 || {
 for target in $(cargo +nightly fuzz list); do
     mkdir "$scratch/$target"
     log="$scratch/$target.log"
-    if ! cargo +nightly fuzz run "${flags[@]}" "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
+    # The inputs that once crashed a target are replayed too, with the corpus.
+    corpora=("$scratch/$target" "fuzz/corpus/$target")
+    [ -d "fuzz/regressions/$target" ] && corpora+=("fuzz/regressions/$target")
+    if ! cargo +nightly fuzz run "${flags[@]}" "$target" "${corpora[@]}" -- \
         -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 >"$log" 2>&1; then
-        tail -n 60 "$log" >&2
+        grep -m 1 -A 1 'panicked at' "$log" >&2 || true
+        tail -n 25 "$log" >&2
         echo "fuzz: target $target failed; the input is under fuzz/artifacts/$target/" >&2
         exit 1
     fi

@@ -160,4 +160,3 @@ fn check_bsd_stamp(line: &str, at: OffsetDateTime, reference: OffsetDateTime) {
 fn what<'a>(record: &Option<Record<'a>>) -> Option<(u32, &'a str)> {
     record.as_ref().map(|r| (r.pid, r.message))
 }
-
