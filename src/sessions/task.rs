@@ -298,8 +298,9 @@ impl SessionsTask {
     /// Ends the live sessions whose key is no longer in force for their user (deleted,
     /// expired or rejected), and reports each as `session_terminated`. Sessions of keys
     /// the agent does not manage (key id unknown at login), certificates, password
-    /// logins and contested sessions are never touched. Returns when to look again at
-    /// file-mode sessions too young to be ended yet.
+    /// logins and contested sessions are never touched. Returns when to look again: at
+    /// file-mode sessions too young to be ended yet, and at sessions that could not be
+    /// ended.
     async fn revoke(
         &self,
         tracker: &mut Tracker,
@@ -399,7 +400,11 @@ impl SessionsTask {
                     Vec::new()
                 }
                 Err(e) => {
-                    error!("{e}");
+                    // Not ended (survivors, or its scope could not be read): tried again
+                    // in a second, for as long as the key stays revoked.
+                    error!("{e}; trying again in 1 s");
+                    let at = tokio::time::Instant::now() + Duration::from_secs(1);
+                    wake = Some(wake.map_or(at, |w: tokio::time::Instant| w.min(at)));
                     Vec::new()
                 }
             };

@@ -173,7 +173,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     let me = s.mallory;
 
     // 1. The victim's monitor, claimed as a login of the attacker with key B.
-    // 2. The listener, the same.
+    // 2. The listener, the same (and pid 1).
     // 3. The attacker's own real session, claimed as opened with key B.
     // 4. A disconnect of the attacker's real session.
     // 5. The same through systemd-cat, and under the sshd-session name.
@@ -184,6 +184,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     for command in [
         format!("logger -t sshd --id={victim_monitor} '{}'", accepted(1)),
         format!("logger -t sshd --id={listener} '{}'", accepted(2)),
+        format!("logger -t sshd --id=1 '{}'", accepted(6)),
         format!("logger -t sshd --id={own_monitor} '{}'", accepted(port)),
         format!("logger -t sshd --id={own_child} 'Disconnected from user {me} 127.0.0.1 port {port}'"),
         format!("logger -t sshd --id={own_monitor} 'pam_unix(sshd:session): session closed for user {me}'"),
