@@ -525,6 +525,13 @@ fn the_heartbeat_keeps_its_interval_with_session_reporting_off() {
             .status(INSTANCE)
             .is_some_and(|s| !s["applied_version"].is_null())
     });
+    // Start-up may send one more report on a change (the AKC file's mode
+    // error, say) right after this; so the clock starts at a report that
+    // has just been seen, and two more must take two intervals.
+    let seen = server.cp.stats().status_puts;
+    wait_until(Duration::from_secs(8), "one more status", || {
+        server.cp.stats().status_puts > seen
+    });
     let settled = server.cp.stats().status_puts;
     let start = Instant::now();
     wait_until(Duration::from_secs(15), "two more at the interval", || {
