@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::api::shared::SharedClient;
+use crate::enforce::files::FileReport;
 use crate::keys::Rejection;
 use crate::schedule::backoff_delay;
 use crate::sessions::ActiveSession;
@@ -31,6 +32,8 @@ pub struct KeysReport {
     pub keys: Vec<StatusKey>,
     pub rejected_keys: Vec<Rejection>,
     pub last_error: Option<String>,
+    /// Each managed file as it really stands (`files` in "Additions to v1").
+    pub files: Vec<FileReport>,
 }
 
 /// The body of `PUT .../agent-status`.

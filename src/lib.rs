@@ -12,13 +12,18 @@
 //! - [`users`]: local accounts and where their managed files live.
 //! - [`state`]: the last good key set on disk, written atomically.
 //! - [`durable`]: the one atomic, durable file replace everything else uses.
-//! - [`watch`]: inotify watches on managed files, for drift repair.
+//! - [`drift_watch`]: inotify watches on managed files' directories, for drift repair.
 //! - [`sessions`]: sshd's log parsed ([`sessions::parse`]) and correlated into sessions
 //!   ([`sessions::track`]), read from the journal or a syslog file ([`sessions::source`]).
 //! - [`outbox`]: the durable queue of session events; [`delivery`] sends it in batches.
 //! - [`heartbeat`]: the agent status sent after every change and every interval.
 //! - [`sync`]: the fetch task that follows the key list and hands over validated sets.
-//! - [`daemon`]: wiring: the main loop, signals, reload, expiry timer, drift repair.
+//! - [`enforce`]: every managed file's wanted and verified state: [`enforce::files`] is
+//!   the pure core (what to write, when to retry, what to report), [`enforce::worker`]
+//!   the per-user I/O threads, [`enforce::Enforcer`] the shell around them.
+//! - [`daemon`]: the thin main loop (signals, timers, readiness), with
+//!   [`daemon::tasks`] (the background tasks), [`daemon::reload`] (what SIGHUP changes)
+//!   and [`daemon::once`] (`sync --once`).
 //! - [`logging`]: tracing to journald (structured, with MESSAGE_IDs) or to stderr.
 //! - [`service`]: sd_notify: READY, STATUS and the watchdog.
 //! - [`cli`]: the command-line interface behind the thin `main.rs`.
@@ -30,7 +35,9 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod drift_watch;
 pub mod durable;
+pub mod enforce;
 pub mod heartbeat;
 pub mod keys;
 pub mod logging;
@@ -42,7 +49,6 @@ pub mod state;
 pub mod sync;
 pub mod timefmt;
 pub mod users;
-pub mod watch;
 
 /// The agent's version, as sent in `User-Agent` and the status report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

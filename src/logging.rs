@@ -10,7 +10,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 /// Stable journal `MESSAGE_ID`s (`journalctl MESSAGE_ID=<id>`).
 pub mod message_id {
@@ -23,6 +23,9 @@ pub mod message_id {
     pub const SESSION_TERMINATED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e7";
     /// Two different logins were logged for one sshd connection (one is forged).
     pub const SESSION_CONTESTED: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e8";
+    /// Keys deleted from the account can still log in through a file the agent could
+    /// not rewrite (and, with an empty `KEY_IDS`, that they no longer can).
+    pub const REVOCATION_PENDING: &str = "6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e9";
 }
 
 /// Where log lines go.
@@ -44,27 +47,54 @@ pub fn detect() -> Target {
     }
 }
 
-/// Sets up logging once; `level` is the configured filter.
+/// The handle that swaps the level filter on reload; set by [`init`].
+static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> =
+    std::sync::OnceLock::new();
+
+fn level_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Sets up logging once; `level` is the configured filter (`RUST_LOG`, when set, wins).
 pub fn init(level: &str) {
-    let filter = || {
-        EnvFilter::try_from_default_env()
-            .or_else(|_| EnvFilter::try_new(level))
-            .unwrap_or_else(|_| EnvFilter::new("info"))
+    let (filter, handle) = reload::Layer::new(level_filter(level));
+    let journal = match detect() {
+        Target::Journal => systemd_journal_logger::JournalLog::new().ok(),
+        Target::Stderr => None,
     };
-    if detect() == Target::Journal {
-        if let Ok(journal) = systemd_journal_logger::JournalLog::new() {
-            let _ = tracing_subscriber::registry()
-                .with(JournalLayer { journal }.with_filter(filter()))
-                .try_init();
-            return;
-        }
+    let installed = match journal {
+        Some(journal) => tracing_subscriber::registry()
+            .with(JournalLayer { journal }.with_filter(filter))
+            .try_init()
+            .is_ok(),
+        None => tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(filter),
+            )
+            .try_init()
+            .is_ok(),
+    };
+    if installed {
+        let _ = LEVEL.set(handle);
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+}
+
+/// Applies a reloaded `[log] level` (no-op when `RUST_LOG` is set: it wins).
+pub fn set_level(level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(());
+    }
+    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    match LEVEL.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// Sends each event to journald as one entry, its fields as journal fields.

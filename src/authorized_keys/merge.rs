@@ -56,6 +56,8 @@ pub struct Parsed<'a> {
     pub block: Option<&'a [u8]>,
     /// How many blocks there were (a pasted copy of the block counts, and is removed).
     pub blocks: usize,
+    /// Every block as found (the first one too), markers included.
+    pub managed: Vec<&'a [u8]>,
 }
 
 /// Splits `existing` into foreign bytes and managed blocks.
@@ -70,6 +72,7 @@ pub fn parse(existing: &[u8]) -> Parsed<'_> {
         after: Vec::new(),
         block: None,
         blocks: 0,
+        managed: Vec::new(),
     };
     let mut i = 0;
     while i < lines.len() {
@@ -103,10 +106,49 @@ pub fn parse(existing: &[u8]) -> Parsed<'_> {
         if parsed.blocks == 0 {
             parsed.block = Some(&existing[start..lines[last].1]);
         }
+        parsed.managed.push(&existing[start..lines[last].1]);
         parsed.blocks += 1;
         i = last + 1;
     }
     parsed
+}
+
+/// A key line found inside a managed block of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockKey {
+    /// `type base64`, as written on the line.
+    pub public_key: String,
+    /// The id its [`KEY_ID_TAG`] names, if the line has one.
+    pub tagged_id: Option<String>,
+}
+
+/// The key lines inside every managed block of `existing`: what sshd would accept
+/// through the agent's part of the file (markers and blank lines left out).
+pub fn managed_keys(existing: &[u8]) -> Vec<BlockKey> {
+    let mut keys = Vec::new();
+    for block in parse(existing).managed {
+        for line in block.split(|&b| b == b'\n') {
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_ascii_whitespace();
+            let (Some(kind), Some(blob)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let tagged_id = words
+                .find_map(|w| w.strip_prefix(KEY_ID_TAG))
+                .map(str::to_owned);
+            keys.push(BlockKey {
+                public_key: format!("{kind} {blob}"),
+                tagged_id,
+            });
+        }
+    }
+    keys
 }
 
 /// The new file content: `existing` with its managed block(s) replaced by `block`.

@@ -25,8 +25,10 @@ use crate::users::{Location, ManagedUser};
 
 /// How often a write is retried when the file keeps changing under it.
 const MAX_ATTEMPTS: usize = 5;
-/// Largest authorized_keys file the agent will read.
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest authorized_keys file the agent will read or rewrite: thousands of keys,
+/// far beyond any real file. A larger one is refused (reported `behind`), so a user's
+/// runaway file cannot make every repair cost megabytes of writing.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Why a user's file was left alone. Every variant names the user and the path.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +57,7 @@ pub enum WriteError {
         path: PathBuf,
         links: u64,
     },
-    #[error("user {user}: {path} is larger than {MAX_FILE_BYTES} bytes")]
+    #[error("user {user}: {path} is larger than {MAX_FILE_BYTES} bytes, far more than any real authorized_keys; refusing to read or rewrite it: shrink it (keys added by hand go outside the managed block)")]
     TooLarge { user: String, path: PathBuf },
     #[error("user {user}: {path} does not exist")]
     Missing { user: String, path: PathBuf },
@@ -89,7 +91,7 @@ pub enum Outcome {
 /// Puts `block` (from [`merge::render_block`]) into the user's file, keeping every
 /// foreign byte. Writes nothing when the file already says it.
 pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
-    apply_racing(user, block, |_| {})
+    apply_racing(user, block, |_| {}).map(|(outcome, _)| outcome)
 }
 
 /// [`apply`], with `before_rename` run once just before the new file is renamed into
@@ -100,6 +102,16 @@ pub fn apply_then(
     block: &[u8],
     before_rename: impl FnOnce(),
 ) -> Result<Outcome, WriteError> {
+    apply_stamped(user, block, before_rename).map(|(outcome, _)| outcome)
+}
+
+/// [`apply_then`], also returning, when the file already held the block, the stamp it
+/// had when it was read: while [`stamp`] still says the same, the file still holds it.
+pub fn apply_stamped(
+    user: &ManagedUser,
+    block: &[u8],
+    before_rename: impl FnOnce(),
+) -> Result<(Outcome, Option<FileStamp>), WriteError> {
     let mut before_rename = Some(before_rename);
     apply_racing(user, block, |_| {
         if let Some(hook) = before_rename.take() {
@@ -108,23 +120,31 @@ pub fn apply_then(
     })
 }
 
+/// The file's stamp now, without opening it (`None`: it cannot be seen). A drift check
+/// compares it with the stamp of the last verified read and skips the read when equal.
+pub fn stamp(user: &ManagedUser) -> Option<FileStamp> {
+    nix::sys::stat::lstat(&user.path())
+        .ok()
+        .map(|s| FileStamp::from(&s))
+}
+
 /// [`apply`], with `before_rename(attempt)` run in the window where a concurrent edit is
 /// detected: the seam tests use to land an edit mid-write.
 fn apply_racing(
     user: &ManagedUser,
     block: &[u8],
     mut before_rename: impl FnMut(usize),
-) -> Result<Outcome, WriteError> {
+) -> Result<(Outcome, Option<FileStamp>), WriteError> {
     let owner = owner_for(user)?;
     let Some(dir) = open_dir(user, !block.is_empty(), owner)? else {
-        return Ok(Outcome::Unchanged);
+        return Ok((Outcome::Unchanged, None));
     };
     for attempt in 0..MAX_ATTEMPTS {
         let existing = read_existing(user, &dir)?;
         let before = existing.as_ref().map(|(bytes, _)| bytes.as_slice());
         let merged = merge::merge(before.unwrap_or_default(), block);
         if before == Some(merged.as_slice()) || (before.is_none() && merged.is_empty()) {
-            return Ok(Outcome::Unchanged);
+            return Ok((Outcome::Unchanged, existing.map(|(_, stamp)| stamp)));
         }
         let (previous, identity) = match existing {
             Some((bytes, id)) => (Some(bytes), Some(id)),
@@ -141,7 +161,7 @@ fn apply_racing(
         match durable::replace_at(&dir, &user.file_name, &merged, mode, still_current) {
             Ok(()) => {
                 durable::remove_stale_temps(&dir, &user.file_name);
-                return Ok(Outcome::Written { previous });
+                return Ok((Outcome::Written { previous }, None));
             }
             Err(ReplaceError::Superseded) => continue,
             Err(source) => {
@@ -325,9 +345,10 @@ fn check_dir(user: &ManagedUser, fd: &OwnedFd, path: PathBuf) -> Result<(), Writ
     Ok(())
 }
 
-/// What identifies one version of the file: any edit or replacement changes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Identity {
+/// What `stat` says of a file: equal stamps, same content (as far as a drift check
+/// needs to know; anything that rewrites or replaces the file changes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
     dev: u64,
     ino: u64,
     size: i64,
@@ -335,9 +356,9 @@ struct Identity {
     ctime: (i64, i64),
 }
 
-impl From<&FileStat> for Identity {
+impl From<&FileStat> for FileStamp {
     fn from(s: &FileStat) -> Self {
-        Identity {
+        FileStamp {
             dev: s.st_dev,
             ino: s.st_ino,
             size: s.st_size,
@@ -347,17 +368,17 @@ impl From<&FileStat> for Identity {
     }
 }
 
-fn identity_of(dir: &OwnedFd, name: &OsStr) -> Option<Identity> {
+fn identity_of(dir: &OwnedFd, name: &OsStr) -> Option<FileStamp> {
     fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .ok()
-        .map(|s| Identity::from(&s))
+        .map(|s| FileStamp::from(&s))
 }
 
 /// Opens and reads the current file after checking it; `None` when it does not exist.
 fn read_existing(
     user: &ManagedUser,
     dir: &OwnedFd,
-) -> Result<Option<(Vec<u8>, Identity)>, WriteError> {
+) -> Result<Option<(Vec<u8>, FileStamp)>, WriteError> {
     let path = user.path();
     let flags = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
@@ -406,7 +427,7 @@ fn read_existing(
             action: "cannot read",
             source,
         })?;
-    Ok(Some((bytes, Identity::from(&stat))))
+    Ok(Some((bytes, FileStamp::from(&stat))))
 }
 
 #[cfg(test)]
@@ -473,7 +494,7 @@ mod tests {
             }
         })
         .expect("applied");
-        assert!(matches!(outcome, Outcome::Written { .. }));
+        assert!(matches!(outcome.0, Outcome::Written { .. }));
         assert_eq!(
             attempts,
             [0, 1],

@@ -1,0 +1,243 @@
+//! The daemon: a thin shell that carries data between the enforcement core, the I/O
+//! threads, the background tasks and the service manager. Nothing here blocks: files
+//! are written by [`crate::enforce::worker`]s, NSS lookups run on the blocking pool.
+//!
+//! - [`tasks`]: the fetch task, the senders and the sessions task.
+//! - [`reload`]: what a SIGHUP changes, and what needs a restart.
+//! - [`once`]: `sync --once`.
+
+pub mod once;
+pub mod reload;
+pub mod tasks;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config};
+use crate::drift_watch::DriftWatch;
+use crate::enforce::{self, Enforcer, COMMAND_FILE_RETRY};
+use crate::sessions::{self as sessions_mod, ActiveSession};
+use crate::sync::SyncEvent;
+use crate::timefmt;
+use crate::users::ManagedUser;
+use tasks::{Background, Channels};
+
+pub use once::{sync_once, OnceReport};
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Watch(#[from] crate::drift_watch::WatchError),
+}
+
+/// Resolves the configured users on the blocking pool (NSS may be slow or hang).
+pub async fn resolve_users(config: &Config) -> Vec<ManagedUser> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || enforce::resolve_users(&config))
+        .await
+        .unwrap_or_default()
+}
+
+/// An optional deadline as a future that never fires when there is none.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration file at
+/// `config_path` (an invalid file is logged and the running configuration kept).
+pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    // A test hook for the watchdog system test: with PICTOR_AGENT_TEST_HOOKS=1 in the
+    // environment, SIGUSR1 hangs the main loop (the process stays alive, the loop stops).
+    let mut hang = match std::env::var_os("PICTOR_AGENT_TEST_HOOKS") {
+        Some(_) => Some(signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?),
+        None => None,
+    };
+
+    let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let watch_files = Arc::new(Mutex::new(DriftWatch::new(drift_tx)?));
+    let users = resolve_users(&config).await;
+    let (mut enforcer, mut answers) = Enforcer::new(config, users, watch_files);
+    enforcer.restore(Instant::now());
+    crate::service::status("waiting for the first key set from the control plane");
+    // READY once a key set is in force and its files answered: the cached set, else the
+    // first fetch, else (control plane unreachable, nothing cached) after
+    // READY_AT_THE_LATEST, so sshd, ordered after us, is never held up for long.
+    let mut ready = false;
+    let not_ready_deadline = Instant::now() + crate::service::READY_AT_THE_LATEST;
+    let mut watchdog = crate::service::watchdog_period().map(tokio::time::interval);
+
+    let boot_id = sessions_mod::procs::boot_id();
+    let (keys_tx, keys_rx) = watch::channel(enforcer.key_set());
+    let (report_tx, report_rx) = watch::channel(enforcer.report(timefmt::now()));
+    let saved_sessions = sessions_mod::task::load_state(&enforcer.config().state_dir);
+    let (active_tx, active_rx) = watch::channel::<Vec<ActiveSession>>(
+        saved_sessions.open.iter().map(|s| s.active()).collect(),
+    );
+    let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
+    let channels = Channels {
+        boot_id,
+        keys: keys_rx,
+        report: report_rx,
+        active_tx,
+        active: active_rx,
+        sync: sync_tx,
+    };
+    let mut background = Background::start(enforcer.config(), &channels);
+    info!(
+        users = enforcer.users().len(),
+        "pictor-agent {} running",
+        crate::VERSION
+    );
+    // After every event: the key set to the sessions task (every time: time passed,
+    // keys may have expired), and, once the files have answered, the report, readiness
+    // and the status line.
+    let publish = |enforcer: &Enforcer, ready: &mut bool| {
+        keys_tx.send_replace(enforcer.key_set());
+        if enforcer.settling(Instant::now()) {
+            return;
+        }
+        report_tx.send_if_modified(|current| {
+            let next = enforcer.report(timefmt::now());
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+        if !*ready && enforcer.applied().is_some() {
+            *ready = true;
+            crate::service::ready(&enforcer.status_line());
+        } else {
+            crate::service::status(&enforcer.status_line());
+        }
+    };
+    publish(&enforcer, &mut ready);
+
+    loop {
+        let expiry = enforcer.until_next_expiry(timefmt::now());
+        let expiry_at = expiry.map(|wait| Instant::now() + wait);
+        let command_retry =
+            enforcer.command_file_stale().then(|| Instant::now() + COMMAND_FILE_RETRY);
+        tokio::select! {
+            Some(event) = sync_rx.recv() => {
+                match event {
+                    SyncEvent::Fetched(fetched) => enforcer.accept(fetched, Instant::now()),
+                    SyncEvent::Failed(message) => enforcer.note_fetch_error(message),
+                }
+                publish(&enforcer, &mut ready);
+            }
+            Some(attempt) = answers.recv() => {
+                enforcer.finished(attempt, Instant::now());
+                publish(&enforcer, &mut ready);
+            }
+            () = until(enforcer.next_wake()) => {
+                enforcer.tick(Instant::now());
+                publish(&enforcer, &mut ready);
+            }
+            Some(path) = drift_rx.recv() => enforcer.drifted(&path, Instant::now()),
+            () = until(expiry_at) => {
+                enforcer.enforce(Instant::now());
+                publish(&enforcer, &mut ready);
+            }
+            () = until(command_retry) => {
+                enforcer.write_command_file();
+                publish(&enforcer, &mut ready);
+            }
+            () = tokio::time::sleep_until(not_ready_deadline), if !ready => {
+                ready = true;
+                crate::service::ready("no key set yet: the control plane has not answered; nothing was changed");
+            }
+            () = tick_of(watchdog.as_mut()) => crate::service::feed_watchdog(),
+            () = hang_hook(hang.as_mut()) => {
+                error!("test hook: hanging the main loop (PICTOR_AGENT_TEST_HOOKS)");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
+            _ = hangup.recv() => {
+                reload(&config_path, &mut enforcer, &mut background, &channels).await;
+                publish(&enforcer, &mut ready);
+            }
+        }
+    }
+    crate::service::stopping();
+    background.stop();
+    Ok(())
+}
+
+async fn tick_of(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn hang_hook(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGHUP: reads the configuration again and applies every part it can; what needs a
+/// restart is named in one line.
+async fn reload(
+    path: &Path,
+    enforcer: &mut Enforcer,
+    background: &mut Background,
+    channels: &Channels,
+) {
+    crate::service::reloading();
+    let new_config = match config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            error!("SIGHUP: {e}; keeping the running configuration");
+            crate::service::ready(&format!(
+                "reload failed, running configuration kept: {e}"
+            ));
+            return;
+        }
+    };
+    let changes = reload::changes(enforcer.config(), &new_config);
+    let users = resolve_users(&new_config).await;
+    if changes.log_level {
+        if let Err(e) = crate::logging::set_level(&new_config.log_level) {
+            warn!("SIGHUP: [log] level: {e}; the previous level stays");
+        }
+    }
+    let mut applied = new_config.clone();
+    // Options read only at start keep their running value until a restart.
+    applied.state_dir = enforcer.config().state_dir.clone();
+    enforcer.reconfigure(applied, users, Instant::now());
+    if changes.api {
+        background.restart_api(enforcer.config(), channels);
+    }
+    if changes.sessions {
+        background.restart_sessions(enforcer.config(), channels);
+    }
+    if changes.need_restart.is_empty() {
+        info!(path = %path.display(), "SIGHUP: configuration reloaded");
+    } else {
+        warn!(path = %path.display(), "SIGHUP: configuration reloaded, except what needs a restart to apply: {}", changes.need_restart.join(", "));
+    }
+    crate::service::ready(&enforcer.status_line());
+}

@@ -1,0 +1,565 @@
+//! Enforcement: the key set in force, turned into what every managed file must hold,
+//! carried to disk by one I/O thread per user, retried until it holds, and reported as
+//! it really stands.
+//!
+//! - [`files`]: the pure core (wanted vs on disk, retries, drift pacing, the report).
+//! - [`worker`]: the per-user I/O threads and the state-save gate.
+//! - [`Enforcer`] (here): the shell that owns both, the applied set, the
+//!   AuthorizedKeysCommand file and the fetch error, and turns the core's notes into log
+//!   lines.
+
+pub mod files;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::authorized_keys::merge::{render_block, ManagedLine};
+use crate::config::Config;
+use crate::drift_watch::DriftWatch;
+use crate::heartbeat::{KeysReport, StatusKey};
+use crate::keys::KeySet;
+use crate::logging::message_id;
+use crate::state::{self, Applied};
+use crate::sync::Fetched;
+use crate::timefmt;
+use crate::users::{self, ManagedUser};
+use files::{Attempt, Files, Job, Note, Wanted, WantedKey};
+use worker::{StateGate, Worker};
+
+/// The longest the expiry timer sleeps before looking at the wall clock again, so a
+/// clock that jumps forward still expires keys within this.
+const EXPIRY_RECHECK: Duration = Duration::from_secs(60);
+
+/// How often a failed write of the AuthorizedKeysCommand file is tried again.
+pub const COMMAND_FILE_RETRY: Duration = Duration::from_secs(5);
+
+/// The agent's enforcement: configuration, users, what is in force, and every file.
+pub struct Enforcer {
+    config: Config,
+    users: Vec<ManagedUser>,
+    applied: Option<Applied>,
+    files: Files,
+    workers: BTreeMap<String, Worker>,
+    answers: mpsc::UnboundedSender<Attempt>,
+    watch: Arc<Mutex<DriftWatch>>,
+    /// Opened when the set the newest jobs carry is durable in the state directory.
+    gate: Option<Arc<StateGate>>,
+    /// The last failed fetch, while it is the latest word from the control plane.
+    fetch_error: Option<String>,
+    /// The last write of the AuthorizedKeysCommand file failed (retried every
+    /// [`COMMAND_FILE_RETRY`]): it may still grant a revoked key.
+    command_file_error: Option<String>,
+    /// Why the AuthorizedKeysCommand file is readable by the agent only, as last logged.
+    command_file_private: Option<String>,
+}
+
+impl Enforcer {
+    /// Sets up enforcement for `users` (resolved by the caller, off the runtime); answers
+    /// of the I/O threads arrive on the receiver handed back, for [`Enforcer::finished`].
+    pub fn new(
+        config: Config,
+        users: Vec<ManagedUser>,
+        watch: Arc<Mutex<DriftWatch>>,
+    ) -> (Enforcer, mpsc::UnboundedReceiver<Attempt>) {
+        let (answers, receiver) = mpsc::unbounded_channel();
+        let mut enforcer = Enforcer {
+            config,
+            users: Vec::new(),
+            applied: None,
+            files: Files::new(),
+            workers: BTreeMap::new(),
+            answers,
+            watch,
+            gate: None,
+            fetch_error: None,
+            command_file_error: None,
+            command_file_private: None,
+        };
+        enforcer.set_users(users);
+        (enforcer, receiver)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn users(&self) -> &[ManagedUser] {
+        &self.users
+    }
+
+    pub fn applied(&self) -> Option<&Applied> {
+        self.applied.as_ref()
+    }
+
+    fn set_users(&mut self, users: Vec<ManagedUser>) {
+        for user in &users {
+            let current = self.users.iter().find(|u| u.name == user.name);
+            if current == Some(user) && self.workers.contains_key(&user.name) {
+                continue;
+            }
+            match Worker::spawn(user.clone(), self.answers.clone(), self.watch.clone()) {
+                Ok(worker) => {
+                    self.workers.insert(user.name.clone(), worker);
+                    self.files.track(&user.name, user.path(), user.write_file);
+                }
+                Err(e) => error!(user = %user.name, "cannot start the I/O thread: {e}; its file is not managed"),
+            }
+        }
+        self.users = users
+            .into_iter()
+            .filter(|u| self.workers.contains_key(&u.name))
+            .collect();
+    }
+
+    /// Loads the last applied set from the state directory and enforces it (expired keys
+    /// left out). Without a usable state file nothing is touched until the first fetch.
+    pub fn restore(&mut self, now: Instant) {
+        match state::load(&self.config.state_dir) {
+            Ok(Some(applied)) => {
+                info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), "restored the last applied key set");
+                self.applied = Some(applied);
+                self.enforce(now);
+                self.write_command_file();
+            }
+            Ok(None) => info!(
+                "no applied key set yet: waiting for the first fetch before touching any file"
+            ),
+            Err(e) => error!("{e}"),
+        }
+    }
+
+    /// Takes a freshly fetched set: saves it as the last good state (the files are
+    /// renamed only once it is durable), then enforces it.
+    pub fn accept(&mut self, fetched: Fetched, now: Instant) {
+        if self.fetch_error.take().is_some() {
+            info!("control plane reachable again");
+        }
+        if let Some(current) = &mut self.applied {
+            if current.key_set == fetched.key_set {
+                current.etag = fetched.etag;
+                return;
+            }
+        }
+        let previous_rejected: Vec<String> = self
+            .applied
+            .as_ref()
+            .map(|a| a.key_set.rejected.iter().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        for rejection in &fetched.key_set.rejected {
+            if !previous_rejected.contains(&rejection.id) {
+                warn!(message_id = message_id::KEY_REJECTED, key_id = %rejection.id, reason = %rejection.reason, "key rejected");
+            }
+        }
+        let applied = Applied {
+            format: state::FORMAT,
+            key_set: fetched.key_set,
+            applied_at: timefmt::now(),
+            etag: fetched.etag,
+        };
+        let gate = StateGate::new();
+        match state::begin_save(&self.config.state_dir, &applied) {
+            Ok(pending) => {
+                let opener = gate.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("state-save".into())
+                    .spawn(move || {
+                        if let Err(e) = pending.wait() {
+                            error!("{e}");
+                        }
+                        opener.open();
+                    });
+                if let Err(e) = spawned {
+                    error!("cannot start the state save thread: {e}");
+                    gate.open();
+                }
+            }
+            // Enforce anyway: a revocation must bite even when the state disk is full.
+            Err(e) => {
+                error!("{e}");
+                gate.open();
+            }
+        }
+        self.gate = Some(gate);
+        info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), rejected = applied.key_set.rejected.len(), "applying key set");
+        self.applied = Some(applied);
+        // authorized_keys first (the path most logins take), then the command's file.
+        self.enforce(now);
+        self.write_command_file();
+    }
+
+    /// Notes a failed fetch; repeated identical errors are logged once.
+    pub fn note_fetch_error(&mut self, message: String) {
+        if self.fetch_error.as_deref() != Some(message.as_str()) {
+            warn!("fetching the key list failed: {message}; the keys in force stay as they are");
+        }
+        self.fetch_error = Some(message);
+    }
+
+    /// Hands every file whose block changed (or is not known to be right) to its worker.
+    pub fn enforce(&mut self, now: Instant) {
+        let Some(applied) = &self.applied else { return };
+        let wall = timefmt::now();
+        let mut jobs = Vec::new();
+        for user in &self.users {
+            let keys = applied.key_set.in_force_for(&user.name, wall);
+            let keys = if user.write_file { keys } else { Vec::new() };
+            let lines: Vec<ManagedLine<'_>> = keys
+                .iter()
+                .map(|k| ManagedLine {
+                    public_key: &k.public_key,
+                    key_id: &k.id,
+                })
+                .collect();
+            let wanted = Wanted {
+                block: Arc::new(render_block(&lines)),
+                keys: keys
+                    .iter()
+                    .map(|k| WantedKey {
+                        id: k.id.clone(),
+                        fingerprint: k.fingerprint.clone(),
+                        public_key: k.public_key.clone(),
+                    })
+                    .collect(),
+            };
+            jobs.extend(self.files.want(&user.name, wanted, now));
+        }
+        for job in jobs {
+            self.dispatch(job);
+        }
+    }
+
+    fn dispatch(&self, job: Job) {
+        if let Some(worker) = self.workers.get(&job.user) {
+            worker.send(job, self.gate.clone());
+        }
+    }
+
+    /// Takes an I/O thread's answer.
+    pub fn finished(&mut self, attempt: Attempt, now: Instant) {
+        let output = self
+            .files
+            .finished(attempt, now, timefmt::now(), fastrand::f64());
+        self.carry_out(output);
+    }
+
+    /// Runs what is due: retries, drift checks, hang deadlines.
+    pub fn tick(&mut self, now: Instant) {
+        let output = self.files.tick(now, timefmt::now());
+        self.carry_out(output);
+    }
+
+    /// The next instant [`Enforcer::tick`] has work.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.files.next_wake()
+    }
+
+    /// True while a fresh job is out: the report waits for its answer.
+    pub fn settling(&self, now: Instant) -> bool {
+        self.files.settling(now)
+    }
+
+    /// True while any job is out.
+    pub fn outstanding(&self) -> bool {
+        self.files.outstanding()
+    }
+
+    /// The gate of the newest state save (`None`: nothing saved by this process).
+    pub fn state_gate(&self) -> Option<Arc<StateGate>> {
+        self.gate.clone()
+    }
+
+    /// The file at `path` (or its directory) changed.
+    pub fn drifted(&mut self, path: &Path, now: Instant) {
+        for user in self.users.iter().filter(|u| u.path() == path) {
+            self.files.drifted(&user.name, now);
+        }
+    }
+
+    fn carry_out(&mut self, output: files::Output) {
+        for job in output.jobs {
+            self.dispatch(job);
+        }
+        for note in output.notes {
+            log_note(note);
+        }
+    }
+
+    /// One line for the service manager's STATUS.
+    pub fn status_line(&self) -> String {
+        let users = self.users.len();
+        let mut line = match &self.applied {
+            Some(applied) => {
+                let now = timefmt::now();
+                let keys = applied
+                    .key_set
+                    .keys
+                    .iter()
+                    .filter(|k| !k.is_expired(now))
+                    .count();
+                format!(
+                    "key set {} in force: {keys} key(s) for {users} user(s)",
+                    applied.key_set.version
+                )
+            }
+            None => format!("no key set yet for {users} user(s)"),
+        };
+        if let Some(error) = self.last_error() {
+            line.push_str("; ");
+            line.push_str(&error);
+        }
+        line
+    }
+
+    /// Everything that is wrong now, in one line; `None` when nothing is.
+    pub fn last_error(&self) -> Option<String> {
+        let mut problems = Vec::new();
+        if let Some(e) = &self.fetch_error {
+            problems.push(format!("control plane: {e}"));
+        }
+        for file in self.files.report() {
+            if let (files::FileState::Behind, Some(e)) = (file.state, &file.error) {
+                let revoked = if file.keys_not_removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (deleted keys can still log in: {})",
+                        file.keys_not_removed.join(", ")
+                    )
+                };
+                problems.push(format!("{} is behind{revoked}: {e}", file.path));
+            }
+        }
+        if let Some(e) = &self.command_file_error {
+            problems.push(format!("AuthorizedKeysCommand file: {e}"));
+        }
+        (!problems.is_empty()).then(|| problems.join("; "))
+    }
+
+    /// Keeps the `authorized-keys` command's file in step with the set and the users:
+    /// mode 0640 with the configured group, or 0600 (never world-readable) when that
+    /// group is missing or cannot be given the file, which is logged as an error once.
+    pub fn write_command_file(&mut self) {
+        use crate::authorized_keys::command::{self, Readers, WriteError};
+        let Some(applied) = &self.applied else { return };
+        let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
+        let file = command::build(&applied.key_set, &users);
+        let dir = &self.config.state_dir;
+        let group = &self.config.command_group;
+        let (result, private) = match command::resolve_group(group) {
+            Ok(gid) => match command::write(dir, &file, Readers::Group(gid)) {
+                Err(WriteError::Group { source, .. }) => (
+                    command::write(dir, &file, Readers::OwnerOnly),
+                    Some(format!(
+                        "it cannot be given to group {group} ({source}): the agent needs root \
+                         or CAP_CHOWN, as the packaged unit gives it"
+                    )),
+                ),
+                result => (result, None),
+            },
+            Err(why) => (
+                command::write(dir, &file, Readers::OwnerOnly),
+                Some(format!(
+                    "{why}: create it (the packages make pictor-keys), or set [state] \
+                     authorized_keys_command_group to the group of sshd's \
+                     AuthorizedKeysCommandUser"
+                )),
+            ),
+        };
+        if result.is_ok() && private != self.command_file_private {
+            let path = dir.join(command::COMMAND_FILE);
+            match &private {
+                Some(why) => error!(
+                    path = %path.display(),
+                    "the AuthorizedKeysCommand file is readable by the agent only, so sshd's \
+                     AuthorizedKeysCommand cannot read it and logins through it fail \
+                     (authorized_keys files are unaffected): {why}; then reload the agent"
+                ),
+                None => {
+                    info!(path = %path.display(), group = %group, "the AuthorizedKeysCommand file is readable by its group again")
+                }
+            }
+            self.command_file_private = private;
+        }
+        match result {
+            Ok(()) => {
+                if self.command_file_error.take().is_some() {
+                    info!("the AuthorizedKeysCommand file is up to date again");
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.command_file_error.as_deref() != Some(message.as_str()) {
+                    error!("{e}; retrying every {} s", COMMAND_FILE_RETRY.as_secs());
+                }
+                self.command_file_error = Some(message);
+            }
+        }
+    }
+
+    /// True while the AuthorizedKeysCommand file lags the set in force.
+    pub fn command_file_stale(&self) -> bool {
+        self.command_file_error.is_some()
+    }
+
+    /// The key side of the agent status: what is in force, for whom, and each file.
+    pub fn report(&self, now: OffsetDateTime) -> KeysReport {
+        let files = self.files.report();
+        let last_error = self.last_error();
+        let Some(applied) = &self.applied else {
+            return KeysReport {
+                last_error,
+                files,
+                ..KeysReport::default()
+            };
+        };
+        let keys = applied
+            .key_set
+            .keys
+            .iter()
+            .filter(|k| !k.is_expired(now))
+            .map(|k| StatusKey {
+                id: k.id.clone(),
+                fingerprint: k.fingerprint.clone(),
+                users: self
+                    .users
+                    .iter()
+                    .filter(|u| k.is_for(&u.name))
+                    .map(|u| u.name.clone())
+                    .collect(),
+            })
+            .collect();
+        KeysReport {
+            applied_version: Some(applied.key_set.version.clone()),
+            applied_at: Some(timefmt::format(applied.applied_at)),
+            keys,
+            rejected_keys: applied.key_set.rejected.clone(),
+            last_error,
+            files,
+        }
+    }
+
+    /// The key set in force, for the sessions task (fingerprint lookups and revocation);
+    /// `None` until a set is applied, so nothing is revoked before the agent knows.
+    /// Each key is granted only to the managed users it names: a session of an
+    /// unmanaged user (root adding a key by hand) is never tied to an account key.
+    pub fn key_set(&self) -> Option<Arc<KeySet>> {
+        let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
+        self.applied
+            .as_ref()
+            .map(|a| Arc::new(a.key_set.granted_to(&users)))
+    }
+
+    /// How long until the next key expires (capped, so clock jumps are caught).
+    pub fn until_next_expiry(&self, now: OffsetDateTime) -> Option<Duration> {
+        let at = self.applied.as_ref()?.key_set.next_expiry(now)?;
+        let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
+        Some(wait.min(EXPIRY_RECHECK))
+    }
+
+    /// Switches to a new configuration and its users (resolved by the caller): users no
+    /// longer managed lose their block (by their own I/O thread, which then ends), new
+    /// ones get theirs.
+    pub fn reconfigure(&mut self, config: Config, users: Vec<ManagedUser>, now: Instant) {
+        for old in &self.users {
+            let kept = users
+                .iter()
+                .any(|u| u.name == old.name && u.path() == old.path());
+            if kept {
+                continue;
+            }
+            self.watch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwatch(&old.path());
+            self.files.forget(&old.name);
+            if let Some(worker) = self.workers.remove(&old.name) {
+                info!(user = %old.name, path = %old.path().display(), "no longer managed: its managed block is removed");
+                worker.send(
+                    Job {
+                        user: old.name.clone(),
+                        generation: 0,
+                        block: Arc::new(Vec::new()),
+                        check_only: false,
+                    },
+                    None,
+                );
+            }
+        }
+        self.config = config;
+        self.set_users(users);
+        self.enforce(now);
+        self.write_command_file();
+    }
+}
+
+/// Resolves the configured users (NSS: may block; call it off the runtime). One that
+/// cannot be resolved is logged and skipped.
+pub fn resolve_users(config: &Config) -> Vec<ManagedUser> {
+    config
+        .users
+        .iter()
+        .filter_map(|u| match users::resolve(u) {
+            Ok(user) => Some(user),
+            Err(e) => {
+                error!("{e}; its keys are not managed");
+                None
+            }
+        })
+        .collect()
+}
+
+fn log_note(note: Note) {
+    match note {
+        Note::KeyAdded {
+            user,
+            id,
+            fingerprint,
+        } => {
+            info!(message_id = message_id::KEY_ADDED, user, key_id = %id, fingerprint = %fingerprint, "key added")
+        }
+        Note::KeyRemoved {
+            user,
+            id,
+            fingerprint,
+        } => {
+            info!(message_id = message_id::KEY_REMOVED, user, key_id = %id, fingerprint = %fingerprint, "key removed")
+        }
+        Note::DriftRepaired { user, path, what } => {
+            warn!(message_id = message_id::DRIFT_REPAIRED, user = %user, path = %path.display(), "drift repaired: {what}; managed keys put back")
+        }
+        Note::Behind {
+            user,
+            path,
+            error,
+            retry_in,
+        } => {
+            let retry = match retry_in {
+                Some(wait) => format!("; retrying in {:.1} s, then with backoff up to {} s, until it holds", wait.as_secs_f64(), files::RETRY_CAP.as_secs()),
+                None => String::new(),
+            };
+            error!(user = %user, path = %path.display(), "the file does not hold the keys in force: {error}{retry}")
+        }
+        Note::RevokedStillAccepted {
+            user,
+            path,
+            key_ids,
+        } => {
+            if key_ids.is_empty() {
+                info!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), "every deleted key is gone from the file now")
+            } else {
+                error!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), key_ids = %key_ids.join(","), "keys deleted from the account can still log in through this file: {}; it is retried until they are gone", key_ids.join(", "))
+            }
+        }
+        Note::CaughtUp { user, path } => {
+            info!(user = %user, path = %path.display(), "the file holds the keys in force again")
+        }
+    }
+}
