@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::authorized_keys::write;
 use crate::config::{self, Config};
 use crate::daemon;
 use crate::state;
@@ -179,6 +178,20 @@ fn status(config: &Config) -> ExitCode {
     let set = &applied.key_set;
     println!("version:    {}", set.version);
     println!("applied at: {}", timefmt::format(applied.applied_at));
+    let files = match state::load_files(&config.state_dir) {
+        Ok(files) => files,
+        Err(e) => {
+            println!("files:      {e}");
+            None
+        }
+    };
+    if let Some(report) = &files {
+        println!(
+            "files as of {} (the daemon's last report)",
+            timefmt::format(report.written_at)
+        );
+    }
+    let mut behind = false;
     for user_config in &config.users {
         let path = users::resolve(user_config).map(|u| u.path().display().to_string());
         println!(
@@ -197,10 +210,17 @@ fn status(config: &Config) -> ExitCode {
                 .unwrap_or_default();
             println!("  {}  {}  {:?}{expiry}", key.id, key.fingerprint, key.name);
         }
-        if let Ok(user) = users::resolve(user_config) {
-            if let Err(e) = write::read(&user) {
-                println!("  problem: {e}");
+        match files
+            .as_ref()
+            .map(|r| r.files.iter().find(|f| f.user == user_config.name))
+        {
+            Some(Some(file)) => {
+                behind |= print_file(file);
             }
+            Some(None) => {
+                println!("  file: not written by the agent (keys through the command only)")
+            }
+            None => println!("  file: no report from the daemon yet (is it running?)"),
         }
     }
     let expired: Vec<_> = set.keys.iter().filter(|k| k.is_expired(now)).collect();
@@ -249,7 +269,45 @@ fn status(config: &Config) -> ExitCode {
             session.session_id
         );
     }
-    ExitCode::SUCCESS
+    if behind {
+        // Monitoring can act on it: a file does not hold the keys in force.
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints a file's state under its user; true when it is behind. A deleted key that can
+/// still log in is said first and loudest.
+fn print_file(file: &crate::enforce::files::FileReport) -> bool {
+    use crate::enforce::files::FileState;
+    if !file.keys_not_removed.is_empty() {
+        println!(
+            "  !!! DELETED KEYS CAN STILL LOG IN through {}: {} (retried until they are gone)",
+            file.path,
+            file.keys_not_removed.join(", ")
+        );
+    }
+    match file.state {
+        FileState::InSync => {
+            println!("  file: in sync");
+            false
+        }
+        FileState::Behind => {
+            let since = file
+                .behind_since
+                .map(timefmt::format)
+                .unwrap_or_else(|| "just now".into());
+            println!(
+                "  file: BEHIND since {since}: {}",
+                file.error.as_deref().unwrap_or("not verified yet")
+            );
+            if !file.keys_not_added.is_empty() {
+                println!("  keys not added yet: {}", file.keys_not_added.join(", "));
+            }
+            true
+        }
+    }
 }
 
 /// `scan-log`: the parser's plain door.

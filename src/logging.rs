@@ -48,8 +48,7 @@ pub fn detect() -> Target {
 }
 
 /// The handle that swaps the level filter on reload; set by [`init`].
-static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> =
-    std::sync::OnceLock::new();
+static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> = std::sync::OnceLock::new();
 
 fn level_filter(level: &str) -> EnvFilter {
     EnvFilter::try_from_default_env()

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::durable::{self, FileMode};
+use crate::enforce::files::FileReport;
 use crate::keys::KeySet;
 
 /// File name of the applied key set inside the state directory.
@@ -133,6 +134,109 @@ impl PendingSave {
         self.replace
             .wait()
             .map_err(|source| StateError::Write { path, source })
+    }
+}
+
+/// File name of the files report inside the state directory.
+pub const FILES_FILE: &str = "files.json";
+/// Format version of [`FilesReport`].
+pub const FILES_FORMAT: u32 = 1;
+
+/// The daemon's last report of its managed files, for `pictor-agent status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesReport {
+    pub format: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub written_at: OffsetDateTime,
+    pub files: Vec<FileReport>,
+}
+
+/// Reads the daemon's last files report; `None` when there is none.
+pub fn load_files(dir: &Path) -> Result<Option<FilesReport>, StateError> {
+    let path = dir.join(FILES_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    let report: FilesReport = serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if report.format != FILES_FORMAT {
+        return Err(StateError::Damaged {
+            path,
+            message: format!("unknown format {}", report.format),
+        });
+    }
+    Ok(Some(report))
+}
+
+/// Replaces the files report (atomically and durably, mode 0600).
+pub fn save_files(dir: &Path, report: &FilesReport) -> Result<(), StateError> {
+    let path = dir.join(FILES_FILE);
+    ensure_dir(dir)?;
+    let fd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StateError::Dir {
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    let bytes = serde_json::to_vec(report).map_err(|e| StateError::Write {
+        path: path.clone(),
+        source: durable::ReplaceError::Write(e.into()),
+    })?;
+    let mode = FileMode {
+        owner: None,
+        mode: durable::PRIVATE,
+    };
+    durable::replace_at(&fd, std::ffi::OsStr::new(FILES_FILE), &bytes, mode, || true)
+        .map_err(|source| StateError::Write { path, source })
+}
+
+/// Saves files reports on a thread of its own, newest first: the main loop hands a
+/// report over and goes on; reports that pile up while one is written collapse into
+/// the newest.
+pub struct FilesWriter {
+    latest: std::sync::mpsc::Sender<FilesReport>,
+}
+
+impl FilesWriter {
+    pub fn start(dir: PathBuf) -> std::io::Result<FilesWriter> {
+        let (latest, queue) = std::sync::mpsc::channel::<FilesReport>();
+        std::thread::Builder::new()
+            .name("files-report".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut failed = false;
+                while let Ok(mut report) = queue.recv() {
+                    while let Ok(newer) = queue.try_recv() {
+                        report = newer;
+                    }
+                    match save_files(&dir, &report) {
+                        Ok(()) => failed = false,
+                        Err(e) if !failed => {
+                            tracing::warn!(
+                                "{e}; `pictor-agent status` shows an older files report"
+                            );
+                            failed = true;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })?;
+        Ok(FilesWriter { latest })
+    }
+
+    pub fn save(&self, files: Vec<FileReport>) {
+        let _ = self.latest.send(FilesReport {
+            format: FILES_FORMAT,
+            written_at: crate::timefmt::now(),
+            files,
+        });
     }
 }
 

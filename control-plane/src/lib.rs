@@ -282,6 +282,30 @@ impl ControlPlane {
         self.lock().statuses.get(instance).cloned()
     }
 
+    /// Every deleted key that can still log in somewhere (a file reported `behind` with
+    /// it in `keys_not_removed`): key id, instance, user, path, since when and why.
+    pub fn revocations_pending(&self) -> Vec<Value> {
+        let inner = self.lock();
+        let mut pending = Vec::new();
+        for (instance, status) in &inner.statuses {
+            let files = status.get("files").and_then(Value::as_array);
+            for file in files.into_iter().flatten() {
+                let ids = file.get("keys_not_removed").and_then(Value::as_array);
+                for id in ids.into_iter().flatten() {
+                    pending.push(json!({
+                        "key_id": id,
+                        "instance_id": instance,
+                        "user": file.get("user"),
+                        "path": file.get("path"),
+                        "behind_since": file.get("behind_since"),
+                        "error": file.get("error"),
+                    }));
+                }
+            }
+        }
+        pending
+    }
+
     /// The HTTP interface: the contract's three calls, plus `/admin`.
     pub fn router(&self) -> Router {
         Router::new()
@@ -305,6 +329,7 @@ impl ControlPlane {
                 put(admin_set_fault).delete(admin_clear_fault),
             )
             .route("/admin/stats", get(admin_stats))
+            .route("/admin/revocations-pending", get(admin_revocations_pending))
             .with_state(self.clone())
     }
 
@@ -664,10 +689,82 @@ async fn put_status(
             );
         }
     }
+    if let Err(problem) = check_files(&status) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &problem);
+    }
     let mut inner = cp.lock();
     inner.stats.status_puts += 1;
     inner.statuses.insert(instance, status);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `files` ("Additions to v1"): optional (an older agent does not send it); when sent,
+/// each entry is checked, with the rules that tie its fields together: a `behind` file
+/// has an `error` and a `behind_since`, an `in_sync` one has neither and no key left to
+/// add or remove, and `last_error` is non-null while any file is behind.
+fn check_files(status: &Value) -> Result<(), String> {
+    let Some(files) = status.get("files") else {
+        return Ok(());
+    };
+    let files = files.as_array().ok_or("files must be an array")?;
+    let mut behind = false;
+    for (i, file) in files.iter().enumerate() {
+        let field = |name: &str| file.get(name).unwrap_or(&Value::Null);
+        for name in ["user", "path", "state"] {
+            if !field(name).is_string() {
+                return Err(format!("files[{i}].{name} must be a string"));
+            }
+        }
+        for name in ["keys_not_removed", "keys_not_added"] {
+            let ok = field(name)
+                .as_array()
+                .is_some_and(|ids| ids.iter().all(Value::is_string));
+            if !ok {
+                return Err(format!("files[{i}].{name} must be an array of key ids"));
+            }
+        }
+        for name in ["error", "behind_since"] {
+            if !(field(name).is_null() || field(name).is_string()) {
+                return Err(format!("files[{i}].{name} must be a string or null"));
+            }
+        }
+        let clean = field("keys_not_removed")
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            && field("keys_not_added")
+                .as_array()
+                .is_some_and(Vec::is_empty);
+        match field("state").as_str() {
+            Some("in_sync") => {
+                if !field("error").is_null() || !field("behind_since").is_null() || !clean {
+                    return Err(format!(
+                        "files[{i}] is in_sync, so error and behind_since must be null and \
+                         no key may be left to add or remove"
+                    ));
+                }
+            }
+            Some("behind") => {
+                if !field("error").is_string() || !field("behind_since").is_string() {
+                    return Err(format!(
+                        "files[{i}] is behind, so it must say why (error) and since when \
+                         (behind_since)"
+                    ));
+                }
+                behind = true;
+            }
+            _ => return Err(format!("files[{i}].state must be in_sync or behind")),
+        }
+    }
+    if behind && !status.get("last_error").is_some_and(Value::is_string) {
+        return Err("last_error must be non-null while a file is behind".into());
+    }
+    Ok(())
+}
+
+/// `GET /admin/revocations-pending`: every deleted key that can still log in somewhere,
+/// with where and why: what the account page must show loudly.
+async fn admin_revocations_pending(State(cp): State<ControlPlane>) -> Response {
+    Json(json!({ "pending": cp.revocations_pending() })).into_response()
 }
 
 async fn admin_list_keys(State(cp): State<ControlPlane>) -> Response {

@@ -106,6 +106,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     // After every event: the key set to the sessions task (every time: time passed,
     // keys may have expired), and, once the files have answered, the report, readiness
     // and the status line.
+    let files_writer = match crate::state::FilesWriter::start(enforcer.config().state_dir.clone()) {
+        Ok(writer) => Some(writer),
+        Err(e) => {
+            warn!("cannot start the files report thread: {e}; `pictor-agent status` cannot show the files");
+            None
+        }
+    };
     let publish = |enforcer: &Enforcer, ready: &mut bool| {
         keys_tx.send_replace(enforcer.key_set());
         if enforcer.settling(Instant::now()) {
@@ -113,6 +120,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         }
         report_tx.send_if_modified(|current| {
             let next = enforcer.report(timefmt::now());
+            if current.files != next.files {
+                if let Some(writer) = &files_writer {
+                    writer.save(next.files.clone());
+                }
+            }
             let changed = *current != next;
             *current = next;
             changed
@@ -129,8 +141,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     loop {
         let expiry = enforcer.until_next_expiry(timefmt::now());
         let expiry_at = expiry.map(|wait| Instant::now() + wait);
-        let command_retry =
-            enforcer.command_file_stale().then(|| Instant::now() + COMMAND_FILE_RETRY);
+        let command_retry = enforcer
+            .command_file_stale()
+            .then(|| Instant::now() + COMMAND_FILE_RETRY);
         tokio::select! {
             Some(event) = sync_rx.recv() => {
                 match event {
@@ -211,9 +224,7 @@ async fn reload(
         Ok(config) => config,
         Err(e) => {
             error!("SIGHUP: {e}; keeping the running configuration");
-            crate::service::ready(&format!(
-                "reload failed, running configuration kept: {e}"
-            ));
+            crate::service::ready(&format!("reload failed, running configuration kept: {e}"));
             return;
         }
     };

@@ -60,7 +60,10 @@ pub async fn sync_once(config: Config) -> Result<OnceReport, String> {
         return Err("some configured users could not be resolved".into());
     }
     if report.failed > 0 {
-        return Err(format!("{} user file(s) could not be written", report.failed));
+        return Err(format!(
+            "{} user file(s) could not be written",
+            report.failed
+        ));
     }
     if enforcer.command_file_stale() {
         return Err("the AuthorizedKeysCommand file could not be written".into());

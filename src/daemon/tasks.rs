@@ -101,14 +101,13 @@ impl Background {
             error!("{e}; session reporting is off");
             return;
         }
-        let outbox =
-            match Outbox::open(&config.state_dir, sessions_config.outbox_max_events) {
-                Ok(outbox) => Arc::new(Mutex::new(outbox)),
-                Err(e) => {
-                    error!("{e}; session reporting is off");
-                    return;
-                }
-            };
+        let outbox = match Outbox::open(&config.state_dir, sessions_config.outbox_max_events) {
+            Ok(outbox) => Arc::new(Mutex::new(outbox)),
+            Err(e) => {
+                error!("{e}; session reporting is off");
+                return;
+            }
+        };
         let wake = Arc::new(Notify::new());
         let task = sessions::task::SessionsTask {
             source: sessions::source::choose(

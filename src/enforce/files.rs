@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -89,7 +89,7 @@ pub struct Attempt {
 }
 
 /// A file's state as reported (`files` in the agent status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileReport {
     pub user: String,
     pub path: String,
@@ -102,7 +102,7 @@ pub struct FileReport {
 }
 
 /// `in_sync` or `behind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
     InSync,
@@ -259,7 +259,10 @@ impl Track {
         };
         let Some(on_disk) = &self.on_disk else {
             // Never read: every wanted key counts as missing, nothing known as stale.
-            return (Vec::new(), wanted.keys.iter().map(|k| k.id.clone()).collect());
+            return (
+                Vec::new(),
+                wanted.keys.iter().map(|k| k.id.clone()).collect(),
+            );
         };
         let wanted_keys: BTreeSet<&str> =
             wanted.keys.iter().map(|k| k.public_key.as_str()).collect();
@@ -327,9 +330,7 @@ impl Files {
     pub fn want(&mut self, user: &str, wanted: Wanted, now: Instant) -> Option<Job> {
         let track = self.tracks.get_mut(user)?;
         for key in &wanted.keys {
-            track
-                .known
-                .insert(key.public_key.clone(), key.id.clone());
+            track.known.insert(key.public_key.clone(), key.id.clone());
         }
         if track.wanted.as_ref() == Some(&wanted) {
             let answered = track.sent.is_none();
@@ -661,7 +662,11 @@ mod tests {
             .want("alice", wanted(&["k1"]), Instant::now())
             .expect("a job");
         assert!(files.settling(Instant::now()));
-        assert_eq!(files.report()[0].state, FileState::Behind, "not verified yet");
+        assert_eq!(
+            files.report()[0].state,
+            FileState::Behind,
+            "not verified yet"
+        );
         let out = files.finished(
             answer(&job, Ok(Done::Written { drift: None }), Some(&["k1"])),
             Instant::now(),
@@ -719,7 +724,11 @@ mod tests {
         assert_eq!(retry.len(), 1);
         // The same error again: not said again, and the next wait doubles.
         let out = files.finished(
-            answer(&retry[0], Err("No space left on device"), Some(&["k1", "k2"])),
+            answer(
+                &retry[0],
+                Err("No space left on device"),
+                Some(&["k1", "k2"]),
+            ),
             Instant::now(),
             wall(),
             1.0,
@@ -747,7 +756,10 @@ mod tests {
             path: "/home/alice/.ssh/authorized_keys".into(),
             key_ids: vec![],
         }));
-        assert!(out.notes.iter().any(|n| matches!(n, Note::KeyRemoved { id, .. } if id == "k2")));
+        assert!(out
+            .notes
+            .iter()
+            .any(|n| matches!(n, Note::KeyRemoved { id, .. } if id == "k2")));
         let report = &files.report()[0];
         assert_eq!(report.state, FileState::InSync);
         assert_eq!(report.behind_since, None);
@@ -759,7 +771,9 @@ mod tests {
     async fn retries_are_capped_and_a_new_block_is_tried_at_once() {
         let mut files = files();
         synced(&mut files);
-        let mut job = files.want("alice", wanted(&["k1"]), Instant::now()).expect("job");
+        let mut job = files
+            .want("alice", wanted(&["k1"]), Instant::now())
+            .expect("job");
         for _ in 0..12 {
             files.finished(
                 answer(&job, Err("read-only file system"), None),
@@ -790,7 +804,9 @@ mod tests {
     async fn an_unanswered_job_makes_the_file_behind_until_the_answer_comes() {
         let mut files = files();
         synced(&mut files);
-        let job = files.want("alice", wanted(&["k1"]), Instant::now()).expect("job");
+        let job = files
+            .want("alice", wanted(&["k1"]), Instant::now())
+            .expect("job");
         assert_eq!(files.next_wake(), Some(Instant::now() + HUNG_AFTER));
         tokio::time::advance(HUNG_AFTER - Duration::from_millis(1)).await;
         assert!(files.tick(Instant::now(), wall()).notes.is_empty());
@@ -800,7 +816,11 @@ mod tests {
         assert!(matches!(&out.notes[..], [Note::Behind { error, .. }] if error.contains("hung")));
         assert!(out.jobs.is_empty(), "the worker is busy: no second job");
         assert!(!files.settling(Instant::now()));
-        assert_eq!(files.next_wake(), None, "waiting for the answer, not polling");
+        assert_eq!(
+            files.next_wake(),
+            None,
+            "waiting for the answer, not polling"
+        );
         let report = &files.report()[0];
         assert_eq!(report.state, FileState::Behind);
         assert_eq!(report.keys_not_removed, ["k2"], "as last seen");
@@ -838,7 +858,13 @@ mod tests {
             let jobs = files.tick(Instant::now(), wall()).jobs;
             assert!(jobs[0].check_only);
             files.finished(
-                answer(&jobs[0], Ok(Done::Written { drift: Some("edited".into()) }), None),
+                answer(
+                    &jobs[0],
+                    Ok(Done::Written {
+                        drift: Some("edited".into()),
+                    }),
+                    None,
+                ),
                 Instant::now(),
                 wall(),
                 0.5,
@@ -859,8 +885,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_answer_for_an_older_block_does_not_count_for_the_newer() {
         let mut files = files();
-        let first = files.want("alice", wanted(&["k1"]), Instant::now()).expect("1");
-        let second = files.want("alice", wanted(&["k2"]), Instant::now()).expect("2");
+        let first = files
+            .want("alice", wanted(&["k1"]), Instant::now())
+            .expect("1");
+        let second = files
+            .want("alice", wanted(&["k2"]), Instant::now())
+            .expect("2");
         assert_eq!(second.generation, first.generation + 1);
         files.finished(
             answer(&first, Err("disk full"), Some(&[])),
@@ -885,12 +915,22 @@ mod tests {
         files.track("bob", "/home/bob/.ssh/authorized_keys".into(), false);
         let now = Instant::now();
         let job = files.want("bob", wanted(&[]), now).expect("job");
-        files.finished(answer(&job, Ok(Done::Unchanged), Some(&[])), now, wall(), 0.5);
+        files.finished(
+            answer(&job, Ok(Done::Unchanged), Some(&[])),
+            now,
+            wall(),
+            0.5,
+        );
         assert!(files.report().is_empty());
         let mut files2 = Files::new();
         files2.track("bob", "/home/bob/.ssh/authorized_keys".into(), false);
         let job = files2.want("bob", wanted(&[]), now).expect("job");
-        files2.finished(answer(&job, Err("immutable"), Some(&["old"])), now, wall(), 0.5);
+        files2.finished(
+            answer(&job, Err("immutable"), Some(&["old"])),
+            now,
+            wall(),
+            0.5,
+        );
         assert_eq!(files2.report()[0].keys_not_removed, ["old"]);
     }
 }

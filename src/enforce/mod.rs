@@ -110,7 +110,9 @@ impl Enforcer {
                     self.workers.insert(user.name.clone(), worker);
                     self.files.track(&user.name, user.path(), user.write_file);
                 }
-                Err(e) => error!(user = %user.name, "cannot start the I/O thread: {e}; its file is not managed"),
+                Err(e) => {
+                    error!(user = %user.name, "cannot start the I/O thread: {e}; its file is not managed")
+                }
             }
         }
         self.users = users
@@ -168,14 +170,15 @@ impl Enforcer {
         match state::begin_save(&self.config.state_dir, &applied) {
             Ok(pending) => {
                 let opener = gate.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("state-save".into())
-                    .spawn(move || {
-                        if let Err(e) = pending.wait() {
-                            error!("{e}");
-                        }
-                        opener.open();
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("state-save".into())
+                        .spawn(move || {
+                            if let Err(e) = pending.wait() {
+                                error!("{e}");
+                            }
+                            opener.open();
+                        });
                 if let Err(e) = spawned {
                     error!("cannot start the state save thread: {e}");
                     gate.open();
@@ -542,7 +545,11 @@ fn log_note(note: Note) {
             retry_in,
         } => {
             let retry = match retry_in {
-                Some(wait) => format!("; retrying in {:.1} s, then with backoff up to {} s, until it holds", wait.as_secs_f64(), files::RETRY_CAP.as_secs()),
+                Some(wait) => format!(
+                    "; retrying in {:.1} s, then with backoff up to {} s, until it holds",
+                    wait.as_secs_f64(),
+                    files::RETRY_CAP.as_secs()
+                ),
                 None => String::new(),
             };
             error!(user = %user, path = %path.display(), "the file does not hold the keys in force: {error}{retry}")

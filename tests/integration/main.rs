@@ -3,6 +3,7 @@
 
 mod attacks;
 mod crash;
+mod failures;
 mod forgery;
 mod modes;
 mod revocation;

@@ -1,0 +1,411 @@
+//! Files that cannot be written: a full disk, a frozen file system, an immutable file, a
+//! read-only mount. Each is reported (`files` in the status, `pictor-agent status`),
+//! retried, and healed as soon as the cause is lifted, with no other change; another
+//! user's file keeps following the account meanwhile. Real mounts: tmpfs, an ext4 image
+//! on a loop device, `fsfreeze`, `chattr +i`, a read-only bind mount (root only).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(status.success(), "{program} {args:?}");
+}
+
+/// A file system mounted for a test; unfrozen and unmounted when dropped (declare it
+/// after the agent, so it goes first: a frozen mount would keep the agent from exiting).
+struct TestMount {
+    path: PathBuf,
+    binds: Vec<PathBuf>,
+}
+
+impl TestMount {
+    fn tmpfs(path: &Path, size: &str) -> TestMount {
+        std::fs::create_dir_all(path).expect("mount point");
+        let options = format!("size={size},mode=0755");
+        let target = path.display().to_string();
+        run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", &target]);
+        TestMount {
+            path: path.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    fn ext4(image: &Path, path: &Path) -> TestMount {
+        std::fs::create_dir_all(path).expect("mount point");
+        run("truncate", &["-s", "32M", &image.display().to_string()]);
+        run("mkfs.ext4", &["-q", "-F", &image.display().to_string()]);
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                &image.display().to_string(),
+                &path.display().to_string(),
+            ],
+        );
+        TestMount {
+            path: path.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// The mount is `user`'s home (owned, 0755, reachable through the test's directory)
+    /// with `.ssh` owned by the user, mode 0700; the managed file's path.
+    fn ssh_dir_for(&self, user: &nix::unistd::User) -> PathBuf {
+        nix::unistd::chown(&self.path, Some(user.uid), Some(user.gid)).expect("chown home");
+        if let Some(parent) = self.path.parent() {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let dir = self.path.join(".ssh");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        nix::unistd::chown(&dir, Some(user.uid), Some(user.gid)).expect("chown");
+        dir.join("authorized_keys")
+    }
+
+    fn freeze(&self) {
+        run("fsfreeze", &["-f", &self.path.display().to_string()]);
+    }
+
+    fn thaw(&self) {
+        let _ = Command::new("fsfreeze")
+            .args(["-u", &self.path.display().to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+
+    /// Bind-mounts `dir` onto itself, read-only.
+    fn read_only_bind(&mut self, dir: &Path) {
+        let dir_text = dir.display().to_string();
+        run("mount", &["--bind", &dir_text, &dir_text]);
+        self.binds.push(dir.to_owned());
+        run("mount", &["-o", "remount,bind,ro", &dir_text]);
+    }
+
+    fn lift_binds(&mut self) {
+        for dir in self.binds.drain(..) {
+            let _ = Command::new("umount").arg(&dir).status();
+        }
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        self.thaw();
+        self.lift_binds();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// The status entry of `user`'s file, once a status with one was sent.
+fn file_entry(server: &Server, user: &str) -> Option<Value> {
+    let status = server.cp.status(INSTANCE)?;
+    status["files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["user"] == user)
+        .cloned()
+}
+
+fn ids(entry: &Value, field: &str) -> Vec<String> {
+    entry[field]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn in_sync(server: &Server, user: &str) -> bool {
+    file_entry(server, user).is_some_and(|f| f["state"] == "in_sync")
+        && server
+            .cp
+            .status(INSTANCE)
+            .is_some_and(|s| s["last_error"].is_null())
+}
+
+/// An agent managing `user`'s file at `path` and root's file in the sandbox, two keys in
+/// the account, both files verified.
+struct World {
+    server: Server,
+    sandbox: Sandbox,
+    path: PathBuf,
+    other: PathBuf,
+    user: String,
+}
+
+fn world(user: &nix::unistd::User, path: PathBuf) -> World {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let other = home.join("authorized_keys");
+    let mut setup = Setup::new(&server.url, &user.name, Some(path.clone()));
+    setup.extra_api = "heartbeat_seconds = 5\n".into();
+    setup.extra = format!(
+        "[sessions]\nenabled = false\n\n[[users]]\nname = {:?}\nauthorized_keys = {:?}\n",
+        current_user(),
+        other.display().to_string()
+    );
+    let sandbox = Sandbox::with(dir, setup, other.clone());
+    for id in ["key_a", "key_b"] {
+        let key = KeyPair::generate(sandbox.dir.path(), id);
+        server.cp.add_key(key.new_key(id));
+    }
+    World {
+        server,
+        sandbox,
+        path,
+        other,
+        user: user.name.clone(),
+    }
+}
+
+impl World {
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    fn other_text(&self) -> String {
+        std::fs::read_to_string(&self.other).unwrap_or_default()
+    }
+
+    fn wait_in_sync(&self) {
+        wait_until(Duration::from_secs(15), "both files in sync", || {
+            in_sync(&self.server, &self.user) && in_sync(&self.server, &current_user())
+        });
+    }
+
+    fn status_command(&self) -> (bool, String) {
+        let out = self.sandbox.command(&["status"]).output().expect("status");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn new_key(&self, id: &str) {
+        let key = KeyPair::generate(self.sandbox.dir.path(), id);
+        self.server.cp.add_key(key.new_key(id));
+    }
+}
+
+fn root_with_mounts() -> bool {
+    prerequisite(
+        is_root(),
+        "root, to mount tmpfs and ext4 images and create test users",
+    )
+}
+
+#[test]
+fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() {
+    if !root_with_mounts() {
+        return;
+    }
+    let user = ensure_user("pictor-full");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mount = TestMount::tmpfs(&scratch.path().join("home"), "256k");
+    let path = mount.ssh_dir_for(&user);
+    let w = world(&user, path);
+    let _agent = w.sandbox.start_agent();
+    w.wait_in_sync();
+    assert!(w.text().contains("key_b"));
+
+    // The user fills the disk (dd stops at ENOSPC).
+    let fill = mount.path.join("checkpoint");
+    let _ = Command::new("runuser")
+        .args(["-u", &user.name, "--", "dd", "if=/dev/zero", "bs=16k"])
+        .arg(format!("of={}", fill.display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("dd runs");
+    assert!(fill.exists(), "the disk was filled");
+    assert!(w.server.cp.delete_key("key_b"));
+
+    wait_until(Duration::from_secs(10), "the file reported behind", || {
+        file_entry(&w.server, &w.user)
+            .is_some_and(|f| f["state"] == "behind" && ids(&f, "keys_not_removed") == ["key_b"])
+    });
+    let entry = file_entry(&w.server, &w.user).expect("entry");
+    let error = entry["error"].as_str().expect("an error");
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(entry["behind_since"].is_string());
+    assert!(ids(&entry, "keys_not_added").is_empty());
+    let status = w.server.cp.status(INSTANCE).expect("status");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("key_b")),
+        "{status}"
+    );
+    assert!(w.text().contains("key_b"), "the truth: it is still there");
+    // The other user's file followed.
+    assert!(!w.other_text().contains("key_b"));
+    assert!(in_sync_file(&w.server, &current_user()));
+    // The control plane lists it for the account page, the CLI says it loudly, and the
+    // journal (here: the log) has its own MESSAGE_ID line.
+    let pending = w.server.cp.revocations_pending();
+    assert!(
+        pending.iter().any(|p| p["key_id"] == "key_b"),
+        "{pending:?}"
+    );
+    let (ok, text) = w.status_command();
+    assert!(!ok, "status exits non-zero while a file is behind");
+    assert!(
+        text.contains("DELETED KEYS CAN STILL LOG IN") && text.contains("key_b"),
+        "{text}"
+    );
+    w.sandbox
+        .wait_for_log("keys deleted from the account can still log in");
+
+    // Space freed, nothing else changes: the key goes on a retry.
+    std::fs::remove_file(&fill).expect("free space");
+    let freed = Instant::now();
+    wait_until(
+        Duration::from_secs(15),
+        "key_b gone after the space was freed",
+        || !w.text().contains("key_b"),
+    );
+    let gone = freed.elapsed();
+    eprintln!("space freed -> key gone: {gone:?}");
+    w.wait_in_sync();
+    let entry = file_entry(&w.server, &w.user).expect("entry");
+    assert!(entry["error"].is_null() && entry["behind_since"].is_null());
+    assert!(ids(&entry, "keys_not_removed").is_empty());
+    assert!(w.text().contains("key_a"));
+    let (ok, text) = w.status_command();
+    assert!(ok, "{text}");
+    assert!(!text.contains("DELETED KEYS"), "{text}");
+    assert!(w.server.cp.revocations_pending().is_empty());
+}
+
+fn in_sync_file(server: &Server, user: &str) -> bool {
+    file_entry(server, user).is_some_and(|f| f["state"] == "in_sync")
+}
+
+#[test]
+fn a_frozen_home_stalls_only_its_user_and_catches_up_after_the_thaw() {
+    if !root_with_mounts() {
+        return;
+    }
+    let user = ensure_user("pictor-frozen");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mount = TestMount::ext4(&scratch.path().join("img"), &scratch.path().join("home"));
+    let path = mount.ssh_dir_for(&user);
+    let w = world(&user, path);
+    let agent = w.sandbox.start_agent();
+    w.wait_in_sync();
+
+    mount.freeze();
+    w.new_key("key_c");
+    let took = wait_until(
+        Duration::from_secs(3),
+        "the other user's file follows",
+        || w.other_text().contains("key_c"),
+    );
+    eprintln!("other user's file followed a change during the freeze in {took:?}");
+    let puts = w.server.cp.stats().status_puts;
+    wait_until(
+        Duration::from_secs(10),
+        "the frozen file reported behind",
+        || {
+            file_entry(&w.server, &w.user).is_some_and(|f| {
+                f["state"] == "behind"
+                    && f["error"].as_str().is_some_and(|e| e.contains("hung"))
+                    && ids(&f, "keys_not_added") == ["key_c"]
+            })
+        },
+    );
+    // Heartbeats go on (every 5 s here) while the home stays frozen.
+    wait_until(
+        Duration::from_secs(12),
+        "heartbeats during the freeze",
+        || w.server.cp.stats().status_puts >= puts + 2,
+    );
+    assert!(in_sync_file(&w.server, &current_user()));
+    assert!(
+        !w.sandbox.log().contains("watchdog"),
+        "no restart: the main loop is healthy"
+    );
+
+    mount.thaw();
+    let thawed = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the frozen user catches up",
+        || w.text().contains("key_c"),
+    );
+    eprintln!("thaw -> file written: {:?}", thawed.elapsed());
+    w.wait_in_sync();
+    assert!(agent.stop().success());
+    drop(mount);
+}
+
+#[test]
+fn an_immutable_file_and_a_read_only_mount_are_reported_then_healed_when_lifted() {
+    if !root_with_mounts() {
+        return;
+    }
+    let user = ensure_user("pictor-immutable");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut mount = TestMount::ext4(&scratch.path().join("img"), &scratch.path().join("home"));
+    let path = mount.ssh_dir_for(&user);
+    let w = world(&user, path.clone());
+    let _agent = w.sandbox.start_agent();
+    w.wait_in_sync();
+
+    // chattr +i: the rename over the file fails.
+    run("chattr", &["+i", &path.display().to_string()]);
+    assert!(w.server.cp.delete_key("key_a"));
+    wait_until(
+        Duration::from_secs(10),
+        "the immutable file reported",
+        || {
+            file_entry(&w.server, &w.user)
+                .is_some_and(|f| f["state"] == "behind" && ids(&f, "keys_not_removed") == ["key_a"])
+        },
+    );
+    assert!(w.text().contains("key_a"));
+    run("chattr", &["-i", &path.display().to_string()]);
+    wait_until(Duration::from_secs(15), "healed after chattr -i", || {
+        !w.text().contains("key_a")
+    });
+    w.wait_in_sync();
+
+    // A read-only bind mount over .ssh: the temporary file cannot be made.
+    let ssh = path.parent().expect("dir").to_owned();
+    mount.read_only_bind(&ssh);
+    w.new_key("key_d");
+    wait_until(
+        Duration::from_secs(10),
+        "the read-only file reported",
+        || {
+            file_entry(&w.server, &w.user).is_some_and(|f| {
+                f["state"] == "behind"
+                    && ids(&f, "keys_not_added") == ["key_d"]
+                    && f["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("Read-only file system"))
+            })
+        },
+    );
+    mount.lift_binds();
+    wait_until(Duration::from_secs(15), "healed after the remount", || {
+        w.text().contains("key_d")
+    });
+    w.wait_in_sync();
+}
