@@ -425,6 +425,61 @@ fn drift_is_repaired_and_logged() {
     sandbox.wait_for_log("the file was deleted");
 }
 
+/// Bytes the process has passed to write(2) and friends (`wchar` of /proc/PID/io).
+fn bytes_written(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io");
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar")
+}
+
+#[test]
+fn an_owner_editing_the_block_in_a_loop_costs_a_few_rewrites_and_keeps_every_owner_byte() {
+    let (_server, sandbox, a, agent) = agent_with_key_a();
+    // Half a megabyte of the owner's own lines after the block.
+    let mut owner = String::new();
+    let mut n = 0;
+    while owner.len() < 512 * 1024 {
+        owner.push_str(&format!("# the owner's line {n}, kept byte for byte\n"));
+        n += 1;
+    }
+    let good = format!("{}{owner}", sandbox.keys_text());
+    std::fs::write(&sandbox.keys_file, &good).expect("owner lines");
+    wait_until(SOON, "settled", || sandbox.keys_text() == good);
+    std::thread::sleep(Duration::from_millis(200));
+    let size = good.len() as u64;
+    let before = bytes_written(agent.pid());
+    let repairs_before = sandbox.log().matches("drift repaired").count();
+
+    // Ten seconds of edits inside the block, one every 20 ms.
+    let start = Instant::now();
+    let mut edits = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        let tampered = good.replace(&a.canonical(), &format!("ssh-ed25519 AAAAEdit{edits}"));
+        std::fs::write(&sandbox.keys_file, tampered).expect("edit");
+        edits += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let last_edit = Instant::now();
+    let restored = wait_until(Duration::from_secs(15), "block restored after the loop", || {
+        sandbox.keys_text() == good
+    });
+    let written = bytes_written(agent.pid()) - before;
+    let repairs = sandbox.log().matches("drift repaired").count() - repairs_before;
+    eprintln!(
+        "edit loop: {edits} edits in 10 s of a {size}-byte file; {repairs} repairs, {written} \
+         bytes written by the agent; restored {restored:?} after the last edit"
+    );
+    // The old agent rewrote the file at every edit (hundreds of times).
+    assert!(
+        written < 20 * size,
+        "{written} bytes written for {edits} edits of {size} bytes"
+    );
+    assert!(last_edit.elapsed() < Duration::from_secs(15));
+    assert_eq!(sandbox.keys_text(), good, "every owner byte kept, the block back");
+}
+
 #[test]
 fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
     let (_server, sandbox, a, agent) = agent_with_key_a();
