@@ -38,6 +38,10 @@ pub enum Command {
     /// Show what is in force: version, when applied, keys per user, rejected keys, and
     /// the active SSH sessions per key.
     Status,
+    /// Print the systemd drop-in that makes the directories of managed files outside
+    /// /home and /root writable under the packaged unit (nothing when there are none).
+    /// The packages' generator runs it at boot and at `systemctl daemon-reload`.
+    UnitPaths,
     /// Read an auth.log/secure file (or `-` for standard input) and print the logins and
     /// sessions found in it as JSON lines, one event a line, with the API's field names.
     ScanLog {
@@ -98,6 +102,13 @@ pub fn main() -> ExitCode {
         Command::ScanLog { .. } | Command::AuthorizedKeys { .. } => ExitCode::SUCCESS,
         Command::CheckConfig => check_config(&cli.config, &config),
         Command::Status => status(&config),
+        Command::UnitPaths => {
+            let users = crate::enforce::resolve_users(&config);
+            if let Some(text) = crate::unit_paths::dropin(&users) {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
         Command::Sync { .. } => match runtime().map(|rt| rt.block_on(daemon::sync_once(config))) {
             Ok(Ok(report)) => {
                 println!(

@@ -27,6 +27,8 @@
 //! - [`logging`]: tracing to journald (structured, with MESSAGE_IDs) or to stderr.
 //! - [`service`]: sd_notify: READY, STATUS and the watchdog.
 //! - [`cli`]: the command-line interface behind the thin `main.rs`.
+//! - [`unit_paths`]: the unit drop-in that makes managed directories outside /home and
+//!   /root writable (for the packages' systemd generator).
 //! - [`timefmt`]: RFC 3339 helpers shared by the modules above.
 
 pub mod api;
@@ -48,6 +50,7 @@ pub mod sessions;
 pub mod state;
 pub mod sync;
 pub mod timefmt;
+pub mod unit_paths;
 pub mod users;
 
 /// The agent's version, as sent in `User-Agent` and the status report.

@@ -462,9 +462,11 @@ fn an_owner_editing_the_block_in_a_loop_costs_a_few_rewrites_and_keeps_every_own
         std::thread::sleep(Duration::from_millis(20));
     }
     let last_edit = Instant::now();
-    let restored = wait_until(Duration::from_secs(15), "block restored after the loop", || {
-        sandbox.keys_text() == good
-    });
+    let restored = wait_until(
+        Duration::from_secs(15),
+        "block restored after the loop",
+        || sandbox.keys_text() == good,
+    );
     let written = bytes_written(agent.pid()) - before;
     let repairs = sandbox.log().matches("drift repaired").count() - repairs_before;
     eprintln!(
@@ -477,7 +479,11 @@ fn an_owner_editing_the_block_in_a_loop_costs_a_few_rewrites_and_keeps_every_own
         "{written} bytes written for {edits} edits of {size} bytes"
     );
     assert!(last_edit.elapsed() < Duration::from_secs(15));
-    assert_eq!(sandbox.keys_text(), good, "every owner byte kept, the block back");
+    assert_eq!(
+        sandbox.keys_text(),
+        good,
+        "every owner byte kept, the block back"
+    );
 }
 
 #[test]

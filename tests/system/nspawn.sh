@@ -160,6 +160,37 @@ admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\
 wait_for 5 "key in alice's authorized_keys" ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
 [ "$(ct stat -c '%U %a' /home/alice/.ssh/authorized_keys)" = "alice 600" ] || fail "authorized_keys owner/mode"
 
+step "a managed file outside /home works under the unit (the generator's drop-in)"
+ct useradd -m -s /bin/sh carol 2>/dev/null || true
+ct install -d -m 0755 /data
+ct install -d -o carol -g carol -m 0700 /data/carol
+ct sh -c 'cat >> /etc/pictor-agent/config.toml <<EOF
+
+[[users]]
+name = "carol"
+authorized_keys = "/data/carol/authorized_keys"
+EOF'
+ct systemctl daemon-reload
+ct grep -qx "ReadWritePaths=-/data/carol" /run/systemd/generator/pictor-agent.service.d/50-managed-paths.conf \
+    || fail "no generated drop-in: $(ct ls -R /run/systemd/generator 2>&1 | head -20)"
+ct systemctl restart pictor-agent
+wait_for 10 "key in carol's /data file" ct grep -q "pictor-key-id=key_alice" /data/carol/authorized_keys
+[ "$(ct stat -c '%U %a' /data/carol/authorized_keys)" = "carol 600" ] || fail "carol's file owner/mode"
+wait_for 10 "carol's file reported in_sync" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -q '\"state\":\"in_sync\",\"user\":\"carol\"'"
+ct systemd-analyze security --threshold=20 pictor-agent.service >/dev/null 2>&1 || fail "exposure above 2.0 with the drop-in"
+# Without the drop-in the same file is read-only for the service: reported, not silent.
+ct mv /usr/lib/systemd/system-generators/pictor-agent-generator /root/generator.off
+ct systemctl daemon-reload
+ct systemctl restart pictor-agent
+ct ssh-keygen -q -t ed25519 -N '' -f /root/carol_key
+admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_carol\",\"name\":\"carol\",\"public_key\":\"$(ct cat /root/carol_key.pub)\"}" >/dev/null
+wait_for 10 "carol's file reported behind (read-only)" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -q 'Read-only file system'"
+ct mv /root/generator.off /usr/lib/systemd/system-generators/pictor-agent-generator
+ct systemctl daemon-reload
+ct systemctl restart pictor-agent
+wait_for 10 "key_carol in carol's file" ct grep -q "pictor-key-id=key_carol" /data/carol/authorized_keys
+wait_for 10 "carol's file in sync again" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -q '\"state\":\"in_sync\",\"user\":\"carol\"'"
+
 step "a real ssh login is reported"
 ct ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
     alice@127.0.0.1 true || fail "ssh login as alice failed"
