@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
         init_logging(Some("warn"));
         let keys = config::load(&cli.config)
             .ok()
-            .and_then(|c| state::load(&c.state_dir).ok().flatten());
+            .and_then(|c| state::load_applied(&c.state_dir).ok().flatten());
         return scan_log(file, keys.map(|a| a.key_set));
     }
     let loaded = config::load(&cli.config);
@@ -171,7 +171,7 @@ fn check_config(path: &std::path::Path, config: &Config) -> ExitCode {
 }
 
 fn status(config: &Config) -> ExitCode {
-    let applied = match state::load(&config.state_dir) {
+    let applied = match state::load_applied(&config.state_dir) {
         Ok(Some(applied)) => applied,
         Ok(None) => {
             println!(
@@ -189,7 +189,7 @@ fn status(config: &Config) -> ExitCode {
     let set = &applied.key_set;
     println!("version:    {}", set.version);
     println!("applied at: {}", timefmt::format(applied.applied_at));
-    let files = match state::load_files(&config.state_dir) {
+    let files = match state::load::<state::FilesReport>(&config.state_dir, state::FILES) {
         Ok(files) => files,
         Err(e) => {
             println!("files:      {e}");

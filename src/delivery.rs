@@ -17,14 +17,28 @@ use crate::schedule::backoff_delay;
 /// The contract's largest batch.
 pub const MAX_BATCH: usize = 500;
 
+/// Runs `work` on the outbox on the blocking pool: the outbox reads and fsyncs, and its
+/// lock may be held by the sessions thread meanwhile; neither may stall the runtime.
+async fn with_outbox<T: Send + 'static>(
+    outbox: &Arc<Mutex<Outbox>>,
+    work: impl FnOnce(&mut Outbox) -> T + Send + 'static,
+) -> Option<T> {
+    let outbox = outbox.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
+        work(&mut outbox)
+    })
+    .await
+    .ok()
+}
+
 /// Runs until dropped: wakes on `wake` (new events) and after backoff.
 pub async fn deliver(client: Arc<SharedClient>, outbox: Arc<Mutex<Outbox>>, wake: Arc<Notify>) {
     let mut failures = 0u32;
     let mut batch_size = MAX_BATCH;
     loop {
-        let batch = {
-            let outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
-            outbox.read(batch_size)
+        let Some(batch) = with_outbox(&outbox, move |o| o.read(batch_size)).await else {
+            return;
         };
         let batch = match batch {
             Ok(batch) if batch.events.is_empty() => {
@@ -49,13 +63,12 @@ pub async fn deliver(client: Arc<SharedClient>, outbox: Arc<Mutex<Outbox>>, wake
             Ok(api) => api.post_events(&batch.events).await,
             Err(e) => Err(e),
         };
-        let mut outbox_guard = outbox.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(()) => {
                 failures = 0;
                 batch_size = MAX_BATCH;
                 debug!(events = batch.events.len(), "events accepted");
-                if let Err(e) = outbox_guard.ack(&batch) {
+                if let Some(Err(e)) = with_outbox(&outbox, move |o| o.ack(&batch)).await {
                     warn!("{e}");
                 }
             }
@@ -63,16 +76,15 @@ pub async fn deliver(client: Arc<SharedClient>, outbox: Arc<Mutex<Outbox>>, wake
                 if batch.events.len() > 1 {
                     batch_size = batch.events.len() / 2;
                 } else {
-                    if let Err(e) =
-                        outbox_guard.dead_letter(&batch, &format!("{status}: {message}"))
-                    {
+                    let reason = format!("{status}: {message}");
+                    let set_aside = with_outbox(&outbox, move |o| o.dead_letter(&batch, &reason));
+                    if let Some(Err(e)) = set_aside.await {
                         warn!("{e}");
                     }
                     batch_size = MAX_BATCH;
                 }
             }
             Err(e) => {
-                drop(outbox_guard);
                 failures += 1;
                 let delay = backoff_delay(
                     failures,
@@ -80,8 +92,9 @@ pub async fn deliver(client: Arc<SharedClient>, outbox: Arc<Mutex<Outbox>>, wake
                     e.retry_after(),
                     fastrand::f64(),
                 );
+                let pending = with_outbox(&outbox, |o| o.pending()).await.unwrap_or(0);
                 warn!(
-                    pending = outbox.lock().unwrap_or_else(|p| p.into_inner()).pending(),
+                    pending,
                     retry_in_ms = delay.as_millis() as u64,
                     "sending session events failed: {e}"
                 );

@@ -1,10 +1,24 @@
-//! The agent's memory on disk: the last key set applied, so a restart without network
-//! keeps the keys in force and still honours expiry. Written atomically and durably.
+//! The state directory: every file the agent keeps there goes through this one layer,
+//! with one error type, a format version in every file, and an explicit mode (0600), each
+//! written atomically and durably ([`crate::durable`]):
+//!
+//! - `applied.json` ([`APPLIED`]): the last key set applied, so a restart without network
+//!   keeps the keys in force and still honours expiry.
+//! - `sessions.json` ([`SESSIONS`]): the open sessions and the log position.
+//! - `files.json` ([`FILES`]): the daemon's last report of its managed files, for
+//!   `pictor-agent status`.
+//!
+//! Two files have needs of their own and their own modules: the AuthorizedKeysCommand's
+//! `authorized-keys.json` (0640 to a group, read by sshd's command with trust checks:
+//! [`crate::authorized_keys::command`]) and the outbox (an append-only log:
+//! [`crate::outbox`]).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -12,20 +26,58 @@ use crate::durable::{self, FileMode};
 use crate::enforce::files::FileReport;
 use crate::keys::KeySet;
 
+/// A kind of file in the state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub name: &'static str,
+    /// The format version written; a file of another version is not trusted.
+    pub format: u32,
+    /// A file written before formats were versioned (no `format`) is read as this one.
+    pub unversioned_ok: bool,
+    pub mode: Mode,
+}
+
+/// The last applied key set ([`Applied`]).
+pub const APPLIED: Kind = Kind {
+    name: "applied.json",
+    format: 1,
+    unversioned_ok: false,
+    mode: durable::PRIVATE,
+};
+/// The sessions task's table and log position.
+pub const SESSIONS: Kind = Kind {
+    name: "sessions.json",
+    format: 1,
+    unversioned_ok: true,
+    mode: durable::PRIVATE,
+};
+/// The daemon's files report ([`FilesReport`]).
+pub const FILES: Kind = Kind {
+    name: "files.json",
+    format: 1,
+    unversioned_ok: false,
+    mode: durable::PRIVATE,
+};
+
 /// File name of the applied key set inside the state directory.
-pub const APPLIED_FILE: &str = "applied.json";
-/// Format version of [`Applied`]; a file of another version is not trusted.
-pub const FORMAT: u32 = 1;
+pub const APPLIED_FILE: &str = APPLIED.name;
 
 /// What is in force, as last applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
-    pub format: u32,
     pub key_set: KeySet,
     #[serde(with = "time::serde::rfc3339")]
     pub applied_at: OffsetDateTime,
     /// The key list's ETag, for `If-None-Match`.
     pub etag: Option<String>,
+}
+
+/// The daemon's last report of its managed files, for `pictor-agent status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesReport {
+    #[serde(with = "time::serde::rfc3339")]
+    pub written_at: OffsetDateTime,
+    pub files: Vec<FileReport>,
 }
 
 /// A state file that cannot be used.
@@ -41,7 +93,7 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is damaged ({message}); it is ignored until the next successful fetch")]
+    #[error("{path} is damaged ({message}); it is ignored until it is written again")]
     Damaged { path: PathBuf, message: String },
     #[error("cannot write {path}: {source}")]
     Write {
@@ -50,25 +102,85 @@ pub enum StateError {
     },
 }
 
-/// Reads the last applied set; `None` when there is none yet.
-pub fn load(dir: &Path) -> Result<Option<Applied>, StateError> {
-    let path = dir.join(APPLIED_FILE);
+#[derive(Deserialize)]
+struct Header {
+    format: Option<u32>,
+}
+
+/// Reads a state file; `None` when there is none yet.
+pub fn load<T: DeserializeOwned>(dir: &Path, kind: Kind) -> Result<Option<T>, StateError> {
+    let path = dir.join(kind.name);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StateError::Read { path, source }),
     };
-    let applied: Applied = serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+    let damaged = |message: String| StateError::Damaged {
         path: path.clone(),
-        message: e.to_string(),
-    })?;
-    if applied.format != FORMAT {
-        return Err(StateError::Damaged {
-            path,
-            message: format!("unknown format {}", applied.format),
-        });
+        message,
+    };
+    let header: Header = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+    match header.format {
+        Some(format) if format == kind.format => {}
+        None if kind.unversioned_ok => {}
+        Some(format) => return Err(damaged(format!("unknown format {format}"))),
+        None => return Err(damaged("no format version".into())),
     }
-    Ok(Some(applied))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| damaged(e.to_string()))
+}
+
+/// The bytes of `value` with its kind's format version.
+fn encode<T: Serialize>(kind: Kind, value: &T, path: &Path) -> Result<Vec<u8>, StateError> {
+    let write_error = |e: serde_json::Error| StateError::Write {
+        path: path.to_owned(),
+        source: durable::ReplaceError::Write(e.into()),
+    };
+    let mut object = match serde_json::to_value(value).map_err(write_error)? {
+        serde_json::Value::Object(object) => object,
+        _ => {
+            return Err(StateError::Write {
+                path: path.to_owned(),
+                source: durable::ReplaceError::Write(std::io::Error::other(
+                    "a state file must be a JSON object",
+                )),
+            })
+        }
+    };
+    object.insert("format".into(), kind.format.into());
+    serde_json::to_vec(&object).map_err(write_error)
+}
+
+fn open_dir(dir: &Path) -> Result<std::os::fd::OwnedFd, StateError> {
+    ensure_dir(dir)?;
+    open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StateError::Dir {
+        path: dir.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Replaces a state file (creating the directory, see [`ensure_dir`]).
+pub fn save<T: Serialize>(dir: &Path, kind: Kind, value: &T) -> Result<(), StateError> {
+    let path = dir.join(kind.name);
+    let bytes = encode(kind, value, &path)?;
+    let fd = open_dir(dir)?;
+    let mode = FileMode {
+        owner: None,
+        mode: kind.mode,
+    };
+    durable::replace_at(&fd, OsStr::new(kind.name), &bytes, mode, || true)
+        .map_err(|source| StateError::Write { path, source })
+}
+
+/// Reads the last applied set; `None` when there is none yet.
+pub fn load_applied(dir: &Path) -> Result<Option<Applied>, StateError> {
+    load(dir, APPLIED)
 }
 
 /// The state directory's mode when the agent creates it: 0711, so the `authorized-keys`
@@ -87,11 +199,6 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     })
 }
 
-/// Replaces the last applied set on disk (creating the directory, see [`ensure_dir`]).
-pub fn save(dir: &Path, applied: &Applied) -> Result<(), StateError> {
-    begin_save(dir, applied)?.wait()
-}
-
 /// A save in progress on another thread.
 #[derive(Debug)]
 pub struct PendingSave {
@@ -99,29 +206,21 @@ pub struct PendingSave {
     replace: durable::PendingReplace,
 }
 
-/// Starts [`save`]: the caller may prepare other writes meanwhile, and must
-/// [`PendingSave::wait`] before anything that depends on the state being on disk.
-pub fn begin_save(dir: &Path, applied: &Applied) -> Result<PendingSave, StateError> {
-    let path = dir.join(APPLIED_FILE);
-    ensure_dir(dir)?;
-    let fd = open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StateError::Dir {
-        path: dir.to_owned(),
-        source: e.into(),
-    })?;
-    let bytes = serde_json::to_vec(applied).map_err(|e| StateError::Write {
-        path: path.clone(),
-        source: durable::ReplaceError::Write(e.into()),
-    })?;
+/// Starts [`save`] on another thread: the caller may prepare other writes meanwhile,
+/// and must [`PendingSave::wait`] before anything that depends on the state being on disk.
+pub fn begin_save<T: Serialize>(
+    dir: &Path,
+    kind: Kind,
+    value: &T,
+) -> Result<PendingSave, StateError> {
+    let path = dir.join(kind.name);
+    let bytes = encode(kind, value, &path)?;
+    let fd = open_dir(dir)?;
     let mode = FileMode {
         owner: None,
-        mode: durable::PRIVATE,
+        mode: kind.mode,
     };
-    match durable::begin_replace(fd, APPLIED_FILE.into(), bytes, mode) {
+    match durable::begin_replace(fd, kind.name.into(), bytes, mode) {
         Ok(replace) => Ok(PendingSave { path, replace }),
         Err(source) => Err(StateError::Write { path, source }),
     }
@@ -135,66 +234,6 @@ impl PendingSave {
             .wait()
             .map_err(|source| StateError::Write { path, source })
     }
-}
-
-/// File name of the files report inside the state directory.
-pub const FILES_FILE: &str = "files.json";
-/// Format version of [`FilesReport`].
-pub const FILES_FORMAT: u32 = 1;
-
-/// The daemon's last report of its managed files, for `pictor-agent status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FilesReport {
-    pub format: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub written_at: OffsetDateTime,
-    pub files: Vec<FileReport>,
-}
-
-/// Reads the daemon's last files report; `None` when there is none.
-pub fn load_files(dir: &Path) -> Result<Option<FilesReport>, StateError> {
-    let path = dir.join(FILES_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Read { path, source }),
-    };
-    let report: FilesReport = serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    if report.format != FILES_FORMAT {
-        return Err(StateError::Damaged {
-            path,
-            message: format!("unknown format {}", report.format),
-        });
-    }
-    Ok(Some(report))
-}
-
-/// Replaces the files report (atomically and durably, mode 0600).
-pub fn save_files(dir: &Path, report: &FilesReport) -> Result<(), StateError> {
-    let path = dir.join(FILES_FILE);
-    ensure_dir(dir)?;
-    let fd = open(
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StateError::Dir {
-        path: dir.to_owned(),
-        source: e.into(),
-    })?;
-    let bytes = serde_json::to_vec(report).map_err(|e| StateError::Write {
-        path: path.clone(),
-        source: durable::ReplaceError::Write(e.into()),
-    })?;
-    let mode = FileMode {
-        owner: None,
-        mode: durable::PRIVATE,
-    };
-    durable::replace_at(&fd, std::ffi::OsStr::new(FILES_FILE), &bytes, mode, || true)
-        .map_err(|source| StateError::Write { path, source })
 }
 
 /// Saves files reports on a thread of its own, newest first: the main loop hands a
@@ -216,7 +255,7 @@ impl FilesWriter {
                     while let Ok(newer) = queue.try_recv() {
                         report = newer;
                     }
-                    match save_files(&dir, &report) {
+                    match save(&dir, FILES, &report) {
                         Ok(()) => failed = false,
                         Err(e) if !failed => {
                             tracing::warn!(
@@ -233,7 +272,6 @@ impl FilesWriter {
 
     pub fn save(&self, files: Vec<FileReport>) {
         let _ = self.latest.send(FilesReport {
-            format: FILES_FORMAT,
             written_at: crate::timefmt::now(),
             files,
         });
@@ -246,7 +284,6 @@ mod tests {
 
     fn sample() -> Applied {
         Applied {
-            format: FORMAT,
             key_set: KeySet {
                 version: "v1".into(),
                 keys: vec![],
@@ -261,9 +298,9 @@ mod tests {
     fn round_trips_and_creates_the_directory() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("state");
-        assert_eq!(load(&dir).expect("load"), None);
-        save(&dir, &sample()).expect("save");
-        assert_eq!(load(&dir).expect("load"), Some(sample()));
+        assert_eq!(load_applied(&dir).expect("load"), None);
+        save(&dir, APPLIED, &sample()).expect("save");
+        assert_eq!(load_applied(&dir).expect("load"), Some(sample()));
     }
 
     #[test]
@@ -271,7 +308,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("a").join("state");
-        save(&dir, &sample()).expect("save");
+        save(&dir, APPLIED, &sample()).expect("save");
         let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
         assert_eq!(mode(&dir), 0o711);
         assert_eq!(mode(&root.path().join("a")), 0o711, "a parent it made");
@@ -286,6 +323,25 @@ mod tests {
     fn damaged_file_is_an_error_not_an_empty_set() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(APPLIED_FILE), b"{\"format\":1,").expect("write");
-        assert!(matches!(load(dir.path()), Err(StateError::Damaged { .. })));
+        assert!(matches!(load_applied(dir.path()), Err(StateError::Damaged { .. })));
+    }
+
+    #[test]
+    fn every_file_carries_its_format_and_another_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        save(dir.path(), APPLIED, &sample()).expect("save");
+        let text = std::fs::read_to_string(dir.path().join(APPLIED.name)).expect("read");
+        assert!(text.contains("\"format\":1"), "{text}");
+        std::fs::write(dir.path().join(APPLIED.name), text.replace("\"format\":1", "\"format\":2"))
+            .expect("write");
+        let error = load_applied(dir.path()).expect_err("format 2");
+        assert!(error.to_string().contains("unknown format 2"), "{error}");
+        // A sessions file from before formats were versioned is still read.
+        std::fs::write(dir.path().join(SESSIONS.name), b"{\"boot_id\":\"b\"}").expect("write");
+        let old: Option<serde_json::Value> = load(dir.path(), SESSIONS).expect("legacy");
+        assert_eq!(old.expect("some")["boot_id"], "b");
+        // An applied set without one is not trusted.
+        std::fs::write(dir.path().join(APPLIED.name), b"{}").expect("write");
+        assert!(load_applied(dir.path()).is_err());
     }
 }

@@ -189,7 +189,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         }
     }
     crate::service::stopping();
-    background.stop();
+    background.stop().await;
     Ok(())
 }
 
@@ -243,7 +243,7 @@ async fn reload(
         background.restart_api(enforcer.config(), channels);
     }
     if changes.sessions {
-        background.restart_sessions(enforcer.config(), channels);
+        background.restart_sessions(enforcer.config(), channels).await;
     }
     if changes.need_restart.is_empty() {
         info!(path = %path.display(), "SIGHUP: configuration reloaded");

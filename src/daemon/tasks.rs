@@ -1,9 +1,15 @@
 //! The daemon's background tasks: the fetch task, the senders (heartbeat, delivery) and
 //! the sessions task, each group started and stopped together (on reload or stop).
+//!
+//! The sessions task does blocking work by nature (`/proc` reads to prove a login,
+//! pidfds, the outbox's fsyncs), so it runs on a thread and runtime of its own
+//! ([`SessionsThread`]): however long that work takes, key sync, heartbeats and the
+//! watchdog on the main runtime go on.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{error, info};
 
 use crate::api::shared::SharedClient;
@@ -46,8 +52,56 @@ pub struct Background {
     client: Arc<SharedClient>,
     follower: Tasks,
     senders: Tasks,
-    sessions: Tasks,
+    sessions: Option<SessionsThread>,
     outbox: Option<(Arc<Mutex<Outbox>>, Arc<Notify>)>,
+}
+
+/// How long a stop waits for the sessions thread to finish what it is doing.
+const SESSIONS_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The sessions task on its own thread, with its own current-thread runtime.
+pub struct SessionsThread {
+    stop: Option<oneshot::Sender<()>>,
+    stopped: std::sync::mpsc::Receiver<()>,
+}
+
+impl SessionsThread {
+    fn start(task: sessions::task::SessionsTask) -> std::io::Result<SessionsThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (stopped_tx, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sessions".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        () = task.run() => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                // Dropping the runtime ends the log reader (its journalctl is killed).
+                drop(runtime);
+                let _ = stopped_tx.send(());
+            })?;
+        Ok(SessionsThread {
+            stop: Some(stop),
+            stopped,
+        })
+    }
+
+    /// Asks the thread to stop and waits (off the runtime) until it has, up to
+    /// [`SESSIONS_STOP_WAIT`]; false when it did not stop in time.
+    async fn stop(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let stopped = self.stopped;
+        tokio::task::spawn_blocking(move || stopped.recv_timeout(SESSIONS_STOP_WAIT).is_ok())
+            .await
+            .unwrap_or(false)
+    }
 }
 
 impl Background {
@@ -57,7 +111,7 @@ impl Background {
             client: SharedClient::new(config.api.clone()),
             follower: Tasks::default(),
             senders: Tasks::default(),
-            sessions: Tasks::default(),
+            sessions: None,
             outbox: None,
         };
         background.start_follower(channels);
@@ -122,8 +176,13 @@ impl Background {
             delivery: wake.clone(),
             active: channels.active_tx.clone(),
         };
-        self.sessions.spawn(task.run());
-        self.outbox = Some((outbox, wake));
+        match SessionsThread::start(task) {
+            Ok(thread) => {
+                self.sessions = Some(thread);
+                self.outbox = Some((outbox, wake));
+            }
+            Err(e) => error!("cannot start the sessions thread: {e}; session reporting is off"),
+        }
     }
 
     /// A reloaded `[api]`: a new client for the fetch task and the senders.
@@ -137,17 +196,26 @@ impl Background {
 
     /// A reloaded `[sessions]`: the sessions task and delivery start again (the outbox
     /// and the sessions state are on disk, so nothing is lost in between).
-    pub fn restart_sessions(&mut self, config: &Config, channels: &Channels) {
-        self.sessions.abort_all();
+    pub async fn restart_sessions(&mut self, config: &Config, channels: &Channels) {
         self.senders.abort_all();
-        // The aborted task's outbox handle goes with it; the file is opened anew.
+        if let Some(thread) = self.sessions.take() {
+            if !thread.stop().await {
+                // Never two readers of one log and outbox: better none until a restart.
+                error!("the sessions task did not stop within {} s; session reporting resumes after a restart", SESSIONS_STOP_WAIT.as_secs());
+                self.outbox = None;
+                self.start_senders(channels);
+                return;
+            }
+        }
         self.start_sessions(config, channels);
         self.start_senders(channels);
     }
 
-    pub fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         self.follower.abort_all();
         self.senders.abort_all();
-        self.sessions.abort_all();
+        if let Some(thread) = self.sessions.take() {
+            thread.stop().await;
+        }
     }
 }

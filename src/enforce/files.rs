@@ -201,6 +201,8 @@ struct Track {
     known: HashMap<String, String>,
     error: Option<String>,
     behind_since: Option<OffsetDateTime>,
+    /// Since when the newest block has been waiting to be verified in the file.
+    unverified_since: Option<OffsetDateTime>,
     not_removed: Vec<String>,
     failures: u32,
     retry_at: Option<Instant>,
@@ -223,6 +225,7 @@ impl Track {
             known: HashMap::new(),
             error: None,
             behind_since: None,
+            unverified_since: None,
             not_removed: Vec::new(),
             failures: 0,
             retry_at: None,
@@ -327,7 +330,13 @@ impl Files {
 
     /// Sets what `user`'s file must hold. A different block is a new generation, sent at
     /// once; the same block is sent only when the file is not known to hold it.
-    pub fn want(&mut self, user: &str, wanted: Wanted, now: Instant) -> Option<Job> {
+    pub fn want(
+        &mut self,
+        user: &str,
+        wanted: Wanted,
+        now: Instant,
+        wall: OffsetDateTime,
+    ) -> Option<Job> {
         let track = self.tracks.get_mut(user)?;
         for key in &wanted.keys {
             track.known.insert(key.public_key.clone(), key.id.clone());
@@ -340,6 +349,7 @@ impl Files {
         } else {
             track.generation += 1;
             track.wanted = Some(wanted);
+            track.unverified_since.get_or_insert(wall);
             // A new block (a revocation, perhaps) is tried now, on a fresh schedule.
             track.failures = 0;
         }
@@ -430,6 +440,7 @@ impl Files {
                 }
                 if newest {
                     track.verified = Some(attempt.generation);
+                    track.unverified_since = None;
                     track.failures = 0;
                     track.retry_at = None;
                     let keys = track.wanted.as_ref().map(|w| w.keys.clone());
@@ -526,7 +537,11 @@ impl Files {
                             "not verified since the last change: being written".to_owned()
                         }))
                     },
-                    behind_since: if in_sync { None } else { t.behind_since },
+                    behind_since: if in_sync {
+                        None
+                    } else {
+                        t.behind_since.or(t.unverified_since)
+                    },
                     keys_not_removed,
                     keys_not_added,
                 }
@@ -635,7 +650,7 @@ mod tests {
     /// Alice's file holds k1 and k2, verified.
     fn synced(files: &mut Files) {
         let job = files
-            .want("alice", wanted(&["k1", "k2"]), Instant::now())
+            .want("alice", wanted(&["k1", "k2"]), Instant::now(), wall())
             .expect("a job");
         files.finished(
             answer(&job, Ok(Done::Written { drift: None }), Some(&["k1", "k2"])),
@@ -659,7 +674,7 @@ mod tests {
     async fn a_written_file_is_in_sync_and_its_keys_are_noted_once() {
         let mut files = files();
         let job = files
-            .want("alice", wanted(&["k1"]), Instant::now())
+            .want("alice", wanted(&["k1"]), Instant::now(), wall())
             .expect("a job");
         assert!(files.settling(Instant::now()));
         assert_eq!(
@@ -688,7 +703,7 @@ mod tests {
         assert!(report.keys_not_removed.is_empty() && report.keys_not_added.is_empty());
         assert!(!files.settling(Instant::now()));
         assert_eq!(files.next_wake(), None, "nothing to do: no timer");
-        assert_eq!(files.want("alice", wanted(&["k1"]), Instant::now()), None);
+        assert_eq!(files.want("alice", wanted(&["k1"]), Instant::now(), wall()), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -696,7 +711,7 @@ mod tests {
         let mut files = files();
         synced(&mut files);
         let start = Instant::now();
-        let job = files.want("alice", wanted(&["k1"]), start).expect("now");
+        let job = files.want("alice", wanted(&["k1"]), start, wall()).expect("now");
         let out = files.finished(
             answer(&job, Err("No space left on device"), Some(&["k1", "k2"])),
             start,
@@ -772,7 +787,7 @@ mod tests {
         let mut files = files();
         synced(&mut files);
         let mut job = files
-            .want("alice", wanted(&["k1"]), Instant::now())
+            .want("alice", wanted(&["k1"]), Instant::now(), wall())
             .expect("job");
         for _ in 0..12 {
             files.finished(
@@ -796,7 +811,7 @@ mod tests {
         // Unreadable: what was last seen stands (k2 was in the file).
         assert_eq!(files.report()[0].keys_not_removed, ["k2"]);
         // Another change does not wait for the backoff.
-        let job = files.want("alice", wanted(&[]), Instant::now());
+        let job = files.want("alice", wanted(&[]), Instant::now(), wall());
         assert!(job.is_some_and(|j| j.block.is_empty()));
     }
 
@@ -805,7 +820,7 @@ mod tests {
         let mut files = files();
         synced(&mut files);
         let job = files
-            .want("alice", wanted(&["k1"]), Instant::now())
+            .want("alice", wanted(&["k1"]), Instant::now(), wall())
             .expect("job");
         assert_eq!(files.next_wake(), Some(Instant::now() + HUNG_AFTER));
         tokio::time::advance(HUNG_AFTER - Duration::from_millis(1)).await;
@@ -826,7 +841,7 @@ mod tests {
         assert_eq!(report.keys_not_removed, ["k2"], "as last seen");
         // More changes while frozen go to the worker, which keeps only the newest.
         let newer = files
-            .want("alice", wanted(&["k3"]), Instant::now())
+            .want("alice", wanted(&["k3"]), Instant::now(), wall())
             .expect("queued");
         // The thaw: the old job answers, then the newest.
         files.finished(
@@ -886,10 +901,10 @@ mod tests {
     async fn an_answer_for_an_older_block_does_not_count_for_the_newer() {
         let mut files = files();
         let first = files
-            .want("alice", wanted(&["k1"]), Instant::now())
+            .want("alice", wanted(&["k1"]), Instant::now(), wall())
             .expect("1");
         let second = files
-            .want("alice", wanted(&["k2"]), Instant::now())
+            .want("alice", wanted(&["k2"]), Instant::now(), wall())
             .expect("2");
         assert_eq!(second.generation, first.generation + 1);
         files.finished(
@@ -914,7 +929,7 @@ mod tests {
         let mut files = Files::new();
         files.track("bob", "/home/bob/.ssh/authorized_keys".into(), false);
         let now = Instant::now();
-        let job = files.want("bob", wanted(&[]), now).expect("job");
+        let job = files.want("bob", wanted(&[]), now, wall()).expect("job");
         files.finished(
             answer(&job, Ok(Done::Unchanged), Some(&[])),
             now,
@@ -924,7 +939,7 @@ mod tests {
         assert!(files.report().is_empty());
         let mut files2 = Files::new();
         files2.track("bob", "/home/bob/.ssh/authorized_keys".into(), false);
-        let job = files2.want("bob", wanted(&[]), now).expect("job");
+        let job = files2.want("bob", wanted(&[]), now, wall()).expect("job");
         files2.finished(
             answer(&job, Err("immutable"), Some(&["old"])),
             now,

@@ -124,7 +124,7 @@ impl Enforcer {
     /// Loads the last applied set from the state directory and enforces it (expired keys
     /// left out). Without a usable state file nothing is touched until the first fetch.
     pub fn restore(&mut self, now: Instant) {
-        match state::load(&self.config.state_dir) {
+        match state::load_applied(&self.config.state_dir) {
             Ok(Some(applied)) => {
                 info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), "restored the last applied key set");
                 self.applied = Some(applied);
@@ -161,13 +161,12 @@ impl Enforcer {
             }
         }
         let applied = Applied {
-            format: state::FORMAT,
             key_set: fetched.key_set,
             applied_at: timefmt::now(),
             etag: fetched.etag,
         };
         let gate = StateGate::new();
-        match state::begin_save(&self.config.state_dir, &applied) {
+        match state::begin_save(&self.config.state_dir, state::APPLIED, &applied) {
             Ok(pending) => {
                 let opener = gate.clone();
                 let spawned =
@@ -232,7 +231,7 @@ impl Enforcer {
                     })
                     .collect(),
             };
-            jobs.extend(self.files.want(&user.name, wanted, now));
+            jobs.extend(self.files.want(&user.name, wanted, now, wall));
         }
         for job in jobs {
             self.dispatch(job);

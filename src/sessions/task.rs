@@ -3,13 +3,10 @@
 //! sessions for the heartbeat.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -26,14 +23,14 @@ use super::source::{self, LogItem, Position, Source};
 use super::terminate::{self, Ending, TerminateError};
 use super::track::{Closing, Lookups, Seen, Tracker};
 use super::{ActiveSession, Session, SessionEvent};
-use crate::durable::{self, FileMode};
 use crate::keys::AccountKey;
 use crate::keys::KeySet;
 use crate::outbox::Outbox;
+use crate::state;
 use crate::timefmt;
 
 /// File of the session table and log position in the state directory.
-pub const SESSIONS_FILE: &str = "sessions.json";
+pub const SESSIONS_FILE: &str = state::SESSIONS.name;
 /// How often the log position is saved when only noise was read.
 const POSITION_SAVE: Duration = Duration::from_secs(10);
 
@@ -45,32 +42,20 @@ pub struct SessionsState {
     pub position: Option<Position>,
 }
 
-/// Reads the saved session table (empty when missing or unreadable).
+/// Reads the saved session table (empty when missing or unusable, which is logged).
 pub fn load_state(dir: &Path) -> SessionsState {
-    std::fs::read(dir.join(SESSIONS_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    match state::load(dir, state::SESSIONS) {
+        Ok(saved) => saved.unwrap_or_default(),
+        Err(e) => {
+            error!("{e}");
+            SessionsState::default()
+        }
+    }
 }
 
-fn save_state(dir: &Path, state: &SessionsState) {
-    let result = (|| -> Result<(), String> {
-        let bytes = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-        let fd = open(
-            dir,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| e.to_string())?;
-        let mode = FileMode {
-            owner: None,
-            mode: Mode::S_IRUSR | Mode::S_IWUSR,
-        };
-        durable::replace_at(&fd, OsStr::new(SESSIONS_FILE), &bytes, mode, || true)
-            .map_err(|e| e.to_string())
-    })();
-    if let Err(e) = result {
-        error!("cannot save {}: {e}", dir.join(SESSIONS_FILE).display());
+fn save_state(dir: &Path, sessions: &SessionsState) {
+    if let Err(e) = state::save(dir, state::SESSIONS, sessions) {
+        error!("{e}");
     }
 }
 

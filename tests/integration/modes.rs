@@ -64,6 +64,7 @@ fn every_file_has_its_mode_under_umask(user: &'static str, umask: u32) {
         "applied.json",
         "authorized-keys.json",
         "outbox.jsonl",
+        "files.json",
         "outbox.ack",
         "sessions.json",
     ];
