@@ -198,7 +198,9 @@ wait_for 10 "session_opened reported" sh -c "nsenter -t $init -a -- curl -fsS ht
 wait_for 10 "agent status reported" ct curl -fsS http://127.0.0.1:8080/admin/instances/sys/status
 
 step "journalctl MESSAGE_ID= finds the structured entries"
-ct journalctl --no-pager -o verbose MESSAGE_ID=6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e1 | grep -q "KEY_ID=key_alice" || fail "no 'key added' entry by MESSAGE_ID"
+# (Under pipefail a `grep -q` that stops reading early would fail the pipeline with the
+# writer's SIGPIPE once the output outgrows the pipe: every grep here reads it all.)
+ct journalctl --no-pager -o verbose MESSAGE_ID=6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e1 | grep "KEY_ID=key_alice" >/dev/null || fail "no 'key added' entry by MESSAGE_ID"
 wait_for 10 "session opened entry" sh -c "nsenter -t $init -a -- journalctl --no-pager -o verbose MESSAGE_ID=6f1c9a3e2b7d4c58a0e4d2b9c3f1a7e5 | grep -q 'USER=alice'"
 
 step "reload keeps the process, restart replaces it"
@@ -207,7 +209,7 @@ ct systemctl reload pictor-agent
 sleep 0.5
 [ "$(ct systemctl is-active pictor-agent)" = active ] || fail "not active after reload"
 [ "$(ct systemctl show -p MainPID --value pictor-agent)" = "$pid1" ] || fail "reload replaced the process"
-ct journalctl -u pictor-agent --no-pager | grep -q "configuration reloaded" || fail "reload not logged"
+ct journalctl -u pictor-agent --no-pager | grep "configuration reloaded" >/dev/null || fail "reload not logged"
 ct systemctl restart pictor-agent
 pid2=$(ct systemctl show -p MainPID --value pictor-agent)
 [ "$pid2" != "$pid1" ] && [ "$pid2" != 0 ] || fail "restart did not replace the process"
@@ -223,7 +225,7 @@ ct kill -USR1 "$pid3"
 wait_for 20 "watchdog restart" sh -c "[ \"\$(nsenter -t $init -a -- systemctl show -p NRestarts --value pictor-agent)\" -gt $restarts ]"
 wait_for 10 "active again" sh -c "[ \"\$(nsenter -t $init -a -- systemctl is-active pictor-agent)\" = active ]"
 [ "$(ct systemctl show -p MainPID --value pictor-agent)" != "$pid3" ] || fail "same process after the watchdog"
-ct journalctl -u pictor-agent --no-pager | grep -qi "watchdog" || fail "no watchdog message in the journal"
+ct journalctl -u pictor-agent --no-pager | grep -i "watchdog" >/dev/null || fail "no watchdog message in the journal"
 ct rm /etc/systemd/system/pictor-agent.service.d/test-hooks.conf
 ct systemctl daemon-reload
 ct systemctl restart pictor-agent
@@ -257,7 +259,7 @@ ct ssh -i /root/bob_key $ssh_opts bob@127.0.0.1 true || fail "bob cannot log in 
 wait_for 10 "session_terminated reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q session_terminated"
 terminated=$(ct journalctl -u pictor-agent --no-pager -o cat | grep -c "session terminated" || true)
 [ "$terminated" -ge 3 ] || fail "expected 3 sessions terminated, the journal says $terminated"
-ct journalctl -u pictor-agent --no-pager -o cat | grep "session terminated:" | grep -q "scope=true" || fail "no session was ended through its logind scope"
+ct journalctl -u pictor-agent --no-pager -o cat | grep "session terminated:" | grep "scope=true" >/dev/null || fail "no session was ended through its logind scope"
 ct pkill -u bob || true
 # alice's key back for the steps below.
 admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\":\"laptop\",\"public_key\":\"$pub\"}" >/dev/null
