@@ -149,54 +149,6 @@ pub fn replace_at(
     fsync(dir.as_fd()).map_err(ReplaceError::SyncDir)
 }
 
-/// A [`replace_at`] running on a thread of its own, so the caller can prepare other
-/// writes meanwhile; [`PendingReplace::wait`] returns once the new file is durably in
-/// place. Dropped without a wait, it still finishes (the drop waits for it).
-#[derive(Debug)]
-pub struct PendingReplace {
-    done: Option<std::thread::JoinHandle<Result<(), ReplaceError>>>,
-}
-
-/// Starts replacing `dir/name` with `content` (no concurrent-edit check: for files only
-/// the agent writes); once it is in place, dead writers' temporary files are removed,
-/// still on that thread.
-pub fn begin_replace(
-    dir: OwnedFd,
-    name: OsString,
-    content: Vec<u8>,
-    mode: FileMode,
-) -> Result<PendingReplace, ReplaceError> {
-    let done = std::thread::Builder::new()
-        .name("durable-write".into())
-        .spawn(move || {
-            replace_at(&dir, &name, &content, mode, || true)?;
-            remove_stale_temps(&dir, &name);
-            Ok(())
-        })
-        .map_err(ReplaceError::Write)?;
-    Ok(PendingReplace { done: Some(done) })
-}
-
-impl PendingReplace {
-    /// Waits until the new file is durably in place (or the replace failed).
-    pub fn wait(mut self) -> Result<(), ReplaceError> {
-        match self.done.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) | None => Err(ReplaceError::Write(std::io::Error::other(
-                "the writing thread failed",
-            ))),
-        }
-    }
-}
-
-impl Drop for PendingReplace {
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = done.join();
-        }
-    }
-}
-
 /// Removes temporary files for `name` left by an agent that was killed mid-write
 /// (their process is gone). Best effort: the directory is small and this runs only
 /// after a write.
@@ -265,40 +217,6 @@ mod tests {
             replace_at(&fd, OsStr::new("f"), b"new", OWNER_ONLY, || false).expect_err("superseded");
         assert!(matches!(err, ReplaceError::Superseded));
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"old");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
-    }
-
-    #[test]
-    fn a_pending_replace_is_in_place_once_waited_for() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("f"), b"old").expect("write");
-        let pending = begin_replace(
-            open_dir(dir.path()),
-            "f".into(),
-            b"new".to_vec(),
-            OWNER_ONLY,
-        )
-        .expect("begin");
-        pending.wait().expect("replaced");
-        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"new");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
-    }
-
-    #[test]
-    fn a_pending_replace_that_fails_says_why_and_leaves_the_old_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // The target's name is taken by a non-empty directory: the rename fails.
-        std::fs::create_dir(dir.path().join("f")).expect("mkdir");
-        std::fs::write(dir.path().join("f").join("x"), b"").expect("write");
-        let pending = begin_replace(
-            open_dir(dir.path()),
-            "f".into(),
-            b"new".to_vec(),
-            OWNER_ONLY,
-        )
-        .expect("begin");
-        assert!(matches!(pending.wait(), Err(ReplaceError::Rename(_))));
-        assert!(dir.path().join("f").join("x").exists());
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
 

@@ -199,20 +199,14 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     })
 }
 
-/// A save in progress on another thread.
-#[derive(Debug)]
-pub struct PendingSave {
-    path: PathBuf,
-    replace: durable::PendingReplace,
-}
-
-/// Starts [`save`] on another thread: the caller may prepare other writes meanwhile,
-/// and must [`PendingSave::wait`] before anything that depends on the state being on disk.
-pub fn begin_save<T: Serialize>(
+/// [`save`] on a thread of its own, then `then` with the result on that thread: the
+/// caller goes on at once (the content is encoded before this returns).
+pub fn save_then<T: Serialize>(
     dir: &Path,
     kind: Kind,
     value: &T,
-) -> Result<PendingSave, StateError> {
+    then: impl FnOnce(Result<(), StateError>) + Send + 'static,
+) -> Result<(), StateError> {
     let path = dir.join(kind.name);
     let bytes = encode(kind, value, &path)?;
     let fd = open_dir(dir)?;
@@ -220,20 +214,22 @@ pub fn begin_save<T: Serialize>(
         owner: None,
         mode: kind.mode,
     };
-    match durable::begin_replace(fd, kind.name.into(), bytes, mode) {
-        Ok(replace) => Ok(PendingSave { path, replace }),
-        Err(source) => Err(StateError::Write { path, source }),
-    }
-}
-
-impl PendingSave {
-    /// Returns once the new state is durably in place (or its write failed).
-    pub fn wait(self) -> Result<(), StateError> {
-        let path = self.path;
-        self.replace
-            .wait()
-            .map_err(|source| StateError::Write { path, source })
-    }
+    std::thread::Builder::new()
+        .name("state-save".into())
+        .spawn(move || {
+            let name = OsStr::new(kind.name);
+            let result = durable::replace_at(&fd, name, &bytes, mode, || true)
+                .map_err(|source| StateError::Write { path, source });
+            if result.is_ok() {
+                durable::remove_stale_temps(&fd, name);
+            }
+            then(result);
+        })
+        .map(|_| ())
+        .map_err(|source| StateError::Write {
+            path: dir.join(kind.name),
+            source: durable::ReplaceError::Write(source),
+        })
 }
 
 /// Saves files reports on a thread of its own, newest first: the main loop hands a
@@ -323,7 +319,10 @@ mod tests {
     fn damaged_file_is_an_error_not_an_empty_set() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(APPLIED_FILE), b"{\"format\":1,").expect("write");
-        assert!(matches!(load_applied(dir.path()), Err(StateError::Damaged { .. })));
+        assert!(matches!(
+            load_applied(dir.path()),
+            Err(StateError::Damaged { .. })
+        ));
     }
 
     #[test]
@@ -332,8 +331,11 @@ mod tests {
         save(dir.path(), APPLIED, &sample()).expect("save");
         let text = std::fs::read_to_string(dir.path().join(APPLIED.name)).expect("read");
         assert!(text.contains("\"format\":1"), "{text}");
-        std::fs::write(dir.path().join(APPLIED.name), text.replace("\"format\":1", "\"format\":2"))
-            .expect("write");
+        std::fs::write(
+            dir.path().join(APPLIED.name),
+            text.replace("\"format\":1", "\"format\":2"),
+        )
+        .expect("write");
         let error = load_applied(dir.path()).expect_err("format 2");
         assert!(error.to_string().contains("unknown format 2"), "{error}");
         // A sessions file from before formats were versioned is still read.
@@ -343,5 +345,31 @@ mod tests {
         // An applied set without one is not trusted.
         std::fs::write(dir.path().join(APPLIED.name), b"{}").expect("write");
         assert!(load_applied(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_save_on_its_own_thread_calls_back_once_in_place_or_with_why_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_owned();
+        save_then(dir.path(), APPLIED, &sample(), move |result| {
+            let on_disk = load_applied(&path).expect("readable");
+            let _ = tx.send((result.is_ok(), on_disk));
+        })
+        .expect("started");
+        let (ok, on_disk) = rx.recv().expect("called back");
+        assert!(ok);
+        assert_eq!(on_disk, Some(sample()), "in place when called back");
+        // The name taken by a non-empty directory: the rename fails, and it says so.
+        let other = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(other.path().join(APPLIED.name)).expect("mkdir");
+        std::fs::write(other.path().join(APPLIED.name).join("x"), b"").expect("write");
+        let (tx, rx) = std::sync::mpsc::channel();
+        save_then(other.path(), APPLIED, &sample(), move |result| {
+            let _ = tx.send(result.map_err(|e| e.to_string()));
+        })
+        .expect("started");
+        let error = rx.recv().expect("called back").expect_err("rename fails");
+        assert!(error.contains("applied.json"), "{error}");
     }
 }

@@ -243,7 +243,9 @@ async fn reload(
         background.restart_api(enforcer.config(), channels);
     }
     if changes.sessions {
-        background.restart_sessions(enforcer.config(), channels).await;
+        background
+            .restart_sessions(enforcer.config(), channels)
+            .await;
     }
     if changes.need_restart.is_empty() {
         info!(path = %path.display(), "SIGHUP: configuration reloaded");

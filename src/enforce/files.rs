@@ -703,7 +703,10 @@ mod tests {
         assert!(report.keys_not_removed.is_empty() && report.keys_not_added.is_empty());
         assert!(!files.settling(Instant::now()));
         assert_eq!(files.next_wake(), None, "nothing to do: no timer");
-        assert_eq!(files.want("alice", wanted(&["k1"]), Instant::now(), wall()), None);
+        assert_eq!(
+            files.want("alice", wanted(&["k1"]), Instant::now(), wall()),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -711,7 +714,9 @@ mod tests {
         let mut files = files();
         synced(&mut files);
         let start = Instant::now();
-        let job = files.want("alice", wanted(&["k1"]), start, wall()).expect("now");
+        let job = files
+            .want("alice", wanted(&["k1"]), start, wall())
+            .expect("now");
         let out = files.finished(
             answer(&job, Err("No space left on device"), Some(&["k1", "k2"])),
             start,

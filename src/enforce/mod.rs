@@ -59,6 +59,8 @@ pub struct Enforcer {
     command_file_error: Option<String>,
     /// Why the AuthorizedKeysCommand file is readable by the agent only, as last logged.
     command_file_private: Option<String>,
+    /// The set or the users changed: the command file is written once the files answered.
+    command_file_pending: bool,
 }
 
 impl Enforcer {
@@ -82,6 +84,7 @@ impl Enforcer {
             fetch_error: None,
             command_file_error: None,
             command_file_private: None,
+            command_file_pending: false,
         };
         enforcer.set_users(users);
         (enforcer, receiver)
@@ -129,7 +132,7 @@ impl Enforcer {
                 info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), "restored the last applied key set");
                 self.applied = Some(applied);
                 self.enforce(now);
-                self.write_command_file();
+                self.command_file_due(now);
             }
             Ok(None) => info!(
                 "no applied key set yet: waiting for the first fetch before touching any file"
@@ -166,35 +169,25 @@ impl Enforcer {
             etag: fetched.etag,
         };
         let gate = StateGate::new();
-        match state::begin_save(&self.config.state_dir, state::APPLIED, &applied) {
-            Ok(pending) => {
-                let opener = gate.clone();
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("state-save".into())
-                        .spawn(move || {
-                            if let Err(e) = pending.wait() {
-                                error!("{e}");
-                            }
-                            opener.open();
-                        });
-                if let Err(e) = spawned {
-                    error!("cannot start the state save thread: {e}");
-                    gate.open();
-                }
-            }
-            // Enforce anyway: a revocation must bite even when the state disk is full.
-            Err(e) => {
+        let opener = gate.clone();
+        let saved = state::save_then(&self.config.state_dir, state::APPLIED, &applied, move |r| {
+            if let Err(e) = r {
                 error!("{e}");
-                gate.open();
             }
+            opener.open();
+        });
+        if let Err(e) = saved {
+            // Enforce anyway: a revocation must bite even when the state disk is full.
+            error!("{e}");
+            gate.open();
         }
         self.gate = Some(gate);
         info!(version = %applied.key_set.version, keys = applied.key_set.keys.len(), rejected = applied.key_set.rejected.len(), "applying key set");
         self.applied = Some(applied);
-        // authorized_keys first (the path most logins take), then the command's file.
+        // authorized_keys first (the path most logins take), then the command's file,
+        // once the files have answered: its fsyncs would slow theirs down.
         self.enforce(now);
-        self.write_command_file();
+        self.command_file_due(now);
     }
 
     /// Notes a failed fetch; repeated identical errors are logged once.
@@ -250,12 +243,28 @@ impl Enforcer {
             .files
             .finished(attempt, now, timefmt::now(), fastrand::f64());
         self.carry_out(output);
+        self.command_file_if_settled(now);
     }
 
     /// Runs what is due: retries, drift checks, hang deadlines.
     pub fn tick(&mut self, now: Instant) {
         let output = self.files.tick(now, timefmt::now());
         self.carry_out(output);
+        self.command_file_if_settled(now);
+    }
+
+    /// The AuthorizedKeysCommand file must follow the set: written as soon as the
+    /// authorized_keys files have answered (or are overdue).
+    fn command_file_due(&mut self, now: Instant) {
+        self.command_file_pending = true;
+        self.command_file_if_settled(now);
+    }
+
+    fn command_file_if_settled(&mut self, now: Instant) {
+        if self.command_file_pending && !self.files.settling(now) {
+            self.command_file_pending = false;
+            self.write_command_file();
+        }
     }
 
     /// The next instant [`Enforcer::tick`] has work.
@@ -498,7 +507,7 @@ impl Enforcer {
         self.config = config;
         self.set_users(users);
         self.enforce(now);
-        self.write_command_file();
+        self.command_file_due(now);
     }
 }
 
