@@ -4,23 +4,31 @@
 //! The map of the crate (data flows top to bottom):
 //!
 //! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading).
-//! - [`api`]: the control plane's HTTP API; [`api::model`] holds the wire types.
+//! - [`api`]: the control plane's HTTP API; [`api::model`] holds the wire types,
+//!   [`api::token`] reads the token file, [`api::shared`] the client shared by the tasks.
 //! - [`keys`]: validation of account keys, expiry, and the key set in force (pure).
 //! - [`schedule`]: when to ask the control plane next: long-poll, polling, backoff (pure).
-//! - [`authorized_keys`]: the managed block: [`authorized_keys::merge`] (pure) and
-//!   [`authorized_keys::write`] (no-follow opens, ownership checks, atomic durable replace).
+//! - [`authorized_keys`]: the managed block: [`authorized_keys::merge`] (pure),
+//!   [`authorized_keys::write`] (no-follow opens, ownership checks, atomic durable
+//!   replace) and [`authorized_keys::command`] (sshd's AuthorizedKeysCommand and its file).
 //! - [`users`]: local accounts and where their managed files live.
-//! - [`state`]: the last good key set on disk, written atomically.
+//! - [`state`]: the state directory's one layer (applied set, sessions, files report):
+//!   versioned formats, explicit modes, atomic durable writes.
 //! - [`durable`]: the one atomic, durable file replace everything else uses.
 //! - [`drift_watch`]: inotify watches on managed files' directories, for drift repair.
-//! - [`sessions`]: sshd's log parsed ([`sessions::parse`]) and correlated into sessions
-//!   ([`sessions::track`]), read from the journal or a syslog file ([`sessions::source`]).
+//! - [`sessions`]: sshd's log parsed ([`sessions::parse`], its time stamps
+//!   [`sessions::stamp`]) and correlated into sessions ([`sessions::track`]), read from
+//!   the journal or a syslog file ([`sessions::source`]); a login believed only on the
+//!   kernel's word ([`sessions::proof`], [`sessions::procs`], [`sessions::pidfd`]);
+//!   revoked sessions ended ([`sessions::terminate`]); the whole as one task on a thread
+//!   of its own ([`sessions::task`]).
 //! - [`outbox`]: the durable queue of session events; [`delivery`] sends it in batches.
 //! - [`heartbeat`]: the agent status sent after every change and every interval.
 //! - [`sync`]: the fetch task that follows the key list and hands over validated sets.
 //! - [`enforce`]: every managed file's wanted and verified state: [`enforce::files`] is
 //!   the pure core (what to write, when to retry, what to report), [`enforce::worker`]
-//!   the per-user I/O threads, [`enforce::Enforcer`] the shell around them.
+//!   the per-user I/O threads, [`enforce::command_file`] the AuthorizedKeysCommand
+//!   file's thread, [`enforce::Enforcer`] the shell around them.
 //! - [`daemon`]: the thin main loop (signals, timers, readiness), with
 //!   [`daemon::tasks`] (the background tasks), [`daemon::reload`] (what SIGHUP changes)
 //!   and [`daemon::once`] (`sync --once`).

@@ -152,8 +152,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                 }
                 publish(&enforcer, &mut ready);
             }
-            Some(attempt) = answers.recv() => {
+            Some(attempt) = answers.files.recv() => {
                 enforcer.finished(attempt, Instant::now());
+                publish(&enforcer, &mut ready);
+            }
+            Some(written) = answers.command_file.recv() => {
+                enforcer.command_file_written(written);
                 publish(&enforcer, &mut ready);
             }
             () = until(enforcer.next_wake()) => {

@@ -37,7 +37,7 @@ pub async fn sync_once(config: Config) -> Result<OnceReport, String> {
     enforcer.accept(fetched, Instant::now());
     let mut report = OnceReport::default();
     while enforcer.outstanding() {
-        let Some(attempt) = answers.recv().await else {
+        let Some(attempt) = answers.files.recv().await else {
             break;
         };
         match &attempt.result {
@@ -46,6 +46,14 @@ pub async fn sync_once(config: Config) -> Result<OnceReport, String> {
             Err(_) => report.failed += 1,
         }
         enforcer.finished(attempt, Instant::now());
+    }
+    // The command file goes once the files have answered.
+    enforcer.tick(Instant::now());
+    while enforcer.command_file_writing() {
+        match answers.command_file.recv().await {
+            Some(written) => enforcer.command_file_written(written),
+            None => break,
+        }
     }
     let saved = match enforcer.state_gate() {
         Some(gate) => tokio::task::spawn_blocking(move || gate.wait(STATE_WAIT))

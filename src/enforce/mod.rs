@@ -4,10 +4,12 @@
 //!
 //! - [`files`]: the pure core (wanted vs on disk, retries, drift pacing, the report).
 //! - [`worker`]: the per-user I/O threads and the state-save gate.
+//! - [`command_file`]: the AuthorizedKeysCommand file's writing thread.
 //! - [`Enforcer`] (here): the shell that owns both, the applied set, the
 //!   AuthorizedKeysCommand file and the fetch error, and turns the core's notes into log
 //!   lines.
 
+pub mod command_file;
 pub mod files;
 pub mod worker;
 
@@ -61,6 +63,16 @@ pub struct Enforcer {
     command_file_private: Option<String>,
     /// The set or the users changed: the command file is written once the files answered.
     command_file_pending: bool,
+    /// Command-file writes handed over and not answered yet.
+    command_file_writing: usize,
+    command_writer: Option<command_file::CommandFileWriter>,
+}
+
+/// Where the enforcer's threads answer: the I/O threads ([`Enforcer::finished`]) and
+/// the command file's ([`Enforcer::command_file_written`]).
+pub struct Answers {
+    pub files: mpsc::UnboundedReceiver<Attempt>,
+    pub command_file: mpsc::UnboundedReceiver<command_file::Written>,
 }
 
 impl Enforcer {
@@ -70,8 +82,16 @@ impl Enforcer {
         config: Config,
         users: Vec<ManagedUser>,
         watch: Arc<Mutex<DriftWatch>>,
-    ) -> (Enforcer, mpsc::UnboundedReceiver<Attempt>) {
+    ) -> (Enforcer, Answers) {
         let (answers, receiver) = mpsc::unbounded_channel();
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let command_writer = match command_file::CommandFileWriter::start(command_tx) {
+            Ok(writer) => Some(writer),
+            Err(e) => {
+                error!("cannot start the AuthorizedKeysCommand file's thread: {e}");
+                None
+            }
+        };
         let mut enforcer = Enforcer {
             config,
             users: Vec::new(),
@@ -85,9 +105,15 @@ impl Enforcer {
             command_file_error: None,
             command_file_private: None,
             command_file_pending: false,
+            command_file_writing: 0,
+            command_writer,
         };
         enforcer.set_users(users);
-        (enforcer, receiver)
+        let answers = Answers {
+            files: receiver,
+            command_file: command_rx,
+        };
+        (enforcer, answers)
     }
 
     pub fn config(&self) -> &Config {
@@ -355,38 +381,39 @@ impl Enforcer {
     }
 
     /// Keeps the `authorized-keys` command's file in step with the set and the users:
-    /// mode 0640 with the configured group, or 0600 (never world-readable) when that
-    /// group is missing or cannot be given the file, which is logged as an error once.
+    /// hands it to its writing thread; the outcome comes back to
+    /// [`Enforcer::command_file_written`].
     pub fn write_command_file(&mut self) {
-        use crate::authorized_keys::command::{self, Readers, WriteError};
         let Some(applied) = &self.applied else { return };
         let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
-        let file = command::build(&applied.key_set, &users);
-        let dir = &self.config.state_dir;
-        let group = &self.config.command_group;
-        let (result, private) = match command::resolve_group(group) {
-            Ok(gid) => match command::write(dir, &file, Readers::Group(gid)) {
-                Err(WriteError::Group { source, .. }) => (
-                    command::write(dir, &file, Readers::OwnerOnly),
-                    Some(format!(
-                        "it cannot be given to group {group} ({source}): the agent needs root \
-                         or CAP_CHOWN, as the packaged unit gives it"
-                    )),
-                ),
-                result => (result, None),
-            },
-            Err(why) => (
-                command::write(dir, &file, Readers::OwnerOnly),
-                Some(format!(
-                    "{why}: create it (the packages make pictor-keys), or set [state] \
-                     authorized_keys_command_group to the group of sshd's \
-                     AuthorizedKeysCommandUser"
-                )),
-            ),
+        let file = crate::authorized_keys::command::build(&applied.key_set, &users);
+        let Some(writer) = &self.command_writer else {
+            return;
         };
-        if result.is_ok() && private != self.command_file_private {
-            let path = dir.join(command::COMMAND_FILE);
-            match &private {
+        self.command_file_writing += 1;
+        if !writer.write(
+            self.config.state_dir.clone(),
+            self.config.command_group.clone(),
+            file,
+        ) {
+            self.command_file_writing -= 1;
+            self.command_file_written(command_file::Written {
+                result: Err("its writing thread has ended".into()),
+                private: None,
+            });
+        }
+    }
+
+    /// Takes the outcome of a command-file write: logs what changed (once), and keeps
+    /// the error for the report and the retry timer.
+    pub fn command_file_written(&mut self, written: command_file::Written) {
+        self.command_file_writing = self.command_file_writing.saturating_sub(1);
+        let path = self
+            .config
+            .state_dir
+            .join(crate::authorized_keys::command::COMMAND_FILE);
+        if written.result.is_ok() && written.private != self.command_file_private {
+            match &written.private {
                 Some(why) => error!(
                     path = %path.display(),
                     "the AuthorizedKeysCommand file is readable by the agent only, so sshd's \
@@ -394,25 +421,32 @@ impl Enforcer {
                      (authorized_keys files are unaffected): {why}; then reload the agent"
                 ),
                 None => {
-                    info!(path = %path.display(), group = %group, "the AuthorizedKeysCommand file is readable by its group again")
+                    info!(path = %path.display(), group = %self.config.command_group, "the AuthorizedKeysCommand file is readable by its group again")
                 }
             }
-            self.command_file_private = private;
+            self.command_file_private = written.private;
         }
-        match result {
+        match written.result {
             Ok(()) => {
                 if self.command_file_error.take().is_some() {
                     info!("the AuthorizedKeysCommand file is up to date again");
                 }
             }
-            Err(e) => {
-                let message = e.to_string();
+            Err(message) => {
                 if self.command_file_error.as_deref() != Some(message.as_str()) {
-                    error!("{e}; retrying every {} s", COMMAND_FILE_RETRY.as_secs());
+                    error!(
+                        "{message}; retrying every {} s",
+                        COMMAND_FILE_RETRY.as_secs()
+                    );
                 }
                 self.command_file_error = Some(message);
             }
         }
+    }
+
+    /// True while a command-file write is out.
+    pub fn command_file_writing(&self) -> bool {
+        self.command_file_writing > 0
     }
 
     /// True while the AuthorizedKeysCommand file lags the set in force.

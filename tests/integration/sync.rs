@@ -518,6 +518,67 @@ fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
 }
 
 #[test]
+fn sighup_applies_sessions_and_the_log_level_and_names_what_needs_a_restart() {
+    let server = Server::start();
+    let sandbox = Sandbox::new(&server.url);
+    let quiet = std::fs::read_to_string(&sandbox.config)
+        .expect("config")
+        .replace("level = \"debug\"", "level = \"warn\"");
+    std::fs::write(&sandbox.config, &quiet).expect("config");
+    let a = KeyPair::generate(sandbox.dir.path(), "a");
+    server.cp.add_key(a.new_key("key_a"));
+    let agent = sandbox.start_agent();
+    wait_until(SOON, "key written", || contains(&sandbox, &a));
+    assert!(
+        !sandbox.log().contains("DEBUG"),
+        "warn level: no debug lines"
+    );
+    assert!(!sandbox.log().contains("reading sshd's messages"));
+
+    // Session reporting on (from a syslog file), debug level, another state directory.
+    let auth_log = sandbox.dir.path().join("auth.log");
+    std::fs::write(&auth_log, "").expect("auth.log");
+    let moved_state = sandbox.dir.path().join("state2");
+    let reloaded = quiet
+        .replace("level = \"warn\"", "level = \"debug\"")
+        .replace(
+            "[sessions]\nenabled = false\n",
+            &format!(
+                "[sessions]\nlog_source = \"file\"\nlog_file = {:?}\n",
+                auth_log.display().to_string()
+            ),
+        )
+        .replace(
+            &format!("dir = {:?}", sandbox.state_dir.display().to_string()),
+            &format!("dir = {:?}", moved_state.display().to_string()),
+        );
+    assert_ne!(reloaded, quiet);
+    std::fs::write(&sandbox.config, &reloaded).expect("config");
+    agent.signal(Signal::SIGHUP);
+    wait_until(SOON, "the reload line naming [state] dir", || {
+        sandbox
+            .log()
+            .contains("configuration reloaded, except what needs a restart to apply: [state] dir")
+    });
+    wait_until(SOON, "the sessions task started", || {
+        sandbox
+            .log()
+            .contains("reading sshd's messages from a syslog file")
+    });
+    let b = KeyPair::generate(sandbox.dir.path(), "b");
+    server.cp.add_key(b.new_key("key_b"));
+    wait_until(SOON, "key_b written", || contains(&sandbox, &b));
+    wait_until(SOON, "debug lines after the reload", || {
+        sandbox.log().contains("DEBUG")
+    });
+    assert!(
+        !moved_state.exists(),
+        "the state directory stays until a restart"
+    );
+    assert!(agent.stop().success());
+}
+
+#[test]
 fn check_config_names_the_problem() {
     let server = Server::start();
     let sandbox = Sandbox::new(&server.url);
