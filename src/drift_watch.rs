@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 pub struct DriftWatch {
     watcher: RecommendedWatcher,
     dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>>,
+    /// The directories watched now, with the (device, inode) they had then.
+    watched: std::collections::HashMap<PathBuf, (u64, u64)>,
 }
 
 /// The watch could not be set up.
@@ -44,27 +46,47 @@ impl DriftWatch {
             path: PathBuf::new(),
             source,
         })?;
-        Ok(DriftWatch { watcher, dirs })
+        Ok(DriftWatch {
+            watcher,
+            dirs,
+            watched: std::collections::HashMap::new(),
+        })
     }
 
-    /// Watches the directory of `file` (again, if it was replaced). A missing directory is
-    /// not an error: there is nothing to protect until the agent creates it.
-    pub fn watch(&mut self, file: &Path) -> Result<(), WatchError> {
+    /// Watches the directory of `file`, unless the same directory (device and inode) is
+    /// watched already: calling it again costs a `stat` and never opens a gap in which an
+    /// edit goes unseen. A replaced directory is watched anew. True when a new watch was
+    /// set up (the caller checks the file once more: it may have changed before). A
+    /// missing directory is not an error: there is nothing to protect until the agent
+    /// creates it.
+    pub fn watch(&mut self, file: &Path) -> Result<bool, WatchError> {
+        use std::os::unix::fs::MetadataExt;
         let Some(dir) = file.parent().map(Path::to_path_buf) else {
-            return Ok(());
+            return Ok(false);
         };
-        let _ = self.watcher.unwatch(&dir);
         {
             let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
             if !dirs.iter().any(|(_, f)| f == file) {
                 dirs.push((dir.clone(), file.to_path_buf()));
             }
         }
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            self.watched.remove(&dir);
+            return Ok(false);
+        };
+        let identity = (meta.dev(), meta.ino());
+        if self.watched.get(&dir) == Some(&identity) {
+            return Ok(false);
+        }
+        let _ = self.watcher.unwatch(&dir);
         match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            Ok(()) => Ok(()),
-            Err(e) if matches!(&e.kind, notify::ErrorKind::PathNotFound) => Ok(()),
+            Ok(()) => {
+                self.watched.insert(dir, identity);
+                Ok(true)
+            }
+            Err(e) if matches!(&e.kind, notify::ErrorKind::PathNotFound) => Ok(false),
             Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {
-                Ok(())
+                Ok(false)
             }
             Err(source) => Err(WatchError { path: dir, source }),
         }
@@ -77,6 +99,7 @@ impl DriftWatch {
         if let Some(dir) = file.parent() {
             if !dirs.iter().any(|(d, _)| d == dir) {
                 let _ = self.watcher.unwatch(dir);
+                self.watched.remove(dir);
             }
         }
     }

@@ -23,8 +23,10 @@ use super::merge;
 use crate::durable::{self, FileMode, ReplaceError};
 use crate::users::{Location, ManagedUser};
 
-/// How often a write is retried when the file keeps changing under it.
-const MAX_ATTEMPTS: usize = 5;
+/// How often a write is tried in one go when the file keeps changing under it (each
+/// try writes the whole file); after that the caller tries again later, at the pace of
+/// drift repairs.
+const MAX_ATTEMPTS: usize = 2;
 /// Largest authorized_keys file the agent will read or rewrite: thousands of keys,
 /// far beyond any real file. A larger one is refused (reported `behind`), so a user's
 /// runaway file cannot make every repair cost megabytes of writing.

@@ -86,6 +86,9 @@ pub struct Attempt {
     /// The key lines in the file's managed blocks as read after the attempt (`None`:
     /// the file could not be read; what was last seen still stands).
     pub on_disk: Option<Vec<BlockKey>>,
+    /// The file kept changing under the write (its owner is editing it): tried again
+    /// at the drift pace, not the failure pace, so an edit loop costs few rewrites.
+    pub contended: bool,
 }
 
 /// A file's state as reported (`files` in the agent status).
@@ -280,7 +283,9 @@ impl Track {
                 .get(&key.public_key)
                 .or(key.tagged_id.as_ref())
                 .cloned();
-            if let Some(id) = id {
+            // A line that claims a wanted key's id with other material is drift (put
+            // right at the next repair), not a deleted key still accepted.
+            if let Some(id) = id.filter(|id| !wanted.keys.iter().any(|k| k.id == *id)) {
                 not_removed.insert(id);
             }
         }
@@ -465,7 +470,13 @@ impl Files {
             Err(error) => {
                 if track.sent.is_none() {
                     track.failures = track.failures.saturating_add(1);
-                    let delay = retry_delay(track.failures, jitter);
+                    let mut delay = retry_delay(track.failures, jitter);
+                    if attempt.contended {
+                        // Each try that lost to an edit counts as a repair of a loop.
+                        delay = delay.max(drift_settle(track.drift_streak));
+                        track.drift_streak = track.drift_streak.saturating_add(1);
+                        track.last_repair = Some(now);
+                    }
                     track.retry_at = Some(now + delay);
                     set_behind(user, track, error, Some(delay), wall, &mut out.notes);
                 }
@@ -638,6 +649,7 @@ mod tests {
             generation: job.generation,
             result: result.map_err(str::to_owned),
             on_disk: disk.map(on_disk),
+            contended: false,
         }
     }
 
@@ -952,5 +964,49 @@ mod tests {
             0.5,
         );
         assert_eq!(files2.report()[0].keys_not_removed, ["old"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_its_owner_keeps_editing_is_retried_at_the_drift_pace() {
+        let mut files = files();
+        synced(&mut files);
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            files.drifted("alice", Instant::now());
+            let wake = files.next_wake().expect("wake");
+            tokio::time::advance(wake - Instant::now()).await;
+            let job = files.tick(Instant::now(), wall()).jobs.remove(0);
+            let mut lost = answer(&job, Err("kept changing"), Some(&["k1", "k2"]));
+            lost.contended = true;
+            files.finished(lost, Instant::now(), wall(), 1.0);
+            let retry = files.next_wake().expect("a retry") - Instant::now();
+            waits.push(retry);
+            tokio::time::advance(retry).await;
+            let job = files.tick(Instant::now(), wall()).jobs.remove(0);
+            files.finished(
+                answer(&job, Ok(Done::Written { drift: None }), Some(&["k1", "k2"])),
+                Instant::now(),
+                wall(),
+                1.0,
+            );
+        }
+        assert_eq!(*waits.last().expect("waits"), DRIFT_SETTLE_CAP, "{waits:?}");
+    }
+
+    #[test]
+    fn a_line_claiming_a_wanted_id_with_other_material_is_not_a_deleted_key() {
+        let mut files = files();
+        let now = Instant::now();
+        let job = files
+            .want("alice", wanted(&["k1"]), now, wall())
+            .expect("job");
+        let mut disk = on_disk(&["k1"]);
+        disk[0].public_key = "ssh-ed25519 AAAATampered".into();
+        let mut lost = answer(&job, Err("kept changing"), None);
+        lost.on_disk = Some(disk);
+        files.finished(lost, now, wall(), 0.5);
+        let report = &files.report()[0];
+        assert!(report.keys_not_removed.is_empty(), "{report:?}");
+        assert_eq!(report.keys_not_added, ["k1"]);
     }
 }

@@ -90,12 +90,29 @@ impl Worker {
     }
 }
 
+/// Makes sure the file's directory is watched; true when a new watch was set up.
+fn ensure_watch(user: &ManagedUser, watch: &Mutex<DriftWatch>) -> bool {
+    match watch
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .watch(&user.path())
+    {
+        Ok(new) => new,
+        Err(e) => {
+            warn!("{e}; drift in it is repaired only at the next change");
+            false
+        }
+    }
+}
+
 fn serve(
     user: &ManagedUser,
     queue: &mpsc::Receiver<Order>,
     answers: &UnboundedSender<Attempt>,
     watch: &Mutex<DriftWatch>,
 ) {
+    // Watched before the first write: an edit right after it is seen.
+    ensure_watch(user, watch);
     // The block last verified in the file and the file's stamp at that read: a drift
     // check that finds the same stamp has nothing to read.
     let mut verified: Option<(Arc<Vec<u8>>, Option<FileStamp>)> = None;
@@ -117,62 +134,80 @@ fn serve(
                 generation: job.generation,
                 result: Ok(Done::Unchanged),
                 on_disk: None,
+                contended: false,
             }
         } else {
-            let gate = order.gate;
-            let result = write::apply_stamped(user, &job.block, || {
-                if let Some(gate) = gate {
-                    if !gate.wait(STATE_WAIT) {
-                        warn!(user = %user.name, "the state save has not finished after {} s; the file is replaced without waiting longer", STATE_WAIT.as_secs());
-                    }
-                }
-            });
-            match result {
-                Ok((outcome, stamp)) => {
-                    let done = match outcome {
-                        write::Outcome::Unchanged => Done::Unchanged,
-                        write::Outcome::Written { previous } => Done::Written {
-                            // The same block as before needed writing: someone changed it.
-                            drift: if same_block {
-                                merge::describe_drift(previous.as_deref(), &job.block)
-                            } else {
-                                None
-                            },
-                        },
-                    };
-                    verified = Some((job.block.clone(), stamp));
-                    Attempt {
-                        user: job.user,
-                        generation: job.generation,
-                        result: Ok(done),
-                        on_disk: Some(merge::managed_keys(&job.block)),
-                    }
-                }
-                Err(e) => {
-                    verified = None;
-                    // What can still log in: read it back (through the same checks).
-                    let on_disk = match write::read(user) {
-                        Ok(content) => Some(merge::managed_keys(&content.unwrap_or_default())),
-                        Err(_) => None,
-                    };
-                    Attempt {
-                        user: job.user,
-                        generation: job.generation,
-                        result: Err(e.to_string()),
-                        on_disk,
-                    }
+            ensure_watch(user, watch);
+            let mut attempt =
+                write_once(user, &job, order.gate.as_deref(), same_block, &mut verified);
+            // The write made the directory (~/.ssh): watched only now, so the file is
+            // checked once more for an edit that landed in between.
+            if ensure_watch(user, watch) && attempt.result.is_ok() {
+                let again = write_once(user, &job, None, true, &mut verified);
+                if again.result != Ok(Done::Unchanged) {
+                    attempt = again;
                 }
             }
+            attempt
         };
-        if let Err(e) = watch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .watch(&user.path())
-        {
-            warn!("{e}; drift in it is repaired only at the next change");
-        }
         if answers.send(attempt).is_err() {
             return;
+        }
+    }
+}
+
+/// One attempt at making the file hold the job's block.
+fn write_once(
+    user: &ManagedUser,
+    job: &Job,
+    gate: Option<&StateGate>,
+    same_block: bool,
+    verified: &mut Option<(Arc<Vec<u8>>, Option<FileStamp>)>,
+) -> Attempt {
+    let result = write::apply_stamped(user, &job.block, || {
+        if let Some(gate) = gate {
+            if !gate.wait(STATE_WAIT) {
+                warn!(user = %user.name, "the state save has not finished after {} s; the file is replaced without waiting longer", STATE_WAIT.as_secs());
+            }
+        }
+    });
+    match result {
+        Ok((outcome, stamp)) => {
+            let done = match outcome {
+                write::Outcome::Unchanged => Done::Unchanged,
+                write::Outcome::Written { previous } => Done::Written {
+                    // The same block as before needed writing: someone changed it.
+                    drift: if same_block {
+                        merge::describe_drift(previous.as_deref(), &job.block)
+                    } else {
+                        None
+                    },
+                },
+            };
+            *verified = Some((job.block.clone(), stamp));
+            Attempt {
+                user: job.user.clone(),
+                generation: job.generation,
+                result: Ok(done),
+                on_disk: Some(merge::managed_keys(&job.block)),
+                contended: false,
+            }
+        }
+        Err(e) => {
+            *verified = None;
+            let contended = matches!(e, write::WriteError::KeepsChanging { .. });
+            // What can still log in: read it back (through the same checks).
+            let on_disk = match write::read(user) {
+                Ok(content) => Some(merge::managed_keys(&content.unwrap_or_default())),
+                Err(_) => None,
+            };
+            Attempt {
+                user: job.user.clone(),
+                generation: job.generation,
+                result: Err(e.to_string()),
+                on_disk,
+                contended,
+            }
         }
     }
 }
