@@ -104,3 +104,33 @@ impl DriftWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_watched_once_and_again_only_when_replaced() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("ssh");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let file = dir.join("authorized_keys");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watch = DriftWatch::new(tx).expect("watcher");
+        assert!(watch.watch(&file).expect("watch"), "a new watch");
+        assert!(
+            !watch.watch(&file).expect("watch"),
+            "the same directory: no gap"
+        );
+        std::fs::write(&file, "edit\n").expect("edit");
+        let seen = rx.blocking_recv().expect("an event");
+        assert_eq!(seen, file);
+        // The directory replaced by another: watched anew.
+        std::fs::rename(&dir, root.path().join("old")).expect("move away");
+        std::fs::create_dir(&dir).expect("mkdir again");
+        assert!(watch.watch(&file).expect("watch"), "a replaced directory");
+        // Gone: nothing to watch, not an error.
+        std::fs::remove_dir(&dir).expect("rmdir");
+        assert!(!watch.watch(&file).expect("missing is fine"));
+    }
+}

@@ -27,10 +27,11 @@ use crate::users::{Location, ManagedUser};
 /// try writes the whole file); after that the caller tries again later, at the pace of
 /// drift repairs.
 const MAX_ATTEMPTS: usize = 2;
-/// Largest authorized_keys file the agent will read or rewrite: thousands of keys,
-/// far beyond any real file. A larger one is refused (reported `behind`), so a user's
-/// runaway file cannot make every repair cost megabytes of writing.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest authorized_keys file the agent will read or rewrite: room for 10,000 of the
+/// largest keys the agent accepts in practice (RSA 8192, about 1.4 kB a line), far beyond
+/// any real file. A larger one is refused (reported `behind`), so a user's runaway file
+/// cannot make every repair cost tens of megabytes of writing.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why a user's file was left alone. Every variant names the user and the path.
 #[derive(Debug, thiserror::Error)]
