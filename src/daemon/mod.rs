@@ -5,8 +5,10 @@
 //! - [`tasks`]: the fetch task, the senders and the sessions task.
 //! - [`reload`]: what a SIGHUP changes, and what needs a restart.
 //! - [`once`]: `sync --once`.
+//! - [`readiness`]: when READY is sent (pure).
 
 pub mod once;
+pub mod readiness;
 pub mod reload;
 pub mod tasks;
 
@@ -74,11 +76,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     let (mut enforcer, mut answers) = Enforcer::new(config, users, watch_files);
     enforcer.restore(Instant::now());
     crate::service::status("waiting for the first key set from the control plane");
-    // READY once a key set is in force and its files answered: the cached set, else the
-    // first fetch, else (control plane unreachable, nothing cached) after
-    // READY_AT_THE_LATEST, so sshd, ordered after us, is never held up for long.
-    let mut ready = false;
-    let not_ready_deadline = Instant::now() + crate::service::READY_AT_THE_LATEST;
+    let mut ready = readiness::Readiness::new(Instant::now());
     let mut watchdog = crate::service::watchdog_period().map(tokio::time::interval);
 
     let boot_id = sessions_mod::procs::boot_id();
@@ -113,7 +111,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             None
         }
     };
-    let publish = |enforcer: &Enforcer, ready: &mut bool| {
+    let publish = |enforcer: &Enforcer, ready: &mut readiness::Readiness| {
         keys_tx.send_replace(enforcer.key_set());
         if enforcer.settling(Instant::now()) {
             return;
@@ -129,8 +127,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             *current = next;
             changed
         });
-        if !*ready && enforcer.applied().is_some() {
-            *ready = true;
+        if ready
+            .after_event(
+                enforcer.applied().is_some(),
+                enforcer.settling(Instant::now()),
+            )
+            .is_some()
+        {
             crate::service::ready(&enforcer.status_line());
         } else {
             crate::service::status(&enforcer.status_line());
@@ -173,9 +176,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                 enforcer.write_command_file();
                 publish(&enforcer, &mut ready);
             }
-            () = tokio::time::sleep_until(not_ready_deadline), if !ready => {
-                ready = true;
-                crate::service::ready("no key set yet: the control plane has not answered; nothing was changed");
+            () = until(ready.deadline()) => {
+                if ready.at_deadline(Instant::now()).is_some() {
+                    crate::service::ready("no key set yet: the control plane has not answered; nothing was changed");
+                }
             }
             () = tick_of(watchdog.as_mut()) => crate::service::feed_watchdog(),
             () = hang_hook(hang.as_mut()) => {

@@ -504,9 +504,7 @@ impl Enforcer {
 
     /// How long until the next key expires (capped, so clock jumps are caught).
     pub fn until_next_expiry(&self, now: OffsetDateTime) -> Option<Duration> {
-        let at = self.applied.as_ref()?.key_set.next_expiry(now)?;
-        let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
-        Some(wait.min(EXPIRY_RECHECK))
+        expiry_wait(self.applied.as_ref()?.key_set.next_expiry(now)?, now)
     }
 
     /// Switches to a new configuration and its users (resolved by the caller): users no
@@ -543,6 +541,13 @@ impl Enforcer {
         self.enforce(now);
         self.command_file_due(now);
     }
+}
+
+/// How long the expiry timer sleeps for a key expiring `at`: until then (at once when
+/// past), but never more than [`EXPIRY_RECHECK`], so a clock that jumps is caught.
+pub fn expiry_wait(at: OffsetDateTime, now: OffsetDateTime) -> Option<Duration> {
+    let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
+    Some(wait.min(EXPIRY_RECHECK))
 }
 
 /// Resolves the configured users (NSS: may block; call it off the runtime). One that
@@ -610,5 +615,21 @@ fn log_note(note: Note) {
         Note::CaughtUp { user, path } => {
             info!(user = %user, path = %path.display(), "the file holds the keys in force again")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_timer_waits_until_the_key_expires_but_never_more_than_a_minute() {
+        let now = crate::timefmt::parse("2026-11-30T04:00:00Z").expect("time");
+        let soon = now + time::Duration::seconds(5);
+        let late = now + time::Duration::hours(3);
+        let past = now - time::Duration::seconds(1);
+        assert_eq!(expiry_wait(soon, now), Some(Duration::from_secs(5)));
+        assert_eq!(expiry_wait(late, now), Some(EXPIRY_RECHECK));
+        assert_eq!(expiry_wait(past, now), Some(Duration::ZERO));
     }
 }
