@@ -165,17 +165,48 @@ fn open_dir(dir: &Path) -> Result<std::os::fd::OwnedFd, StateError> {
     })
 }
 
+/// A state file ready to be written: encoded, its directory open.
+struct Prepared {
+    fd: std::os::fd::OwnedFd,
+    kind: Kind,
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Prepared {
+    fn new<T: Serialize>(dir: &Path, kind: Kind, value: &T) -> Result<Prepared, StateError> {
+        let path = dir.join(kind.name);
+        let bytes = encode(kind, value, &path)?;
+        let fd = open_dir(dir)?;
+        Ok(Prepared {
+            fd,
+            kind,
+            path,
+            bytes,
+        })
+    }
+
+    /// Replaces the file atomically and durably, then removes dead writers' temporaries.
+    fn write(self) -> Result<(), StateError> {
+        let mode = FileMode {
+            owner: None,
+            mode: self.kind.mode,
+        };
+        let name = OsStr::new(self.kind.name);
+        durable::replace_at(&self.fd, name, &self.bytes, mode, || true).map_err(|source| {
+            StateError::Write {
+                path: self.path,
+                source,
+            }
+        })?;
+        durable::remove_stale_temps(&self.fd, name);
+        Ok(())
+    }
+}
+
 /// Replaces a state file (creating the directory, see [`ensure_dir`]).
 pub fn save<T: Serialize>(dir: &Path, kind: Kind, value: &T) -> Result<(), StateError> {
-    let path = dir.join(kind.name);
-    let bytes = encode(kind, value, &path)?;
-    let fd = open_dir(dir)?;
-    let mode = FileMode {
-        owner: None,
-        mode: kind.mode,
-    };
-    durable::replace_at(&fd, OsStr::new(kind.name), &bytes, mode, || true)
-        .map_err(|source| StateError::Write { path, source })
+    Prepared::new(dir, kind, value)?.write()
 }
 
 /// Reads the last applied set; `None` when there is none yet.
@@ -207,27 +238,14 @@ pub fn save_then<T: Serialize>(
     value: &T,
     then: impl FnOnce(Result<(), StateError>) + Send + 'static,
 ) -> Result<(), StateError> {
-    let path = dir.join(kind.name);
-    let bytes = encode(kind, value, &path)?;
-    let fd = open_dir(dir)?;
-    let mode = FileMode {
-        owner: None,
-        mode: kind.mode,
-    };
+    let prepared = Prepared::new(dir, kind, value)?;
+    let path = prepared.path.clone();
     std::thread::Builder::new()
         .name("state-save".into())
-        .spawn(move || {
-            let name = OsStr::new(kind.name);
-            let result = durable::replace_at(&fd, name, &bytes, mode, || true)
-                .map_err(|source| StateError::Write { path, source });
-            if result.is_ok() {
-                durable::remove_stale_temps(&fd, name);
-            }
-            then(result);
-        })
+        .spawn(move || then(prepared.write()))
         .map(|_| ())
         .map_err(|source| StateError::Write {
-            path: dir.join(kind.name),
+            path,
             source: durable::ReplaceError::Write(source),
         })
 }
