@@ -58,6 +58,11 @@ pub struct Wanted {
     pub keys: Vec<WantedKey>,
 }
 
+/// The generation of a job that releases the file of a user no longer managed (its
+/// block removed): tracked generations start at 1, so its answer never counts for the
+/// user's current file, which may be another one by then.
+pub const RELEASE: u64 = 0;
+
 /// Work for the user's I/O worker: make the file hold `block`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -410,6 +415,9 @@ impl Files {
         jitter: f64,
     ) -> Output {
         let mut out = Output::default();
+        if attempt.generation == RELEASE {
+            return out;
+        }
         let Some(track) = self.tracks.get_mut(&attempt.user) else {
             return out;
         };
@@ -1008,5 +1016,23 @@ mod tests {
         let report = &files.report()[0];
         assert!(report.keys_not_removed.is_empty(), "{report:?}");
         assert_eq!(report.keys_not_added, ["k1"]);
+    }
+
+    #[test]
+    fn the_answer_of_a_released_file_never_counts_for_the_users_current_one() {
+        let mut files = files();
+        synced(&mut files);
+        let release = Attempt {
+            user: "alice".into(),
+            generation: RELEASE,
+            result: Err("read-only file system".into()),
+            on_disk: Some(on_disk(&["old"])),
+            contended: false,
+        };
+        let out = files.finished(release, Instant::now(), wall(), 0.5);
+        assert_eq!(out, Output::default());
+        let report = &files.report()[0];
+        assert_eq!(report.state, FileState::InSync);
+        assert!(report.keys_not_removed.is_empty());
     }
 }

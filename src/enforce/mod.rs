@@ -265,6 +265,17 @@ impl Enforcer {
 
     /// Takes an I/O thread's answer.
     pub fn finished(&mut self, attempt: Attempt, now: Instant) {
+        if attempt.generation == files::RELEASE {
+            match &attempt.result {
+                Ok(_) => {
+                    info!(user = %attempt.user, "no longer managed: its managed block is removed")
+                }
+                Err(e) => {
+                    error!(user = %attempt.user, "no longer managed, but its managed block could not be removed: {e}; remove it by hand")
+                }
+            }
+            return;
+        }
         let output = self
             .files
             .finished(attempt, now, timefmt::now(), fastrand::f64());
@@ -524,11 +535,10 @@ impl Enforcer {
                 .unwatch(&old.path());
             self.files.forget(&old.name);
             if let Some(worker) = self.workers.remove(&old.name) {
-                info!(user = %old.name, path = %old.path().display(), "no longer managed: its managed block is removed");
                 worker.send(
                     Job {
                         user: old.name.clone(),
-                        generation: 0,
+                        generation: files::RELEASE,
                         block: Arc::new(Vec::new()),
                         check_only: false,
                     },

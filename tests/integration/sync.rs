@@ -512,6 +512,7 @@ fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
             .contains(&a.canonical())
     });
     wait_until(SOON, "old file released", || !contains(&sandbox, &a));
+    sandbox.wait_for_log("no longer managed: its managed block is removed");
     let start = Instant::now();
     assert!(agent.stop().success());
     assert!(start.elapsed() < Duration::from_secs(2));
