@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
+use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey};
 use time::OffsetDateTime;
 
@@ -14,6 +15,8 @@ use crate::config::{is_valid_id, is_valid_user_name};
 
 /// Smallest RSA modulus the contract accepts.
 pub const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus (and exponent) OpenSSH reads: sshd skips a longer key.
+pub const MAX_RSA_BITS: usize = 16384;
 /// Longest display name the contract allows, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 /// Longest public key line accepted (a 16384-bit RSA key is about 2.8 kB).
@@ -211,6 +214,13 @@ pub fn validate(wire: &WireKey) -> Result<AccountKey, String> {
 
 /// Parses one OpenSSH public key line (`type base64 [comment]`, nothing else) and returns
 /// its canonical form (`type base64`, comment dropped) and its SHA256 fingerprint.
+///
+/// It accepts what sshd accepts in `authorized_keys` and nothing it would skip, so a key
+/// shown in force can log in: fields split by spaces or tabs, the type named in the
+/// text equal to the type encoded in the key, an ECDSA point uncompressed, on its curve
+/// and passing sshd's range checks, an RSA modulus of at most 16384 bits. The contract
+/// is stricter than sshd in two ways: RSA under 2048 bits, and no options or
+/// certificates (certificates are trusted through their CA, not listed one by one).
 pub fn validate_public_key(line: &str) -> Result<(String, String), String> {
     if line.len() > MAX_PUBLIC_KEY_BYTES {
         return Err(format!(
@@ -220,15 +230,34 @@ pub fn validate_public_key(line: &str) -> Result<(String, String), String> {
     if line.chars().any(|c| c.is_control() && c != '\t') {
         return Err("public_key contains a line break or control character".into());
     }
-    let type_token = line.split_ascii_whitespace().next().unwrap_or("");
-    let mut key = PublicKey::from_openssh(line.trim())
-        .map_err(|e| match allowed_type_name(type_token) {
-            true => format!("public_key is not a valid {type_token} key ({e})"),
-            false => format!(
-                "public_key must start with an accepted key type, not {:?} (options are not allowed)",
-                printable_id(type_token)
+    let mut fields = line
+        .split([' ', '\t'])
+        .filter(|field| !field.is_empty());
+    let type_token = fields.next().unwrap_or("");
+    if type_token.ends_with("-cert-v01@openssh.com") {
+        return Err(
+            "certificates are not accepted; add the CA with TrustedUserCAKeys instead".into(),
+        );
+    }
+    if !allowed_type_name(type_token) {
+        return Err(match type_token {
+            "" => "public_key is empty".to_owned(),
+            "ssh-dss" => "DSA keys are not accepted (OpenSSH no longer supports them)".to_owned(),
+            option if looks_like_option(option) => format!(
+                "public_key must start with its key type, not {:?}: options are not allowed",
+                printable_id(option)
             ),
-        })?;
+            other => format!(
+                "public_key must start with an accepted key type (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa, or their sk- variants), not {:?}",
+                printable_id(other)
+            ),
+        });
+    }
+    let blob = fields
+        .next()
+        .ok_or_else(|| format!("public_key has no key data after {type_token}"))?;
+    let mut key = PublicKey::from_openssh(&format!("{type_token} {blob}"))
+        .map_err(|e| format!("public_key is not a valid {type_token} key ({e})"))?;
     check_algorithm(&key)?;
     key.set_comment("");
     let canonical = key
@@ -236,6 +265,25 @@ pub fn validate_public_key(line: &str) -> Result<(String, String), String> {
         .map_err(|e| format!("public_key cannot be re-encoded ({e})"))?;
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     Ok((canonical.trim_end().to_owned(), fingerprint))
+}
+
+/// An `authorized_keys` option (`restrict`, `command="..."`, `from=...,pty`) where the key
+/// type should be.
+fn looks_like_option(token: &str) -> bool {
+    token.contains(['=', ',', '"'])
+        || matches!(
+            token,
+            "restrict"
+                | "cert-authority"
+                | "no-pty"
+                | "no-port-forwarding"
+                | "no-agent-forwarding"
+                | "no-X11-forwarding"
+                | "no-user-rc"
+                | "pty"
+                | "no-touch-required"
+                | "verify-required"
+        )
 }
 
 fn allowed_type_name(name: &str) -> bool {
@@ -253,26 +301,128 @@ fn allowed_type_name(name: &str) -> bool {
 
 fn check_algorithm(key: &PublicKey) -> Result<(), String> {
     match key.algorithm() {
-        Algorithm::Ed25519 | Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => Ok(()),
+        Algorithm::Ed25519 | Algorithm::SkEd25519 => Ok(()),
+        Algorithm::SkEcdsaSha2NistP256 => match key.key_data() {
+            KeyData::SkEcdsaSha2NistP256(sk) => {
+                ec_point::check(EcdsaCurve::NistP256, sk.ec_point().as_bytes())
+            }
+            _ => Err("public_key's security key data is not ECDSA".into()),
+        },
         Algorithm::Ecdsa {
             curve: EcdsaCurve::NistP256 | EcdsaCurve::NistP384 | EcdsaCurve::NistP521,
-        } => Ok(()),
+        } => match key.key_data() {
+            KeyData::Ecdsa(point) => ec_point::check(point.curve(), point.as_sec1_bytes()),
+            _ => Err("public_key's ECDSA data is missing".into()),
+        },
         Algorithm::Rsa { .. } => {
-            let bits = key
+            let rsa = key
                 .key_data()
                 .rsa()
-                .and_then(|rsa| rsa.n.as_positive_bytes())
-                .map(bit_length)
-                .unwrap_or(0);
+                .ok_or("public_key's RSA data is missing")?;
+            let bits = rsa.n.as_positive_bytes().map(bit_length).unwrap_or(0);
+            let exponent_bits = rsa.e.as_positive_bytes().map(bit_length).unwrap_or(0);
             if bits < MIN_RSA_BITS {
                 Err(format!(
                     "RSA key of {bits} bits is shorter than {MIN_RSA_BITS} bits"
+                ))
+            } else if bits > MAX_RSA_BITS || exponent_bits > MAX_RSA_BITS {
+                Err(format!(
+                    "RSA key of {bits} bits is longer than OpenSSH's limit of {MAX_RSA_BITS} bits: sshd would skip it"
                 ))
             } else {
                 Ok(())
             }
         }
         other => Err(format!("key type {} is not accepted", other.as_str())),
+    }
+}
+
+/// sshd's checks of an ECDSA public point, with the curve arithmetic of the RustCrypto
+/// curve crates: uncompressed encoding, on the curve and not the point at infinity
+/// (what OpenSSL checks as sshd decodes the point), each coordinate longer than half the
+/// group order's bits and below the order minus one (OpenSSH's own range checks). The
+/// curves have cofactor 1, so a point on the curve is in the group of prime order.
+mod ec_point {
+    use std::cmp::Ordering;
+
+    use p256::elliptic_curve::bigint::Encoding;
+    use p256::elliptic_curve::Curve;
+    use ssh_key::EcdsaCurve;
+
+    pub fn check(curve: EcdsaCurve, bytes: &[u8]) -> Result<(), String> {
+        let (on_curve, order) = match curve {
+            EcdsaCurve::NistP256 => (
+                p256::PublicKey::from_sec1_bytes(bytes).is_ok(),
+                p256::NistP256::ORDER.to_be_bytes().to_vec(),
+            ),
+            EcdsaCurve::NistP384 => (
+                p384::PublicKey::from_sec1_bytes(bytes).is_ok(),
+                p384::NistP384::ORDER.to_be_bytes().to_vec(),
+            ),
+            EcdsaCurve::NistP521 => (
+                p521::PublicKey::from_sec1_bytes(bytes).is_ok(),
+                p521::NistP521::ORDER.to_be_bytes().to_vec(),
+            ),
+        };
+        let coordinates = match bytes.split_first() {
+            Some((4, xy)) if xy.len() % 2 == 0 => xy.split_at(xy.len() / 2),
+            _ => {
+                return Err(
+                    "public_key's ECDSA point is not in uncompressed form, which sshd requires"
+                        .into(),
+                )
+            }
+        };
+        if !on_curve {
+            return Err("public_key's ECDSA point is not on its curve: sshd would skip it".into());
+        }
+        let order_bits = super::bit_length(&order);
+        let order_minus_one = minus_one(&order);
+        for coordinate in [coordinates.0, coordinates.1] {
+            if super::bit_length(coordinate) <= order_bits / 2
+                || compare(coordinate, &order_minus_one) != Ordering::Less
+            {
+                return Err(
+                    "public_key's ECDSA point fails OpenSSH's range check: sshd would skip it"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `n - 1` for a big-endian `n > 0`.
+    fn minus_one(n: &[u8]) -> Vec<u8> {
+        let mut out = n.to_vec();
+        for byte in out.iter_mut().rev() {
+            let (value, borrow) = byte.overflowing_sub(1);
+            *byte = value;
+            if !borrow {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Compares two big-endian unsigned integers of any lengths.
+    fn compare(a: &[u8], b: &[u8]) -> Ordering {
+        let strip = |x: &[u8]| -> Vec<u8> { x.iter().copied().skip_while(|&b| b == 0).collect() };
+        let (a, b) = (strip(a), strip(b));
+        a.len().cmp(&b.len()).then_with(|| a.cmp(&b))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn big_endian_helpers() {
+            assert_eq!(minus_one(&[1, 0]), vec![0, 0xff]);
+            assert_eq!(minus_one(&[0, 5]), vec![0, 4]);
+            assert_eq!(compare(&[0, 0, 2], &[1]), Ordering::Greater);
+            assert_eq!(compare(&[0, 1, 0], &[0xff]), Ordering::Greater);
+            assert_eq!(compare(&[0, 3], &[3]), Ordering::Equal);
+        }
     }
 }
 
@@ -284,6 +434,10 @@ fn bit_length(bytes: &[u8]) -> usize {
     };
     bytes.len() * 8 - bytes[0].leading_zeros() as usize
 }
+
+#[cfg(test)]
+#[path = "../tests/shared/key_cases.rs"]
+mod key_cases;
 
 #[cfg(test)]
 mod tests {
@@ -340,6 +494,30 @@ mod tests {
         for case in cases {
             assert!(validate(&wire("k1", &case)).is_err(), "accepted {case:?}");
         }
+    }
+
+    #[test]
+    fn keys_are_judged_as_sshd_judges_them_with_reasons_for_a_person() {
+        for case in super::key_cases::key_cases() {
+            match (validate_public_key(&case.line), case.agent) {
+                (Ok(_), Ok(())) => {}
+                (Err(reason), Err(expected)) => assert!(
+                    reason.contains(expected),
+                    "{}: reason {reason:?} does not say {expected:?}",
+                    case.name
+                ),
+                (got, want) => panic!("{}: got {got:?}, want {want:?}", case.name),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tab_separated_line_is_the_same_key() {
+        let tabs = ED25519.replace(' ', "\t");
+        assert_eq!(
+            validate_public_key(&tabs).expect("tabs"),
+            validate_public_key(ED25519).expect("spaces")
+        );
     }
 
     #[test]

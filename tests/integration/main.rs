@@ -5,6 +5,9 @@ mod attacks;
 mod crash;
 mod failures;
 mod forgery;
+#[path = "../shared/key_cases.rs"]
+mod key_cases;
+mod keys;
 mod modes;
 mod revocation;
 mod sessions;

@@ -26,7 +26,8 @@ impl Sshd {
         Sshd::start_full(dir, syslog, "")
     }
 
-    /// sshd (logging to stderr) with extra configuration lines.
+    /// sshd (logging to stderr) with extra configuration lines, which come first (sshd
+    /// takes the first value it reads of a keyword, so they override the defaults).
     pub fn start_with_extra(dir: &Path, extra: &str) -> Sshd {
         Sshd::start_full(dir, false, extra)
     }
@@ -51,9 +52,9 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\n\
+                "{extra}ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\n\
                  AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes yes\nLogLevel VERBOSE\n{extra}",
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes yes\nLogLevel VERBOSE\n",
                 host_key.display(),
                 dir.join("sshd.pid").display()
             ),
