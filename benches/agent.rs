@@ -317,6 +317,7 @@ fn apply10k() {
     let mode = FileMode {
         owner: None,
         mode: nix::sys::stat::Mode::from_bits_truncate(0o600),
+        label: None,
     };
     for round in 0..rounds {
         let block = &blocks[round % 2];

@@ -29,6 +29,8 @@ pub enum ReplaceError {
     CreateTemp(Errno),
     #[error("cannot set the owner or mode of the temporary file: {0}")]
     Owner(Errno),
+    #[error("cannot set the SELinux label of the temporary file: {0}")]
+    Label(std::io::Error),
     #[error("cannot write the temporary file: {0}")]
     Write(std::io::Error),
     #[error("cannot rename the temporary file over it: {0}")]
@@ -40,11 +42,14 @@ pub enum ReplaceError {
     Superseded,
 }
 
-/// Who the new file belongs to and its permission bits.
+/// Who the new file belongs to, its permission bits and its SELinux label.
 #[derive(Debug, Clone, Copy)]
-pub struct FileMode {
+pub struct FileMode<'a> {
     pub owner: Option<(Uid, Gid)>,
     pub mode: Mode,
+    /// The `security.selinux` attribute to give it ([`crate::selinux`]), or `None` to
+    /// leave the one the kernel gives.
+    pub label: Option<&'a [u8]>,
 }
 
 /// Creates the directory `path`, and any missing parent, each with exactly `mode`: the
@@ -112,7 +117,7 @@ pub fn replace_at(
     dir: &OwnedFd,
     name: &OsStr,
     content: &[u8],
-    mode: FileMode,
+    mode: FileMode<'_>,
     still_current: impl FnOnce() -> bool,
 ) -> Result<(), ReplaceError> {
     let mut temp = temp_prefix(name);
@@ -130,6 +135,9 @@ pub fn replace_at(
         fchmod(fd.as_fd(), mode.mode).map_err(ReplaceError::Owner)?;
         if let Some((uid, gid)) = mode.owner {
             fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(ReplaceError::Owner)?;
+        }
+        if let Some(label) = mode.label {
+            crate::selinux::set_label(fd.as_fd(), label).map_err(ReplaceError::Label)?;
         }
         let mut file = std::fs::File::from(fd);
         file.write_all(content).map_err(ReplaceError::Write)?;
@@ -196,6 +204,7 @@ mod tests {
     const OWNER_ONLY: FileMode = FileMode {
         owner: None,
         mode: Mode::S_IRUSR.union(Mode::S_IWUSR),
+        label: None,
     };
 
     #[test]
@@ -252,6 +261,7 @@ mod tests {
         let loose = FileMode {
             owner: None,
             mode: Mode::from_bits_truncate(0o666),
+            label: None,
         };
         replace_at(&fd, OsStr::new("f"), b"x", loose, || true).expect("replace");
         assert_eq!(mode(&dir.path().join("f")), 0o666);

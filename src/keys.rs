@@ -230,9 +230,7 @@ pub fn validate_public_key(line: &str) -> Result<(String, String), String> {
     if line.chars().any(|c| c.is_control() && c != '\t') {
         return Err("public_key contains a line break or control character".into());
     }
-    let mut fields = line
-        .split([' ', '\t'])
-        .filter(|field| !field.is_empty());
+    let mut fields = line.split([' ', '\t']).filter(|field| !field.is_empty());
     let type_token = fields.next().unwrap_or("");
     if type_token.ends_with("-cert-v01@openssh.com") {
         return Err(

@@ -15,6 +15,8 @@
 //! - [`state`]: the state directory's one layer (applied set, sessions, files report):
 //!   versioned formats, explicit modes, atomic durable writes.
 //! - [`durable`]: the one atomic, durable file replace everything else uses.
+//! - [`selinux`]: the SELinux labels of the files sshd reads (kept on replace, the
+//!   policy's on create; nothing at all without SELinux).
 //! - [`drift_watch`]: inotify watches on managed files' directories, for drift repair.
 //! - [`sessions`]: sshd's log parsed ([`sessions::parse`], its time stamps
 //!   [`sessions::stamp`]) and correlated into sessions ([`sessions::track`]), read from
@@ -53,6 +55,7 @@ pub mod keys;
 pub mod logging;
 pub mod outbox;
 pub mod schedule;
+pub mod selinux;
 pub mod service;
 pub mod sessions;
 pub mod state;

@@ -349,6 +349,7 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
     let mode = FileMode {
         owner: None,
         mode: durable::PRIVATE,
+        label: None,
     };
     durable::replace_at(&fd, OsStr::new(name), bytes, mode, || true)
         .map_err(|source| OutboxError::Replace { path, source })

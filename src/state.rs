@@ -191,6 +191,7 @@ impl Prepared {
         let mode = FileMode {
             owner: None,
             mode: self.kind.mode,
+            label: None,
         };
         let name = OsStr::new(self.kind.name);
         durable::replace_at(&self.fd, name, &self.bytes, mode, || true).map_err(|source| {

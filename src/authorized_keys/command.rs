@@ -124,15 +124,17 @@ pub enum Readers {
 
 impl Readers {
     /// The owner, group and mode the file gets.
-    pub fn file_mode(self) -> FileMode {
+    pub fn file_mode(self) -> FileMode<'static> {
         match self {
             Readers::Group(gid) => FileMode {
                 owner: Some((Uid::effective(), gid)),
                 mode: GROUP_MODE,
+                label: None,
             },
             Readers::OwnerOnly => FileMode {
                 owner: None,
                 mode: durable::PRIVATE,
+                label: None,
             },
         }
     }

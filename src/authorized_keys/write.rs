@@ -21,6 +21,7 @@ use nix::unistd::{fchown, fsync, Uid};
 
 use super::merge;
 use crate::durable::{self, FileMode, ReplaceError};
+use crate::selinux::Labels;
 use crate::users::{Location, ManagedUser};
 
 /// How often a write is tried in one go when the file keeps changing under it (each
@@ -94,7 +95,16 @@ pub enum Outcome {
 /// Puts `block` (from [`merge::render_block`]) into the user's file, keeping every
 /// foreign byte. Writes nothing when the file already says it.
 pub fn apply(user: &ManagedUser, block: &[u8]) -> Result<Outcome, WriteError> {
-    apply_racing(user, block, |_| {}).map(|(outcome, _)| outcome)
+    apply_labelled(user, block, Labels::system())
+}
+
+/// [`apply`] with the given SELinux labelling instead of this host's.
+pub fn apply_labelled(
+    user: &ManagedUser,
+    block: &[u8],
+    labels: &Labels,
+) -> Result<Outcome, WriteError> {
+    apply_racing(user, block, labels, |_| {}).map(|(outcome, _)| outcome)
 }
 
 /// [`apply`], with `before_rename` run once just before the new file is renamed into
@@ -116,7 +126,7 @@ pub fn apply_stamped(
     before_rename: impl FnOnce(),
 ) -> Result<(Outcome, Option<FileStamp>), WriteError> {
     let mut before_rename = Some(before_rename);
-    apply_racing(user, block, |_| {
+    apply_racing(user, block, Labels::system(), |_| {
         if let Some(hook) = before_rename.take() {
             hook();
         }
@@ -136,26 +146,33 @@ pub fn stamp(user: &ManagedUser) -> Option<FileStamp> {
 fn apply_racing(
     user: &ManagedUser,
     block: &[u8],
+    labels: &Labels,
     mut before_rename: impl FnMut(usize),
 ) -> Result<(Outcome, Option<FileStamp>), WriteError> {
     let owner = owner_for(user)?;
-    let Some(dir) = open_dir(user, !block.is_empty(), owner)? else {
+    let Some(dir) = open_dir(user, !block.is_empty(), owner, labels)? else {
         return Ok((Outcome::Unchanged, None));
     };
     for attempt in 0..MAX_ATTEMPTS {
-        let existing = read_existing(user, &dir)?;
-        let before = existing.as_ref().map(|(bytes, _)| bytes.as_slice());
+        let existing = read_existing(user, &dir, labels)?;
+        let before = existing.as_ref().map(|e| e.bytes.as_slice());
         let merged = merge::merge(before.unwrap_or_default(), block);
         if before == Some(merged.as_slice()) || (before.is_none() && merged.is_empty()) {
-            return Ok((Outcome::Unchanged, existing.map(|(_, stamp)| stamp)));
+            return Ok((Outcome::Unchanged, existing.map(|e| e.stamp)));
         }
-        let (previous, identity) = match existing {
-            Some((bytes, id)) => (Some(bytes), Some(id)),
-            None => (None, None),
+        let (previous, identity, old_label) = match existing {
+            Some(Existing {
+                bytes,
+                stamp,
+                label,
+            }) => (Some(bytes), Some(stamp), label),
+            None => (None, None, None),
         };
+        let label = labels.for_replacement(old_label, &user.path(), libc::S_IFREG);
         let mode = FileMode {
             owner,
             mode: Mode::S_IRUSR | Mode::S_IWUSR,
+            label: label.as_deref(),
         };
         let still_current = || {
             before_rename(attempt);
@@ -184,10 +201,10 @@ fn apply_racing(
 
 /// Reads the user's file through the same checks as a write (`None`: it does not exist).
 pub fn read(user: &ManagedUser) -> Result<Option<Vec<u8>>, WriteError> {
-    let Some(dir) = open_dir(user, false, None)? else {
+    let Some(dir) = open_dir(user, false, None, &Labels::Off)? else {
         return Ok(None);
     };
-    Ok(read_existing(user, &dir)?.map(|(bytes, _)| bytes))
+    Ok(read_existing(user, &dir, &Labels::Off)?.map(|e| e.bytes))
 }
 
 /// The owner new files get: the user, unless the agent runs as that user already. The
@@ -215,6 +232,7 @@ fn open_dir(
     user: &ManagedUser,
     create: bool,
     owner: Option<(Uid, nix::unistd::Gid)>,
+    labels: &Labels,
 ) -> Result<Option<OwnedFd>, WriteError> {
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     match &user.location {
@@ -276,6 +294,16 @@ fn open_dir(
                     if let Some((uid, gid)) = owner {
                         fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(|e| {
                             io_error(user, ssh_path.clone(), "cannot chown directory", e)
+                        })?;
+                    }
+                    if let Some(label) = labels.for_new(&ssh_path, libc::S_IFDIR) {
+                        crate::selinux::set_label(fd.as_fd(), &label).map_err(|source| {
+                            WriteError::Io {
+                                user: user.name.clone(),
+                                path: ssh_path.clone(),
+                                action: "cannot set the SELinux label of directory",
+                                source,
+                            }
                         })?;
                     }
                     fsync(home_fd.as_fd())
@@ -377,11 +405,20 @@ fn identity_of(dir: &OwnedFd, name: &OsStr) -> Option<FileStamp> {
         .map(|s| FileStamp::from(&s))
 }
 
+/// The managed file as read.
+struct Existing {
+    bytes: Vec<u8>,
+    stamp: FileStamp,
+    /// Its SELinux label, when SELinux is on and it has one.
+    label: Option<Vec<u8>>,
+}
+
 /// Opens and reads the current file after checking it; `None` when it does not exist.
 fn read_existing(
     user: &ManagedUser,
     dir: &OwnedFd,
-) -> Result<Option<(Vec<u8>, FileStamp)>, WriteError> {
+    labels: &Labels,
+) -> Result<Option<Existing>, WriteError> {
     let path = user.path();
     let flags = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
@@ -420,6 +457,7 @@ fn read_existing(
             path,
         });
     }
+    let label = labels.read(fd.as_fd());
     let mut bytes = Vec::with_capacity(stat.st_size as usize);
     std::fs::File::from(fd)
         .take(MAX_FILE_BYTES + 1)
@@ -430,7 +468,11 @@ fn read_existing(
             action: "cannot read",
             source,
         })?;
-    Ok(Some((bytes, FileStamp::from(&stat))))
+    Ok(Some(Existing {
+        bytes,
+        stamp: FileStamp::from(&stat),
+        label,
+    }))
 }
 
 #[cfg(test)]
@@ -486,7 +528,7 @@ mod tests {
         let user = sandbox_user(dir.path());
         std::fs::write(user.path(), "first\n").expect("seed");
         let mut attempts = Vec::new();
-        let outcome = apply_racing(&user, &block(), |attempt| {
+        let outcome = apply_racing(&user, &block(), &Labels::Off, |attempt| {
             attempts.push(attempt);
             if attempt == 0 {
                 let mut file = std::fs::OpenOptions::new()

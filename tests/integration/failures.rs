@@ -23,13 +23,13 @@ fn run(program: &str, args: &[&str]) {
 
 /// A file system mounted for a test; unfrozen and unmounted when dropped (declare it
 /// after the agent, so it goes first: a frozen mount would keep the agent from exiting).
-struct TestMount {
+pub(crate) struct TestMount {
     path: PathBuf,
     binds: Vec<PathBuf>,
 }
 
 impl TestMount {
-    fn tmpfs(path: &Path, size: &str) -> TestMount {
+    pub(crate) fn tmpfs(path: &Path, size: &str) -> TestMount {
         std::fs::create_dir_all(path).expect("mount point");
         let options = format!("size={size},mode=0755");
         let target = path.display().to_string();

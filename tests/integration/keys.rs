@@ -113,7 +113,8 @@ fn the_real_sshd_skips_exactly_the_lines_the_agent_refuses_for_being_unreadable(
             }
             let skipped = log.contains(&format!("{}:{}: advance:", keys_file.display(), i + 1));
             assert_eq!(
-                !skipped, case.sshd_reads,
+                !skipped,
+                case.sshd_reads,
                 "{}: sshd {} the line\n{log}",
                 case.name,
                 if skipped { "skipped" } else { "read" }

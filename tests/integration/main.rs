@@ -8,6 +8,7 @@ mod forgery;
 #[path = "../shared/key_cases.rs"]
 mod key_cases;
 mod keys;
+mod labels;
 mod modes;
 mod revocation;
 mod sessions;

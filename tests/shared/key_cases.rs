@@ -11,7 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 
-const FIXTURES: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/public_keys.txt"));
+const FIXTURES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/public_keys.txt"
+));
 
 pub struct KeyCase {
     pub name: &'static str,
