@@ -2,6 +2,10 @@
 //! (brute-force noise, PAM chatter, other programs, real logins), single core, side by
 //! side with `grep -c Accepted` over the same file in the same run.
 //!
+//! Then the tracker's cost per line as logins pile up unclosed (a log whose closing lines
+//! are gone: rotated away, or LogLevel too low), at N and 4N logins: the per-line cost
+//! must stay flat (linear time), not grow with N.
+//!
 //! cargo bench --bench parse -- [--lines 1000000]
 
 use std::io::Write;
@@ -125,5 +129,61 @@ fn main() {
         ours,
         grep,
         ours / grep
+    );
+    scaling(lines);
+}
+
+/// Seconds per line to track `n` logins that never close, best of three.
+fn unclosed(n: usize) -> f64 {
+    let key_id = |_user: &str, _fp: &str| None;
+    let lookups = Lookups {
+        key_id: &key_id,
+        process_start: &|_| None,
+    };
+    let seen = Seen {
+        proof: pictor_agent::sessions::proof::Proof::LogText,
+        at: 0,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let stamps = pictor_agent::sessions::parse::StampContext::utc(now);
+    let lines: Vec<String> = (0..n)
+        .flat_map(|i| {
+            let (pid, port) = (100_000 + i, 1024 + i % 60_000);
+            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+            [
+                format!("2026-11-25T03:00:00+00:00 gpu7 sshd[{pid}]: Accepted publickey for ubuntu from {ip} port {port} ssh2: ED25519 SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0"),
+                // A closing line that matches no open session (its pid and address are
+                // another connection's): looked up, found nowhere.
+                format!("2026-11-25T03:00:00+00:00 gpu7 sshd[{}]: Disconnected from user ubuntu 192.0.2.1 port {port}", pid + 1),
+            ]
+        })
+        .collect();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let mut tracker = Tracker::new("bench", Vec::new(), Closing::LogLines);
+        let start = Instant::now();
+        for l in &lines {
+            if let Some(record) = parse_syslog_line(l, &stamps) {
+                if let Some(message) = parse_message(record.message) {
+                    tracker.observe(&record, message, now, seen, &lookups);
+                }
+            }
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+        assert_eq!(tracker.open_sessions().len(), n, "every login stays open");
+    }
+    best / lines.len() as f64
+}
+
+fn scaling(lines: usize) {
+    let n = (lines / 20).max(1000);
+    let small = unclosed(n);
+    let large = unclosed(4 * n);
+    println!(
+        "unclosed logins: {n}: {:.0} ns/line; {}: {:.0} ns/line; ratio {:.2} (1.0 = linear, 4.0 = quadratic)",
+        small * 1e9,
+        4 * n,
+        large * 1e9,
+        large / small
     );
 }

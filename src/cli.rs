@@ -363,7 +363,7 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
             .and_then(|k| {
                 k.keys
                     .iter()
-                    .find(|k| k.fingerprint == fp && k.is_for(user))
+                    .find(|k| k.matches_fingerprint(fp) && k.is_for(user))
             })
             .map(|k| k.id.clone())
     };
@@ -381,6 +381,8 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = Vec::new();
     let mut reader = reader;
+    let mut line_number = 0u64;
+    let mut undated = 0u64;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
@@ -391,16 +393,26 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
                 return ExitCode::FAILURE;
             }
         }
-        let Ok(text) = std::str::from_utf8(&line) else {
-            continue;
-        };
-        let Some(record) = parse_syslog_line(text, &stamps) else {
+        line_number += 1;
+        // A byte that is not UTF-8 spoils only itself (sshd escapes what it writes).
+        let text = String::from_utf8_lossy(&line);
+        let Some(record) = parse_syslog_line(&text, &stamps) else {
             continue;
         };
         let Some(message) = parse_message(record.message) else {
             continue;
         };
-        for event in tracker.observe(&record, message, now, seen, &lookups) {
+        let events = tracker.observe(&record, message, now, seen, &lookups);
+        if record.at.is_none() && !events.is_empty() {
+            // Said, never silently replaced: the event carries the time of the scan.
+            undated += 1;
+            if undated <= 10 {
+                eprintln!(
+                    "pictor-agent: line {line_number}: its time stamp cannot be read; its events are dated at the time of this scan"
+                );
+            }
+        }
+        for event in events {
             if serde_json::to_writer(&mut out, &event).is_err()
                 || std::io::Write::write_all(&mut out, b"\n").is_err()
             {
@@ -410,6 +422,11 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
     }
     if std::io::Write::flush(&mut out).is_err() {
         return ExitCode::FAILURE;
+    }
+    if undated > 10 {
+        eprintln!(
+            "pictor-agent: {undated} lines in all had a time stamp that cannot be read; their events are dated at the time of this scan"
+        );
     }
     ExitCode::SUCCESS
 }

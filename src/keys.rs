@@ -43,6 +43,16 @@ impl AccountKey {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
+    /// True when `logged` (a fingerprint as sshd logs it: `SHA256:...`, or `MD5:..` under
+    /// `FingerprintHash md5`) is this key's.
+    pub fn matches_fingerprint(&self, logged: &str) -> bool {
+        if logged.starts_with("MD5:") {
+            md5_fingerprint(&self.public_key).is_some_and(|md5| md5 == logged)
+        } else {
+            self.fingerprint == logged
+        }
+    }
+
     /// True when the key is meant for `user`.
     pub fn is_for(&self, user: &str) -> bool {
         self.users
@@ -137,7 +147,7 @@ impl KeySet {
     ) -> Option<&AccountKey> {
         self.keys
             .iter()
-            .find(|k| k.fingerprint == fingerprint && !k.is_expired(now) && k.is_for(user))
+            .find(|k| k.matches_fingerprint(fingerprint) && !k.is_expired(now) && k.is_for(user))
     }
 
     /// The same set as the agent grants it on this machine: each key for the managed
@@ -157,6 +167,17 @@ impl KeySet {
             rejected: self.rejected.clone(),
         }
     }
+}
+
+/// `MD5:xx:xx:...` of a canonical `type base64` line, as sshd and `ssh-keygen -l -E md5`
+/// print it: the digest of the key blob, in lowercase hex pairs joined by colons.
+pub fn md5_fingerprint(canonical: &str) -> Option<String> {
+    use md5::Digest;
+    let key = PublicKey::from_openssh(canonical).ok()?;
+    let blob = key.to_bytes().ok()?;
+    let digest = md5::Md5::digest(&blob);
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("MD5:{}", hex.join(":")))
 }
 
 /// An id safe to echo in a report even when it failed validation.
@@ -507,6 +528,21 @@ mod tests {
                 (got, want) => panic!("{}: got {got:?}, want {want:?}", case.name),
             }
         }
+    }
+
+    #[test]
+    fn md5_fingerprints_as_sshd_logs_them_match_the_key() {
+        let p256 = include_str!("../tests/fixtures/public_keys.txt")
+            .lines()
+            .find(|l| l.starts_with("ecdsa-sha2-nistp256 "))
+            .expect("fixture");
+        let key = validate(&wire("k1", p256)).expect("valid");
+        // `ssh-keygen -l -E md5 -f` on the fixture.
+        let md5 = "MD5:fc:1d:7e:89:84:16:11:9e:af:64:22:de:e3:e7:37:96";
+        assert_eq!(md5_fingerprint(&key.public_key).as_deref(), Some(md5));
+        assert!(key.matches_fingerprint(md5));
+        assert!(key.matches_fingerprint(&key.fingerprint.clone()));
+        assert!(!key.matches_fingerprint("MD5:fc:1d:7e:89:84:16:11:9e:af:64:22:de:e3:e7:37:97"));
     }
 
     #[test]

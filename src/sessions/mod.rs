@@ -8,6 +8,8 @@ pub mod parse;
 pub mod pidfd;
 pub mod procs;
 pub mod proof;
+#[cfg(test)]
+mod releases;
 pub mod source;
 pub mod stamp;
 pub mod task;

@@ -34,32 +34,47 @@ pub struct Record<'a> {
 /// What an sshd message means for sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SshdMessage<'a> {
-    /// `Accepted METHOD for USER from IP port PORT ssh2[: KEY]`, logged by the
+    /// `Accepted METHOD for USER from IP port PORT ssh2[: INFO]`, logged by the
     /// connection's monitor process.
-    Accepted {
-        user: &'a str,
-        method: &'a str,
-        ip: IpAddr,
-        port: u16,
-        key: Option<LoggedKey<'a>>,
-    },
+    Accepted(Login<'a>),
+    /// `Partial METHOD for USER ...` (LogLevel VERBOSE): one method of several
+    /// (`AuthenticationMethods publickey,password`) succeeded, from the monitor. The
+    /// `Accepted` line that follows names the last method only; the key is here.
+    Partial(Login<'a>),
     /// `User child is on pid N` (LogLevel VERBOSE): the session's child process.
     UserChild { child: u32 },
-    /// The connection from `ip`:`port` ended (`Disconnected from user ...`, `Received
-    /// disconnect from ...`, `Connection closed by ...`, `Connection reset by ...`).
+    /// The connection from `ip`:`port` ended (`Disconnected from [user U] ...`,
+    /// `Received disconnect from ...`, `Connection closed by ...`, `Connection reset by
+    /// ...`, `Read error from remote host ...`, `Timeout, client not responding from
+    /// ...` (7.7+), `terminating inactive connection from ...` (9.2+)).
     Ended { ip: IpAddr, port: u16 },
+    /// `Timeout, client not responding.` (7.4 to 7.6, no address): the session of the
+    /// process that logs it ended.
+    EndedHere,
     /// `pam_unix(sshd:session): session closed for user USER`, from the monitor.
     PamClosed { user: &'a str },
 }
 
-/// The key sshd names in an `Accepted publickey` line.
+/// A successful authentication as sshd logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    /// Without its submethod (`keyboard-interactive/pam` is `keyboard-interactive`).
+    pub method: &'a str,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub key: Option<LoggedKey<'a>>,
+}
+
+/// The key sshd names in a `publickey` or `hostbased` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedKey<'a> {
     /// As sshd prints it: `ED25519`, `RSA`, `ECDSA`, `ED25519-CERT`, ...
     pub key_type: &'a str,
-    /// `SHA256:...` (or `MD5:..`), checked by [`is_valid_fingerprint`]: for a
-    /// certificate, the fingerprint of the certified key.
-    pub fingerprint: &'a str,
+    /// `SHA256:...` or `MD5:..` (`FingerprintHash md5`), checked by
+    /// [`is_valid_fingerprint`]; for a certificate, the fingerprint of the certified key,
+    /// which OpenSSH 7.4 to 7.8 do not log (`None`).
+    pub fingerprint: Option<&'a str>,
     pub certificate: bool,
 }
 
@@ -269,7 +284,10 @@ pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
         return None;
     }
     if let Some(rest) = message.strip_prefix("Accepted ") {
-        return parse_accepted(rest);
+        return parse_login(rest).map(SshdMessage::Accepted);
+    }
+    if let Some(rest) = message.strip_prefix("Partial ") {
+        return parse_login(rest).map(SshdMessage::Partial);
     }
     if let Some(rest) = message.strip_prefix("User child is on pid ") {
         return parse_pid(rest).map(|child| SshdMessage::UserChild { child });
@@ -277,10 +295,16 @@ pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
     if let Some(user) = message.strip_prefix("pam_unix(sshd:session): session closed for user ") {
         return is_valid_logged_user(user).then_some(SshdMessage::PamClosed { user });
     }
+    if message == "Timeout, client not responding." {
+        return Some(SshdMessage::EndedHere);
+    }
+    // `{ID}` is OpenSSH 7.5+'s connection id: `[user U ]IP port P` once logged in.
     for prefix in [
         "Disconnected from ",
         "Connection closed by ",
         "Connection reset by ",
+        "Timeout, client not responding from ",
+        "terminating inactive connection from ",
     ] {
         if let Some(rest) = message.strip_prefix(prefix) {
             let rest = rest.strip_prefix("user ").map(skip_word).unwrap_or(rest);
@@ -288,9 +312,11 @@ pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
             return Some(SshdMessage::Ended { ip, port });
         }
     }
-    if let Some(rest) = message.strip_prefix("Received disconnect from ") {
-        let (ip, port) = ip_port(rest)?;
-        return Some(SshdMessage::Ended { ip, port });
+    for prefix in ["Received disconnect from ", "Read error from remote host "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (ip, port) = ip_port(rest)?;
+            return Some(SshdMessage::Ended { ip, port });
+        }
     }
     None
 }
@@ -300,12 +326,17 @@ pub fn parse_message(message: &str) -> Option<SshdMessage<'_>> {
 fn may_matter(message: &str) -> bool {
     matches!(
         message.as_bytes().first(),
-        Some(b'A' | b'U' | b'D' | b'R' | b'C' | b'p')
+        Some(b'A' | b'P' | b'U' | b'D' | b'R' | b'C' | b'T' | b't' | b'p')
     ) && !message.ends_with("[preauth]")
 }
 
-/// `publickey for USER from IP port PORT ssh2: TYPE FP [ID ...]` and the other methods.
-fn parse_accepted(rest: &str) -> Option<SshdMessage<'_>> {
+/// `METHOD[/SUBMETHOD] for USER from IP port PORT ssh2[: INFO]`. INFO is read for the
+/// methods that name a key: `publickey` (`TYPE FP`, or for a certificate `TYPE-CERT
+/// [FP ]ID KEY-ID (serial N) CA TYPE FP`: OpenSSH 7.9+ logs the certified key's
+/// fingerprint, earlier ones do not) and `hostbased` (`TYPE FP`, and up to 7.5 `,
+/// client user "U", client host "H"` after it). Other methods' INFO (gssapi's
+/// principal) is not a key and is not read.
+fn parse_login(rest: &str) -> Option<Login<'_>> {
     let (method, rest) = rest.split_once(" for ")?;
     // `keyboard-interactive/pam`: the submethod is checked too, and dropped.
     let (method, submethod) = match method.split_once('/') {
@@ -320,26 +351,15 @@ fn parse_accepted(rest: &str) -> Option<SshdMessage<'_>> {
         return None;
     }
     let (ip, port) = ip_port(rest)?;
-    let key = match rest.split_once(" ssh2: ") {
-        Some((_, key)) => {
-            let mut words = key.split(' ');
-            let key_type = words.next()?;
-            let fingerprint = words.next()?;
-            if !is_valid_key_type(key_type) || !is_valid_fingerprint(fingerprint) {
-                return None;
-            }
-            Some(LoggedKey {
-                key_type,
-                fingerprint,
-                certificate: key_type.ends_with("-CERT"),
-            })
-        }
-        None => None,
+    let info = rest.split_once(" ssh2: ").map(|(_, info)| info);
+    let key = match (method, info) {
+        ("publickey" | "hostbased", Some(info)) => Some(parse_logged_key(info)?),
+        _ => None,
     };
     if method == "publickey" && key.is_none() {
         return None;
     }
-    Some(SshdMessage::Accepted {
+    Some(Login {
         user,
         method,
         ip,
@@ -348,17 +368,58 @@ fn parse_accepted(rest: &str) -> Option<SshdMessage<'_>> {
     })
 }
 
+fn parse_logged_key(info: &str) -> Option<LoggedKey<'_>> {
+    let mut words = info.split(' ');
+    let key_type = words.next()?;
+    if !is_valid_key_type(key_type) {
+        return None;
+    }
+    let certificate = key_type.ends_with("-CERT");
+    let fingerprint = match words.next()? {
+        // 7.4 to 7.8: `TYPE-CERT ID KEY-ID ...`, no fingerprint of the certified key.
+        "ID" if certificate => None,
+        // Hostbased up to 7.5: `TYPE FP, client user ...`.
+        word => Some(word.strip_suffix(',').unwrap_or(word)),
+    };
+    if fingerprint.is_some_and(|fp| !is_valid_fingerprint(fp)) {
+        return None;
+    }
+    Some(LoggedKey {
+        key_type,
+        fingerprint,
+        certificate,
+    })
+}
+
 fn skip_word(text: &str) -> &str {
     text.split_once(' ').map(|(_, rest)| rest).unwrap_or("")
 }
 
-/// `IP port PORT[...]` at the start of `text`.
+/// `IP port PORT[...]` at the start of `text`. An IPv6 link-local address carries its
+/// zone (`fe80::1%eth0`, as getnameinfo writes it): the zone, an interface name or
+/// number, is checked and dropped.
 fn ip_port(text: &str) -> Option<(IpAddr, u16)> {
     let (ip, rest) = text.split_once(" port ")?;
-    let ip: IpAddr = ip.parse().ok()?;
+    let ip = match ip.split_once('%') {
+        Some((address, zone)) if is_valid_zone(zone) => match address.parse().ok()? {
+            IpAddr::V6(v6) => IpAddr::V6(v6),
+            IpAddr::V4(_) => return None,
+        },
+        Some(_) => return None,
+        None => ip.parse().ok()?,
+    };
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let port = rest[..digits].parse().ok()?;
     Some((ip, port))
+}
+
+/// An IPv6 zone as getnameinfo writes it: an interface name (at most 15 bytes, Linux's
+/// IFNAMSIZ less its NUL, no `/`, no space) or its index.
+fn is_valid_zone(zone: &str) -> bool {
+    (1..=15).contains(&zone.len())
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'%')
 }
 
 /// A user name as sshd logs it: 1 to 100 bytes (sshd logs at most 100), printable
@@ -447,30 +508,30 @@ mod tests {
         let found = messages(&text);
         let accepted: Vec<_> = found
             .iter()
-            .filter(|(_, m)| matches!(m, SshdMessage::Accepted { .. }))
+            .filter(|(_, m)| matches!(m, SshdMessage::Accepted(_)))
             .collect();
         assert_eq!(accepted.len(), 3);
         assert_eq!(
             accepted[0],
             &(
                 30770,
-                SshdMessage::Accepted {
+                SshdMessage::Accepted(Login {
                     user: "pictor-e2e",
                     method: "publickey",
                     ip: "127.0.0.1".parse().expect("ip"),
                     port: 39170,
                     key: Some(LoggedKey {
                         key_type: "ED25519",
-                        fingerprint: "SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0",
+                        fingerprint: Some("SHA256:F3urKJr2liP+wA9ixhO8zCK3gLjHwPizAo7ievtguj0"),
                         certificate: false
                     }),
-                }
+                })
             )
         );
         match &accepted[1].1 {
-            SshdMessage::Accepted {
+            SshdMessage::Accepted(Login {
                 ip, key: Some(key), ..
-            } => {
+            }) => {
                 assert_eq!(*ip, "::1".parse::<IpAddr>().expect("ip"));
                 assert_eq!(key.key_type, "RSA");
             }
@@ -505,11 +566,11 @@ mod tests {
         assert!(found.iter().any(|(pid, m)| *pid == 2301
             && matches!(
                 m,
-                SshdMessage::Accepted {
+                SshdMessage::Accepted(Login {
                     method: "password",
                     key: None,
                     ..
-                }
+                })
             )));
     }
 
@@ -520,22 +581,22 @@ mod tests {
         assert!(found.iter().any(|(pid, m)| *pid == 4242
             && matches!(
                 m,
-                SshdMessage::Accepted {
+                SshdMessage::Accepted(Login {
                     ip: IpAddr::V6(_),
                     port: 51234,
                     ..
-                }
+                })
             )));
         let cert = found
             .iter()
             .find(|(pid, _)| *pid == 4300)
             .expect("certificate login");
         match &cert.1 {
-            SshdMessage::Accepted { key: Some(key), .. } => {
+            SshdMessage::Accepted(Login { key: Some(key), .. }) => {
                 assert!(key.certificate);
                 assert_eq!(
                     key.fingerprint,
-                    "SHA256:pRzhx2gOQ/F8yUwWXRyGNhe9o93CH5OmgZccfFgMWxg"
+                    Some("SHA256:pRzhx2gOQ/F8yUwWXRyGNhe9o93CH5OmgZccfFgMWxg")
                 );
             }
             other => panic!("unexpected {other:?}"),
@@ -543,11 +604,11 @@ mod tests {
         assert!(found.iter().any(|(pid, m)| *pid == 4310
             && matches!(
                 m,
-                SshdMessage::Accepted {
+                SshdMessage::Accepted(Login {
                     method: "keyboard-interactive",
                     key: None,
                     ..
-                }
+                })
             )));
         assert!(found.contains(&(
             4310,
@@ -888,7 +949,7 @@ mod tests {
             "u$".into(),
         ] {
             assert!(
-                matches!(accepted(&login(&user)), Some(SshdMessage::Accepted { user: u, .. }) if u == user),
+                matches!(accepted(&login(&user)), Some(SshdMessage::Accepted(Login { user: u, .. })) if u == user),
                 "{user}"
             );
             assert_eq!(
@@ -939,7 +1000,7 @@ mod tests {
             assert!(
                 matches!(
                     accepted(&login(method, &key)),
-                    Some(SshdMessage::Accepted { .. })
+                    Some(SshdMessage::Accepted(_))
                 ),
                 "{method} {key}"
             );

@@ -232,7 +232,7 @@ pub const TRUSTED_SENDER_MATCHES: [&str; 3] = ["_UID=0", "_COMM=sshd", "_COMM=ss
 /// `journalctl --grep` (case-sensitive, as it has capitals): its prefixes (but not
 /// LogLevel VERBOSE's `Accepted key ... found at`), and not pre-authentication chatter. A superset of what the parser keeps: the parser still
 /// decides, this only spares journalctl formatting the brute-force noise.
-pub const JOURNAL_GREP: &str = r"^(?:Accepted (?!key )|User child is on pid |pam_unix\(sshd:session\): session closed for user |Disconnected from |Connection (?:closed|reset) by |Received disconnect from )(?!.*\[preauth\]$)";
+pub const JOURNAL_GREP: &str = r"^(?:Accepted (?!key )|Partial |User child is on pid |pam_unix\(sshd:session\): session closed for user |Disconnected from |Connection (?:closed|reset) by |Received disconnect from |Read error from remote host |Timeout, client not responding|terminating inactive connection from )(?!.*\[preauth\]$)";
 
 /// Whether this system's `journalctl` takes [`JOURNAL_GREP`] (systemd 237+ built with
 /// PCRE2, which it loads at run time): it says why on stderr when not.
@@ -337,6 +337,24 @@ pub fn current_processes_lines(records: Vec<OwnedRecord>) -> Vec<OwnedRecord> {
         .collect()
 }
 
+/// A journal field's value as text: journalctl writes a value that is not valid UTF-8
+/// as an array of its bytes, read here with each invalid sequence replaced (sshd escapes
+/// what it writes, so such bytes are never in what the parser reads). Several values of
+/// one field (an array of values) are no message of sshd's.
+fn journal_text(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Array(items) => {
+            let bytes: Option<Vec<u8>> = items
+                .iter()
+                .map(|item| item.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            Some(String::from_utf8_lossy(&bytes?).into_owned())
+        }
+        _ => None,
+    }
+}
+
 /// One `journalctl -o json` line: the record (when root's sshd sent a text message, as
 /// its trusted fields say), the cursor, and the boot it belongs to.
 pub fn parse_journal_json(line: &str) -> Option<(Option<OwnedRecord>, String, Option<String>)> {
@@ -373,7 +391,7 @@ pub fn parse_journal_entry(
     let record = (|| {
         let uid = entry.uid.as_deref().and_then(|u| u.parse::<u32>().ok());
         proof::trusted_sender(uid, entry.comm.as_deref(), entry.exe.as_deref()).ok()?;
-        let message = entry.message?.as_str()?.to_owned();
+        let message = journal_text(entry.message?)?;
         // `_PID` only: `SYSLOG_PID` is whatever the sender wrote.
         let pid = entry.pid?.parse().ok().filter(|&p: &u32| p > 0)?;
         let at = entry
@@ -557,10 +575,10 @@ async fn recover_from_file(
         }
         let mut records = Vec::new();
         for line in text.split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else {
-                continue;
-            };
-            let Some(record) = parse::parse_syslog_line(line, stamps) else {
+            // A byte that is not UTF-8 (another program's, or a relay's) spoils only
+            // itself: sshd escapes every non-ASCII byte it writes.
+            let line = String::from_utf8_lossy(line);
+            let Some(record) = parse::parse_syslog_line(&line, stamps) else {
                 continue;
             };
             if !pids.contains(&record.pid) || parse::parse_message(record.message).is_none() {
@@ -623,10 +641,8 @@ async fn drain(
         {
             let line = &followed.partial[consumed..consumed + newline];
             consumed += newline + 1;
-            let Ok(text) = std::str::from_utf8(line) else {
-                continue;
-            };
-            if let Some(record) = parse::parse_syslog_line(text, stamps) {
+            let text = String::from_utf8_lossy(line);
+            if let Some(record) = parse::parse_syslog_line(&text, stamps) {
                 if parse::parse_message(record.message).is_some() {
                     let position = followed.position(followed.offset + consumed as u64);
                     if !send_record(tx, &record, read_at, position).await {
@@ -717,11 +733,14 @@ mod tests {
             let (record, cursor, _) = parse_journal_entry(forged, ticks).expect("entry");
             assert_eq!((record, cursor.as_str()), (None, "c3"), "{forged}");
         }
-        let binary = r#"{"__CURSOR":"c2","MESSAGE":[65,66],"_PID":"1","_UID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd"}"#;
-        assert_eq!(
-            parse_journal_entry(binary, ticks).map(|(r, c, _)| (r, c)),
-            Some((None, "c2".to_owned()))
-        );
+        // A message that is not UTF-8 comes as its bytes: read, the bad byte replaced.
+        let binary = r#"{"__CURSOR":"c2","MESSAGE":[65,66,255,67],"_PID":"1","_UID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd"}"#;
+        let (record, _, _) = parse_journal_entry(binary, ticks).expect("entry");
+        assert_eq!(record.expect("record").message, "AB\u{fffd}C");
+        // Several values of one field are no message of sshd's.
+        let several = r#"{"__CURSOR":"c2","MESSAGE":["a","b"],"_PID":"1","_UID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd"}"#;
+        let (record, _, _) = parse_journal_entry(several, ticks).expect("entry");
+        assert_eq!(record, None);
         assert!(parse_journal_json("not json").is_none());
         // Found by fuzzing (fuzz/regressions/journal_record/realtime-overflow.json): a
         // receive time past i128's nanoseconds overflowed.

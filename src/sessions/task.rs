@@ -306,7 +306,7 @@ impl SessionsTask {
                     !keys
                         .in_force_for(&s.user, now)
                         .iter()
-                        .any(|k| k.fingerprint == *fp)
+                        .any(|k| k.matches_fingerprint(fp))
                 })
             })
             .cloned()
@@ -409,8 +409,28 @@ impl SessionsTask {
             return Vec::new();
         };
         // Live, only logins matter: a session ends when its process does.
-        let SshdMessage::Accepted { user, .. } = &message else {
-            return Vec::new();
+        let user = match &message {
+            SshdMessage::Accepted(login) => login.user,
+            // The first method of a multi-method login, which names the key: believed
+            // from the journal only (root's sshd sent it, the kernel says). In a file,
+            // anyone could write one ahead of sshd's and tie a session to another key.
+            SshdMessage::Partial(_) if record.origin.proof() == Proof::Kernel => {
+                let parsed = Record {
+                    at: record.at,
+                    pid: record.pid,
+                    message: &record.message,
+                };
+                let lookups = Lookups {
+                    key_id: &|_, _| None,
+                    process_start: &|_| None,
+                };
+                let seen = Seen {
+                    proof: Proof::Kernel,
+                    at: procs::ticks_since_boot_now(),
+                };
+                return tracker.observe(&parsed, message, timefmt::now(), seen, &lookups);
+            }
+            _ => return Vec::new(),
         };
         let now = timefmt::now();
         let keys = self.keys.borrow().clone();
@@ -595,7 +615,7 @@ impl RecentlyRevoked {
             .iter()
             .rev()
             .find(|(key, _, removed_at)| {
-                key.fingerprint == fingerprint && key.is_for(user) && *removed_at >= started
+                key.matches_fingerprint(fingerprint) && key.is_for(user) && *removed_at >= started
             })
             .map(|(key, _, _)| key.id.clone())
     }

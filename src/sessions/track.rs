@@ -10,9 +10,12 @@
 //! lines, so there the closing lines close: the monitor's PAM `session closed`, or the
 //! child's `Disconnected from user ...` matched by source address and port.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+
 use time::OffsetDateTime;
 
-use super::parse::{LoggedKey, Record, SshdMessage};
+use super::parse::{LoggedKey, Login, Record, SshdMessage};
 use super::proof::Proof;
 use super::{EventKind, Session, SessionEvent};
 
@@ -25,18 +28,143 @@ pub enum Closing {
     LogLines,
 }
 
+/// Most `Partial` logins kept while waiting for their `Accepted` line: one per
+/// connection in the middle of a multi-method login, so a few at a time; a flood of
+/// them (a broken client, forged lines in a file) forgets the oldest.
+const MAX_PENDING_PARTIAL: usize = 1024;
+
 /// The open sessions of this boot.
 #[derive(Debug, Clone)]
 pub struct Tracker {
     boot_id: String,
-    open: Vec<Session>,
+    open: OpenSessions,
     closing: Closing,
     contested: Vec<Session>,
+    /// The first `Partial` login of each monitor pid, until its `Accepted` line.
+    partial: HashMap<u32, (PendingLogin, u64)>,
+    /// Counts `Partial` lines, to forget the oldest when there are too many.
+    partial_seq: u64,
+}
+
+/// A `Partial` login, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingLogin {
+    user: String,
+    method: String,
+    ip: IpAddr,
+    port: u16,
+    /// The key's fingerprint (if logged) and whether it is a certificate.
+    key: Option<(Option<String>, bool)>,
+}
+
+impl PendingLogin {
+    fn of(login: &Login<'_>) -> PendingLogin {
+        PendingLogin {
+            user: login.user.to_owned(),
+            method: login.method.to_owned(),
+            ip: login.ip,
+            port: login.port,
+            key: login
+                .key
+                .as_ref()
+                .map(|k| (k.fingerprint.map(str::to_owned), k.certificate)),
+        }
+    }
+
+    fn same_connection(&self, login: &Login<'_>) -> bool {
+        self.user == login.user && self.ip == login.ip && self.port == login.port
+    }
+}
+
+/// The open sessions, found by monitor pid, by source address and by child pid in
+/// constant time, so reading a log is linear in its lines however many sessions it
+/// leaves open.
+#[derive(Debug, Clone, Default)]
+struct OpenSessions {
+    list: Vec<Session>,
+    by_pid: HashMap<u32, usize>,
+    by_address: HashMap<(IpAddr, u16), u32>,
+    by_child: HashMap<u32, u32>,
+}
+
+impl OpenSessions {
+    fn from(sessions: Vec<Session>) -> OpenSessions {
+        let mut open = OpenSessions::default();
+        for session in sessions {
+            open.insert(session);
+        }
+        open
+    }
+
+    /// Adds a session; one with the same monitor pid is replaced (and returned).
+    fn insert(&mut self, session: Session) -> Option<Session> {
+        let old = self.remove(session.monitor_pid);
+        self.by_address.insert(
+            (session.source_ip, session.source_port),
+            session.monitor_pid,
+        );
+        if let Some(child) = session.child_pid {
+            self.by_child.insert(child, session.monitor_pid);
+        }
+        self.by_pid.insert(session.monitor_pid, self.list.len());
+        self.list.push(session);
+        old
+    }
+
+    fn get(&self, pid: u32) -> Option<&Session> {
+        self.by_pid.get(&pid).map(|&i| &self.list[i])
+    }
+
+    fn get_mut(&mut self, pid: u32) -> Option<&mut Session> {
+        self.by_pid.get(&pid).map(|&i| &mut self.list[i])
+    }
+
+    fn set_child(&mut self, pid: u32, child: u32) {
+        if let Some(session) = self.get_mut(pid) {
+            if let Some(old) = session.child_pid.replace(child) {
+                self.by_child.remove(&old);
+            }
+            self.by_child.insert(child, pid);
+        }
+    }
+
+    fn by_address(&self, ip: IpAddr, port: u16) -> Option<u32> {
+        self.by_address.get(&(ip, port)).copied()
+    }
+
+    fn by_child(&self, child: u32) -> Option<u32> {
+        self.by_child.get(&child).copied()
+    }
+
+    fn remove(&mut self, pid: u32) -> Option<Session> {
+        let index = self.by_pid.remove(&pid)?;
+        let session = self.list.swap_remove(index);
+        if let Some(moved) = self.list.get(index) {
+            self.by_pid.insert(moved.monitor_pid, index);
+        }
+        let address = (session.source_ip, session.source_port);
+        if self.by_address.get(&address) == Some(&pid) {
+            self.by_address.remove(&address);
+        }
+        if let Some(child) = session.child_pid {
+            if self.by_child.get(&child) == Some(&pid) {
+                self.by_child.remove(&child);
+            }
+        }
+        Some(session)
+    }
+
+    fn take_all(&mut self) -> Vec<Session> {
+        self.by_pid.clear();
+        self.by_address.clear();
+        self.by_child.clear();
+        std::mem::take(&mut self.list)
+    }
 }
 
 /// What the tracker needs from outside, as functions so it stays pure.
 pub struct Lookups<'a> {
-    /// Key id of the account key in force for (user, fingerprint).
+    /// Key id of the account key in force for (user, fingerprint as logged).
     pub key_id: &'a dyn Fn(&str, &str) -> Option<String>,
     /// Start time of the proven monitor process of a pid (live), or `None` (offline).
     pub process_start: &'a dyn Fn(u32) -> Option<u64>,
@@ -54,14 +182,16 @@ impl Tracker {
     pub fn new(boot_id: &str, open: Vec<Session>, closing: Closing) -> Tracker {
         Tracker {
             boot_id: boot_id.to_owned(),
-            open,
+            open: OpenSessions::from(open),
             closing,
             contested: Vec::new(),
+            partial: HashMap::new(),
+            partial_seq: 0,
         }
     }
 
     pub fn open_sessions(&self) -> &[Session] {
-        &self.open
+        &self.open.list
     }
 
     /// The sessions found contested since the last call (each once).
@@ -81,120 +211,164 @@ impl Tracker {
         let at = record.at.unwrap_or(now);
         let mut events = Vec::new();
         match message {
-            SshdMessage::Accepted {
-                user,
-                method,
-                ip,
-                port,
-                key,
-            } => {
+            SshdMessage::Accepted(login) => {
+                let login = self.with_first_partial(record.pid, login);
                 let start = (lookups.process_start)(record.pid);
+                let fingerprint = login.key.as_ref().and_then(|k| k.fingerprint.as_deref());
                 let same_claim = |s: &Session| {
-                    s.user == user
-                        && s.auth_method == method
-                        && s.source_ip == ip
-                        && s.source_port == port
-                        && s.fingerprint.as_deref() == key.as_ref().map(|k| k.fingerprint)
+                    s.user == login.user
+                        && s.auth_method == login.method
+                        && s.source_ip == login.ip
+                        && s.source_port == login.port
+                        && s.fingerprint.as_deref() == fingerprint
                 };
-                if let Some(start) = start {
-                    // The same process, proven by its start time.
-                    if let Some(session) = self
-                        .open
-                        .iter_mut()
-                        .find(|s| s.monitor_pid == record.pid && s.process_start == Some(start))
-                    {
-                        if !session.contested && !same_claim(session) {
-                            // One connection authenticates once: a second, different
-                            // login for it was forged. Which one is unknowable here.
-                            session.contested = true;
-                            session.key_id = None;
-                            session.fingerprint = None;
-                            self.contested.push(session.clone());
+                if let Some(session) = self.open.get_mut(record.pid) {
+                    match start {
+                        // The same process, proven by its start time.
+                        Some(start) if session.process_start == Some(start) => {
+                            if !session.contested && !same_claim(session) {
+                                // One connection authenticates once: a second, different
+                                // login for it was forged. Which one is unknowable here.
+                                session.contested = true;
+                                session.key_id = None;
+                                session.fingerprint = None;
+                                self.contested.push(session.clone());
+                            }
+                            // Otherwise the same line read again (a replay): nothing new.
+                            return events;
                         }
-                        // Otherwise the same line read again (a replay): nothing new.
-                        return events;
+                        Some(_) => {}
+                        None if session.source_ip == login.ip
+                            && session.source_port == login.port
+                            && session.since == at =>
+                        {
+                            // The same line read again (a log replayed): nothing new.
+                            return events;
+                        }
+                        None => {}
                     }
-                } else if self.open.iter().any(|s| {
-                    s.monitor_pid == record.pid
-                        && s.source_ip == ip
-                        && s.source_port == port
-                        && s.since == at
-                }) {
-                    // The same line read again (a log replayed): nothing new.
-                    return events;
                 }
-                // A pid that opens a new connection is not running the old one any more.
-                if let Some(index) = self.open.iter().position(|s| s.monitor_pid == record.pid) {
-                    let old = self.open.remove(index);
-                    events.push(old.event(EventKind::SessionClosed, at));
-                }
-                let session = self.session(
-                    record, user, method, ip, port, key, at, start, seen, lookups,
-                );
+                let session = self.session(record, login, at, start, seen, lookups);
                 events.push(session.event(EventKind::SessionOpened, at));
-                self.open.push(session);
+                // A pid that opens a new connection is not running the old one any more.
+                if let Some(old) = self.open.insert(session) {
+                    events.insert(0, old.event(EventKind::SessionClosed, at));
+                }
+            }
+            SshdMessage::Partial(login) => {
+                // The first method's key is the one the session is tied to.
+                if !self.partial.contains_key(&record.pid) {
+                    if self.partial.len() >= MAX_PENDING_PARTIAL {
+                        if let Some(oldest) = self
+                            .partial
+                            .iter()
+                            .min_by_key(|(_, (_, n))| *n)
+                            .map(|(p, _)| *p)
+                        {
+                            self.partial.remove(&oldest);
+                        }
+                    }
+                    self.partial_seq += 1;
+                    self.partial
+                        .insert(record.pid, (PendingLogin::of(&login), self.partial_seq));
+                }
             }
             _ if self.closing == Closing::ProcessExit => {}
-            SshdMessage::UserChild { child } => {
-                if let Some(session) = self.open.iter_mut().find(|s| s.monitor_pid == record.pid) {
-                    session.child_pid = Some(child);
-                }
-            }
+            SshdMessage::UserChild { child } => self.open.set_child(record.pid, child),
             SshdMessage::Ended { ip, port } => {
                 let pid = record.pid;
-                if let Some(index) = self.open.iter().position(|s| {
-                    s.source_ip == ip
-                        && s.source_port == port
-                        && (s.monitor_pid == pid || s.child_pid.is_none_or(|c| c == pid))
+                if let Some(monitor) = self.open.by_address(ip, port).filter(|&monitor| {
+                    self.open.get(monitor).is_some_and(|s| {
+                        s.monitor_pid == pid || s.child_pid.is_none_or(|c| c == pid)
+                    })
                 }) {
-                    events.push(self.open.remove(index).event(EventKind::SessionClosed, at));
+                    if let Some(session) = self.open.remove(monitor) {
+                        events.push(session.event(EventKind::SessionClosed, at));
+                    }
+                }
+            }
+            SshdMessage::EndedHere => {
+                // Logged by the session's child (or, for root before 9.8, its monitor).
+                let monitor = self.open.by_child(record.pid).or_else(|| {
+                    self.open
+                        .get(record.pid)
+                        .filter(|s| s.child_pid.is_none())
+                        .map(|s| s.monitor_pid)
+                });
+                if let Some(session) = monitor.and_then(|m| self.open.remove(m)) {
+                    events.push(session.event(EventKind::SessionClosed, at));
                 }
             }
             SshdMessage::PamClosed { user } => {
-                if let Some(index) = self
-                    .open
-                    .iter()
-                    .position(|s| s.monitor_pid == record.pid && s.user == user)
-                {
-                    events.push(self.open.remove(index).event(EventKind::SessionClosed, at));
+                if self.open.get(record.pid).is_some_and(|s| s.user == user) {
+                    if let Some(session) = self.open.remove(record.pid) {
+                        events.push(session.event(EventKind::SessionClosed, at));
+                    }
                 }
             }
         }
         events
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `login` with the key and method of the `Partial` login of the same connection
+    /// (same monitor pid, user, address and port) that came before it: the session is
+    /// tied to the key offered first, and its method is the methods in order
+    /// (`publickey,password`).
+    fn with_first_partial<'a>(&mut self, pid: u32, login: Login<'a>) -> PartialApplied<'a> {
+        match self.partial.remove(&pid) {
+            Some((first, _)) if first.same_connection(&login) => PartialApplied {
+                user: login.user,
+                method: format!("{},{}", first.method, login.method),
+                ip: login.ip,
+                port: login.port,
+                key: first.key.map(|(fingerprint, certificate)| OwnedKey {
+                    fingerprint,
+                    certificate,
+                }),
+            },
+            _ => PartialApplied {
+                user: login.user,
+                method: login.method.to_owned(),
+                ip: login.ip,
+                port: login.port,
+                key: login.key.map(|k: LoggedKey<'_>| OwnedKey {
+                    fingerprint: k.fingerprint.map(str::to_owned),
+                    certificate: k.certificate,
+                }),
+            },
+        }
+    }
+
     fn session(
         &self,
         record: &Record<'_>,
-        user: &str,
-        method: &str,
-        ip: std::net::IpAddr,
-        port: u16,
-        key: Option<LoggedKey<'_>>,
+        login: PartialApplied<'_>,
         at: OffsetDateTime,
         start: Option<u64>,
         seen: Seen,
         lookups: &Lookups<'_>,
     ) -> Session {
-        let (fingerprint, key_id) = match &key {
-            Some(key) if key.certificate => (Some(key.fingerprint.to_owned()), None),
-            Some(key) => (
-                Some(key.fingerprint.to_owned()),
-                (lookups.key_id)(user, key.fingerprint),
-            ),
-            None => (None, None),
+        let (fingerprint, key_id) = match login.key {
+            Some(key) if key.certificate => (key.fingerprint, None),
+            Some(OwnedKey {
+                fingerprint: Some(fingerprint),
+                ..
+            }) => {
+                let key_id = (lookups.key_id)(login.user, &fingerprint);
+                (Some(fingerprint), key_id)
+            }
+            _ => (None, None),
         };
         Session {
             session_id: format!("{}:{}", self.boot_id, record.pid),
             monitor_pid: record.pid,
             child_pid: None,
-            user: user.to_owned(),
-            auth_method: method.to_owned(),
+            user: login.user.to_owned(),
+            auth_method: login.method,
             key_id,
             fingerprint,
-            source_ip: ip,
-            source_port: port,
+            source_ip: login.ip,
+            source_port: login.port,
             since: at,
             process_start: start,
             proof: seen.proof,
@@ -215,18 +389,12 @@ impl Tracker {
         seen: Seen,
         lookups: &Lookups<'_>,
     ) -> Vec<SessionEvent> {
-        let SshdMessage::Accepted {
-            user,
-            method,
-            ip,
-            port,
-            key,
-        } = message
-        else {
+        let SshdMessage::Accepted(login) = message else {
             return Vec::new();
         };
+        let login = self.with_first_partial(record.pid, login);
         let at = record.at.unwrap_or(now);
-        let session = self.session(record, user, method, ip, port, key, at, None, seen, lookups);
+        let session = self.session(record, login, at, None, seen, lookups);
         vec![
             session.event(EventKind::SessionOpened, at),
             session.event(EventKind::SessionClosed, now.max(at)),
@@ -235,11 +403,10 @@ impl Tracker {
 
     /// The session of monitor `pid` (started at `start`) ended, as the kernel said.
     pub fn closed(&mut self, pid: u32, start: u64, at: OffsetDateTime) -> Option<SessionEvent> {
-        let index = self
-            .open
-            .iter()
-            .position(|s| s.monitor_pid == pid && s.process_start == Some(start))?;
-        Some(self.open.remove(index).event(EventKind::SessionClosed, at))
+        if self.open.get(pid)?.process_start != Some(start) {
+            return None;
+        }
+        Some(self.open.remove(pid)?.event(EventKind::SessionClosed, at))
     }
 
     /// Closes the sessions `gone` says have no process any more, as of `at`.
@@ -248,10 +415,9 @@ impl Tracker {
         gone: impl Fn(&Session) -> bool,
         at: OffsetDateTime,
     ) -> Vec<SessionEvent> {
-        let (closed, open): (Vec<Session>, Vec<Session>) = std::mem::take(&mut self.open)
-            .into_iter()
-            .partition(|s| gone(s));
-        self.open = open;
+        let (closed, open): (Vec<Session>, Vec<Session>) =
+            self.open.take_all().into_iter().partition(|s| gone(s));
+        self.open = OpenSessions::from(open);
         closed
             .iter()
             .map(|s| s.event(EventKind::SessionClosed, at))
@@ -260,13 +426,32 @@ impl Tracker {
 
     /// Removes a session the agent ended itself and returns its `session_terminated`.
     pub fn terminated(&mut self, session_id: &str, at: OffsetDateTime) -> Option<SessionEvent> {
-        let index = self.open.iter().position(|s| s.session_id == session_id)?;
+        let pid = self
+            .open
+            .list
+            .iter()
+            .find(|s| s.session_id == session_id)?
+            .monitor_pid;
         Some(
             self.open
-                .remove(index)
+                .remove(pid)?
                 .event(EventKind::SessionTerminated, at),
         )
     }
+}
+
+/// A login with its `Partial` predecessor applied, owned where it had to change.
+struct PartialApplied<'a> {
+    user: &'a str,
+    method: String,
+    ip: IpAddr,
+    port: u16,
+    key: Option<OwnedKey>,
+}
+
+struct OwnedKey {
+    fingerprint: Option<String>,
+    certificate: bool,
 }
 
 #[cfg(test)]

@@ -761,6 +761,7 @@ fn journalctl_grep_keeps_every_message_the_parser_needs_and_drops_the_noise() {
         "openssh-7.4-centos7.log",
         "openssh-9.2-debian12.log",
         "openssh-9.9-sshd-session.log",
+        "openssh-10.0-debian13.log",
     ] {
         let path = format!("{}/tests/fixtures/sshd/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("fixture");
