@@ -96,14 +96,18 @@ pub fn monitor_title_names(title: &str, user: &str) -> bool {
 }
 
 /// The user a per-connection monitor's title names: `sshd: USER [priv]` or
-/// `sshd-session: USER [priv]`. The listener (`sshd: /usr/sbin/sshd -D [listener] ...`),
+/// `sshd-session: USER [priv]` (`sshd-session: USER [postauth]` once authenticated, from
+/// OpenSSH 10.5). The listener (`sshd: /usr/sbin/sshd -D [listener] ...`),
 /// the pre-authentication child (`sshd: USER [net]`) and the user's own child
 /// (`sshd: USER@pts/0`, `USER@notty`) are not monitors.
 pub fn monitor_title_user(title: &str) -> Option<&str> {
     let rest = title
         .strip_prefix("sshd: ")
         .or_else(|| title.strip_prefix("sshd-session: "))?;
-    let user = rest.trim_end().strip_suffix(" [priv]")?;
+    let rest = rest.trim_end();
+    let user = rest
+        .strip_suffix(" [priv]")
+        .or_else(|| rest.strip_suffix(" [postauth]"))?;
     (!user.is_empty() && !user.contains(' ')).then_some(user)
 }
 
@@ -334,6 +338,10 @@ mod tests {
     #[test]
     fn only_a_monitor_title_names_a_user() {
         assert_eq!(monitor_title_user("sshd: alice [priv]"), Some("alice"));
+        assert_eq!(
+            monitor_title_user("sshd-session: alice [postauth]"),
+            Some("alice")
+        );
         assert_eq!(
             monitor_title_user("sshd-session: bob.smith [priv]"),
             Some("bob.smith")

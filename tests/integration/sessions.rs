@@ -204,6 +204,11 @@ struct World {
 /// A user with an account key in force, sshd logging to syslog, and the agent reporting
 /// sessions from `source` (`journal` or a file path inside the sandbox, by name).
 fn world(user: &'static str, source: impl FnOnce(&Path) -> String) -> World {
+    world_with(user, source, "")
+}
+
+/// [`world`] with extra sshd configuration lines.
+fn world_with(user: &'static str, source: impl FnOnce(&Path) -> String, sshd_extra: &str) -> World {
     test_run_started();
     let server = Server::start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -213,7 +218,7 @@ fn world(user: &'static str, source: impl FnOnce(&Path) -> String) -> World {
     let source = source(dir.path());
     let setup = Setup::new(&server.url, user, None).with_sessions(&source);
     let sandbox = Sandbox::with(dir, setup, keys_file);
-    let sshd = Sshd::start_logging(sandbox.dir.path(), true);
+    let sshd = Sshd::start_full(sandbox.dir.path(), true, sshd_extra);
     server.cp.add_key(account.new_key("key_account"));
     World {
         server,
@@ -829,4 +834,137 @@ fn journalctl_grep_keeps_every_message_the_parser_needs_and_drops_the_noise() {
         ],
         "the pattern lets noise through"
     );
+}
+
+/// `AuthenticationMethods publickey,password`: sshd's `Accepted` line names the password
+/// only; the key is in the `Partial` line before it, and the session is that key's.
+#[test]
+fn a_publickey_then_password_login_is_tied_to_its_key() {
+    if !journal_available() {
+        return;
+    }
+    let w = world_with(
+        "pictor-s9",
+        |_| "journal".into(),
+        "AuthenticationMethods publickey,password\nPasswordAuthentication yes\nLogLevel VERBOSE\n",
+    );
+    let status = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            std::io::Write::write_all(
+                child.stdin.as_mut().expect("stdin"),
+                b"pictor-s9:Pw-9-partial\n",
+            )?;
+            drop(child.stdin.take());
+            child.wait()
+        })
+        .expect("chpasswd");
+    assert!(status.success());
+    let askpass = w.sandbox.dir.path().join("askpass");
+    std::fs::write(&askpass, "#!/bin/sh\necho Pw-9-partial\n").expect("askpass");
+    std::fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let _agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+    let mut session = Command::new("ssh")
+        .args(["-p", &w.sshd.port.to_string(), "-i"])
+        .arg(&w.account.private)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "LogLevel=ERROR",
+            "pictor-s9@127.0.0.1",
+            "sleep",
+            "8",
+        ])
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    wait_until(Duration::from_secs(20), "session_opened", || {
+        count(&events_for(&w.server, w.user), "session_opened") == 1
+    });
+    let opened = events_for(&w.server, w.user).remove(0);
+    assert_eq!(opened["auth_method"], "publickey,password", "{opened}");
+    assert_eq!(opened["key_id"], "key_account", "{opened}");
+    // So deleting the key ends it.
+    assert!(w.server.cp.delete_key("key_account"));
+    wait_until(Duration::from_secs(10), "session_terminated", || {
+        count(&events_for(&w.server, w.user), "session_terminated") == 1
+    });
+    let status = session.wait().expect("ssh ends");
+    assert!(!status.success(), "the connection was cut");
+}
+
+/// A user name of 100 characters (sshd logs up to 100; NSS sources allow such names,
+/// `useradd` does not): the session is reported under its whole name.
+#[test]
+fn a_login_with_a_100_character_user_name_is_reported() {
+    if !journal_available() {
+        return;
+    }
+    let name = format!("pictor{}", "l".repeat(94));
+    let home = PathBuf::from("/home/pictor-long-name");
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd");
+    if !passwd.lines().any(|l| l.starts_with(&format!("{name}:"))) {
+        // What an NSS source can return, written where glibc's files source reads it.
+        let append = |path: &str, line: String| {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .expect("open");
+            std::io::Write::write_all(&mut file, line.as_bytes()).expect("append");
+        };
+        append(
+            "/etc/passwd",
+            format!("{name}:x:64999:64999::{}:/bin/sh\n", home.display()),
+        );
+        append("/etc/group", format!("{name}:x:64999:\n"));
+        append("/etc/shadow", format!("{name}:*:20000:0:99999:7:::\n"));
+    }
+    let w = world("pictor-s10", |_| "journal".into());
+    let key = KeyPair::generate(w.sandbox.dir.path(), "long");
+    let ssh = home.join(".ssh");
+    std::fs::create_dir_all(&ssh).expect("mkdir");
+    std::fs::write(
+        ssh.join("authorized_keys"),
+        format!("{}\n", key.public_line),
+    )
+    .expect("key");
+    for path in [home.clone(), ssh.clone(), ssh.join("authorized_keys")] {
+        std::os::unix::fs::chown(&path, Some(64999), Some(64999)).expect("chown");
+    }
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let _agent = w.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "agent up", || {
+        w.sandbox.keys_text().contains(&w.account.canonical())
+    });
+    let mut session = w
+        .sshd
+        .ssh(&name, &key.private, &["sleep", "8"])
+        .spawn()
+        .expect("ssh");
+    wait_until(Duration::from_secs(20), "session_opened", || {
+        count(&events_for(&w.server, &name), "session_opened") == 1
+    });
+    let opened = events_for(&w.server, &name).remove(0);
+    assert_eq!(opened["key_id"], Value::Null, "a hand-added key: {opened}");
+    let _ = session.kill();
+    let _ = session.wait();
 }

@@ -32,7 +32,8 @@ impl Sshd {
         Sshd::start_full(dir, false, extra)
     }
 
-    fn start_full(dir: &Path, syslog: bool, extra: &str) -> Sshd {
+    /// sshd logging through syslog(3) when `syslog`, with extra configuration lines first.
+    pub fn start_full(dir: &Path, syslog: bool, extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").expect("privsep dir");
         let host_key = dir.join("host_key");
         if !host_key.exists() {
