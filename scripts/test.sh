@@ -45,8 +45,11 @@ if [ "$(id -u)" = 0 ]; then
     cargo deb --no-build --quiet --deb-revision 2 --output target/packages/   # the "upgrade"
     cargo build --release --quiet -p pictor-control-plane
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-    tests/system/nspawn.sh "target/packages/pictor-agent_${version}-1_amd64.deb" \
-        "target/packages/pictor-agent_${version}-2_amd64.deb" target/release/pictor-control-plane
+    # Debian 12 (systemd 252, OpenSSH 9.2) and Debian 13 (systemd 257, OpenSSH 10.0).
+    for suite in bookworm trixie; do
+        tests/system/nspawn.sh --suite "$suite" "target/packages/pictor-agent_${version}-1_amd64.deb" \
+            "target/packages/pictor-agent_${version}-2_amd64.deb" target/release/pictor-control-plane
+    done
 elif [ -n "${CI:-}" ]; then
     echo "the package and system tests need root" >&2
     exit 1

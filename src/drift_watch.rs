@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 /// A set of directory watches, each tied to the index of a managed user.
 pub struct DriftWatch {
     watcher: RecommendedWatcher,
-    dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>>,
+    /// (directory watched, file in it, as opened; the file as reported).
+    dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf, PathBuf)>>>,
     /// The directories watched now, with the (device, inode) they had then.
     watched: std::collections::HashMap<PathBuf, (u64, u64)>,
 }
@@ -26,7 +27,8 @@ pub struct WatchError {
 impl DriftWatch {
     /// Starts the watcher thread; the paths of touched managed files are sent on `tx`.
     pub fn new(tx: mpsc::UnboundedSender<PathBuf>) -> Result<DriftWatch, WatchError> {
-        let dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf)>>> = Default::default();
+        let dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf, PathBuf)>>> =
+            Default::default();
         let watched = dirs.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
@@ -35,9 +37,9 @@ impl DriftWatch {
             }
             let dirs = watched.lock().unwrap_or_else(|p| p.into_inner());
             for path in &event.paths {
-                for (dir, file) in dirs.iter() {
+                for (dir, file, reported) in dirs.iter() {
                     if path == file || path == dir {
-                        let _ = tx.send(file.clone());
+                        let _ = tx.send(reported.clone());
                     }
                 }
             }
@@ -61,13 +63,14 @@ impl DriftWatch {
     /// creates it.
     pub fn watch(&mut self, file: &Path) -> Result<bool, WatchError> {
         use std::os::unix::fs::MetadataExt;
-        let Some(dir) = file.parent().map(Path::to_path_buf) else {
+        let opened = crate::home_binds::view(file).into_owned();
+        let Some(dir) = opened.parent().map(Path::to_path_buf) else {
             return Ok(false);
         };
         {
             let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-            if !dirs.iter().any(|(_, f)| f == file) {
-                dirs.push((dir.clone(), file.to_path_buf()));
+            if !dirs.iter().any(|(_, _, f)| f == file) {
+                dirs.push((dir.clone(), opened.clone(), file.to_path_buf()));
             }
         }
         let Ok(meta) = std::fs::symlink_metadata(&dir) else {
@@ -95,9 +98,10 @@ impl DriftWatch {
     /// Stops watching `file`'s directory.
     pub fn unwatch(&mut self, file: &Path) {
         let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        dirs.retain(|(_, f)| f != file);
-        if let Some(dir) = file.parent() {
-            if !dirs.iter().any(|(d, _)| d == dir) {
+        dirs.retain(|(_, _, f)| f != file);
+        let opened = crate::home_binds::view(file);
+        if let Some(dir) = opened.parent() {
+            if !dirs.iter().any(|(d, _, _)| d == dir) {
                 let _ = self.watcher.unwatch(dir);
                 self.watched.remove(dir);
             }

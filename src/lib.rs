@@ -11,7 +11,8 @@
 //! - [`authorized_keys`]: the managed block: [`authorized_keys::merge`] (pure),
 //!   [`authorized_keys::write`] (no-follow opens, ownership checks, atomic durable
 //!   replace) and [`authorized_keys::command`] (sshd's AuthorizedKeysCommand and its file).
-//! - [`users`]: local accounts and where their managed files live.
+//! - [`users`]: local accounts and where their managed files live; [`home_binds`]:
+//!   where the packaged service sees `/home` and `/root`.
 //! - [`state`]: the state directory's one layer (applied set, sessions, files report):
 //!   versioned formats, explicit modes, atomic durable writes.
 //! - [`durable`]: the one atomic, durable file replace everything else uses.
@@ -51,6 +52,7 @@ pub mod drift_watch;
 pub mod durable;
 pub mod enforce;
 pub mod heartbeat;
+pub mod home_binds;
 pub mod keys;
 pub mod logging;
 pub mod outbox;

@@ -136,7 +136,7 @@ pub fn apply_stamped(
 /// The file's stamp now, without opening it (`None`: it cannot be seen). A drift check
 /// compares it with the stamp of the last verified read and skips the read when equal.
 pub fn stamp(user: &ManagedUser) -> Option<FileStamp> {
-    nix::sys::stat::lstat(&user.path())
+    nix::sys::stat::lstat(&*crate::home_binds::view(&user.path()))
         .ok()
         .map(|s| FileStamp::from(&s))
 }
@@ -237,7 +237,8 @@ fn open_dir(
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     match &user.location {
         Location::Directory { dir } => {
-            match open(dir.as_path(), dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            let opened = crate::home_binds::view(dir);
+            match open(&*opened, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
                 Ok(fd) => {
                     check_dir(user, &fd, dir.clone())?;
                     Ok(Some(fd))
@@ -252,7 +253,7 @@ fn open_dir(
         }
         Location::SshDirUnderHome { home } => {
             // The home path comes from the account database (root's), so it may follow links.
-            let home_fd = match open(home.as_path(), dir_flags, Mode::empty()) {
+            let home_fd = match open(&*crate::home_binds::view(home), dir_flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if !create => return Ok(None),
                 Err(errno) => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System test under real systemd: boots a Debian bookworm container (systemd-nspawn,
-# private network), installs the .deb, runs the reference control plane inside it, and
+# System test under real systemd: boots a Debian container (systemd-nspawn, private
+# network; bookworm with OpenSSH 9.2, or trixie with OpenSSH 10.0 and its sshd-auth),
+# installs the .deb, runs the reference control plane inside it, and
 # checks what an operator relies on: the service reaches active/READY beside a real
 # ssh.service, keys sync, a real ssh login is reported, journalctl MESSAGE_ID= finds the
 # structured entries, the watchdog restarts a hung main loop, reload/restart/stop behave,
@@ -10,27 +11,38 @@
 #
 # Needs root, systemd-container and debootstrap (scripts/test.sh installs them). The
 # container tree is cached in $PICTOR_NSPAWN_CACHE (default /var/cache/pictor-agent-test).
-# Usage: tests/system/nspawn.sh DEB DEB_UPGRADE CONTROL_PLANE_BINARY
+# The whole sshd flow of the run (every record of root's sshd) is kept in
+# $PICTOR_SYSTEM_CAPTURES (default target/system-captures) as SUITE-sshd.log, and read
+# back through `pictor-agent scan-log`.
+# Usage: tests/system/nspawn.sh [--suite bookworm|trixie] DEB DEB_UPGRADE CONTROL_PLANE_BINARY
 set -euo pipefail
 
+suite=bookworm
+if [ "${1:-}" = --suite ]; then suite=$2; shift 2; fi
+case "$suite" in
+    bookworm) tree=bookworm-3 ;;
+    trixie) tree=trixie-1 ;;
+    *) echo "unknown suite $suite" >&2; exit 2 ;;
+esac
 deb=$(realpath "$1"); deb2=$(realpath "$2"); cp_bin=$(realpath "$3")
 cache=${PICTOR_NSPAWN_CACHE:-/var/cache/pictor-agent-test}
+captures=${PICTOR_SYSTEM_CAPTURES:-$(pwd)/target/system-captures}
 started=$(date +%s)
 
 fail() {
-    echo "SYSTEM TEST FAILED: $*" >&2
+    echo "SYSTEM TEST FAILED ($suite): $*" >&2
     if [ -n "${init:-}" ]; then
         echo "--- the agent's journal:" >&2
         nsenter -t "$init" -a -- journalctl -u pictor-agent --no-pager -n 40 >&2 || true
     fi
     exit 1
 }
-step() { echo "--- $*"; }
+step() { echo "--- [$suite] $*"; }
 
-# A cached minimal bookworm with systemd, dbus, sshd, curl.
+# A cached minimal Debian with systemd, dbus, sshd, curl.
 # libpam-systemd: sshd's sessions get logind scopes, as on every real host.
-if [ ! -d "$cache/bookworm-3" ]; then
-    step "debootstrap bookworm (once, cached in $cache)"
+if [ ! -d "$cache/$tree" ]; then
+    step "debootstrap $suite (once, cached in $cache)"
     mkdir -p "$cache"
     # The mirror apt already uses (either file may be missing: no pipefail exit here).
     mirror=$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } \
@@ -38,14 +50,14 @@ if [ ! -d "$cache/bookworm-3" ]; then
     # Twice at most: a mirror hiccup should not fail the suite; its output is shown if
     # both attempts fail.
     for attempt in 1 2; do
-        rm -rf "$cache/bookworm-3.tmp"
+        rm -rf "$cache/$tree.tmp"
         if debootstrap --variant=minbase --include=systemd-sysv,dbus,libpam-systemd,openssh-server,openssh-client,curl,ca-certificates,procps,util-linux \
-            bookworm "$cache/bookworm-3.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1; then
-            mv "$cache/bookworm-3.tmp" "$cache/bookworm-3"
+            "$suite" "$cache/$tree.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap-$suite.log" 2>&1; then
+            mv "$cache/$tree.tmp" "$cache/$tree"
             break
         fi
-        echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap.log")" >&2
-        [ "$attempt" = 2 ] && fail "debootstrap failed twice; see $cache/debootstrap.log"
+        echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap-$suite.log")" >&2
+        [ "$attempt" = 2 ] && fail "debootstrap failed twice; see $cache/debootstrap-$suite.log"
     done
 fi
 
@@ -65,7 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 step "fresh copy of the container tree"
-cp -a --reflink=auto "$cache/bookworm-3" "$root"
+cp -a --reflink=auto "$cache/$tree" "$root"
 mkdir -p "$share"
 cp "$deb" "$share/agent.deb"; cp "$deb2" "$share/agent-upgrade.deb"; cp "$cp_bin" "$share/pictor-control-plane"
 printf 'system-test-token' > "$share/token"
@@ -197,6 +209,22 @@ ct ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev
 wait_for 10 "session_opened reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\".*\"key_alice\"\|\"key_alice\".*\"session_opened\"'"
 wait_for 10 "agent status reported" ct curl -fsS http://127.0.0.1:8080/admin/instances/sys/status
 
+step "sshd's whole flow, as this release logs it, is understood"
+echo "    $(ct ssh -V 2>&1 | head -1)"
+mkdir -p "$captures"
+# Every record root's sshd sent (the monitor, its child, OpenSSH 10's relayed sshd-auth
+# lines), in journalctl's ISO format, as a syslog file would hold them.
+ct journalctl --no-pager -o short-iso _COMM=sshd _COMM=sshd-session >"$captures/$suite-sshd.log"
+grep -q "Accepted publickey for alice" "$captures/$suite-sshd.log" || fail "no Accepted line in the capture"
+ct pictor-agent scan-log - <"$captures/$suite-sshd.log" >"$work/scan.jsonl" 2>"$work/scan.err" \
+    || fail "scan-log: $(cat "$work/scan.err")"
+alice_fp=$(ct ssh-keygen -lf /root/alice_key.pub | awk '{print $2}')
+grep '"type":"session_opened"' "$work/scan.jsonl" | grep '"user":"alice"' | grep "\"fingerprint\":\"$alice_fp\"" \
+    | grep '"key_id":"key_alice"' >/dev/null || fail "scan-log did not find alice's login with its key: $(cat "$work/scan.jsonl")"
+grep '"type":"session_closed"' "$work/scan.jsonl" | grep '"user":"alice"' >/dev/null \
+    || fail "scan-log did not see alice's session close: $(cat "$work/scan.jsonl")"
+[ ! -s "$work/scan.err" ] || fail "scan-log complained: $(cat "$work/scan.err")"
+
 step "journalctl MESSAGE_ID= finds the structured entries"
 # (Under pipefail a `grep -q` that stops reading early would fail the pipeline with the
 # writer's SIGPIPE once the output outgrows the pipe: every grep here reads it all.)
@@ -218,6 +246,10 @@ step "the watchdog restarts a hung main loop"
 ct mkdir -p /etc/systemd/system/pictor-agent.service.d
 ct sh -c 'printf "[Service]\nEnvironment=PICTOR_AGENT_TEST_HOOKS=1\nWatchdogSec=2s\n" > /etc/systemd/system/pictor-agent.service.d/test-hooks.conf'
 ct systemctl daemon-reload
+# The steps above started the service five times within StartLimitIntervalSec (systemd
+# 257 counts restarts across daemon-reload; 252 did not): clear the count, as an
+# operator would after deliberate restarts.
+ct systemctl reset-failed pictor-agent
 ct systemctl restart pictor-agent
 pid3=$(ct systemctl show -p MainPID --value pictor-agent)
 restarts=$(ct systemctl show -p NRestarts --value pictor-agent)
@@ -290,4 +322,4 @@ ct dpkg -P pictor-agent >/dev/null
 ct test ! -e /etc/pictor-agent || fail "/etc/pictor-agent left after purge"
 ct test ! -e /var/lib/pictor-agent || fail "/var/lib/pictor-agent left after purge"
 
-echo "SYSTEM TEST PASSED in $(( $(date +%s) - started )) s"
+echo "SYSTEM TEST PASSED ($suite) in $(( $(date +%s) - started )) s"
