@@ -20,6 +20,8 @@ if [ "$(id -u)" = 0 ]; then
     command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v lintian >/dev/null || missing+=(lintian)
+    command -v rpmbuild >/dev/null || missing+=(rpm)
+    command -v rpmlint >/dev/null || missing+=(rpmlint)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
