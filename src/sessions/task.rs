@@ -433,6 +433,13 @@ impl SessionsTask {
             _ => return Vec::new(),
         };
         let now = timefmt::now();
+        if record.at.is_none() {
+            // Said once, never silently: such sessions are dated when the line was read.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                warn!("the time stamp of an sshd login line cannot be read; such sessions are dated when their line is read (docs/sshd-logs.md lists the stamps understood)");
+            }
+        }
         let keys = self.keys.borrow().clone();
         let monitor = match proof::verify_login(record.pid, user, &record.origin) {
             Ok(monitor) => monitor,
