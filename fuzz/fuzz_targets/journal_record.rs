@@ -6,8 +6,9 @@
 //!   boot id is `_BOOT_ID`;
 //! - a record is returned only when the trusted fields say root's sshd sent it (`_UID`
 //!   0, `_COMM` and the last part of an absolute `_EXE` are `sshd` or `sshd-session`),
-//!   with `_PID` > 0, the text `MESSAGE`, and the clock conversion applied to
-//!   `__MONOTONIC_TIMESTAMP`;
+//!   with `_PID` > 0, the text `MESSAGE` (or, for a message that is not UTF-8, its byte
+//!   array read with each invalid sequence replaced), and the clock conversion applied
+//!   to `__MONOTONIC_TIMESTAMP`;
 //! - what `parse_message` makes of the message is well formed (`common::check_message`).
 #![no_main]
 
@@ -39,7 +40,17 @@ fuzz_target!(|data: &[u8]| {
     assert!(record.pid > 0);
     if checked {
         assert_eq!(field("_PID").and_then(|p| p.parse().ok()), Some(record.pid));
-        assert_eq!(field("MESSAGE"), Some(record.message.as_str()));
+        let message = value.as_ref().and_then(|v| v.get("MESSAGE"));
+        let expected = match message {
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            _ => None,
+        };
+        assert_eq!(expected.as_deref(), Some(record.message.as_str()));
     }
     let Origin::Journal {
         uid,
