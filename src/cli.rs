@@ -38,6 +38,14 @@ pub enum Command {
     /// Show what is in force: version, when applied, keys per user, rejected keys, and
     /// the active SSH sessions per key.
     Status,
+    /// Print the host keys the status reports (`[host_keys] files`), with their
+    /// fingerprints and certificates, and the files skipped with why. Exit 1 when a file
+    /// was skipped.
+    HostKeys {
+        /// The JSON the status carries (`host_keys`), plus `skipped`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the systemd drop-in that makes the directories of managed files outside
     /// /home and /root writable under the packaged unit (nothing when there are none).
     /// The packages' generator runs it at boot and at `systemctl daemon-reload`.
@@ -102,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::ScanLog { .. } | Command::AuthorizedKeys { .. } => ExitCode::SUCCESS,
         Command::CheckConfig => check_config(&cli.config, &config),
         Command::Status => status(&config),
+        Command::HostKeys { json } => host_keys(&config, json),
         Command::UnitPaths => {
             let users = crate::enforce::resolve_users(&config);
             if let Some(text) = crate::unit_paths::dropin(&users) {
@@ -331,6 +340,50 @@ fn print_file(file: &crate::enforce::files::FileReport) -> bool {
             }
             true
         }
+    }
+}
+
+/// `host-keys`: what the status would report now.
+fn host_keys(config: &Config, json: bool) -> ExitCode {
+    let report = if config.host_keys.enabled {
+        crate::host_keys::scan::scan(&config.host_keys.patterns())
+    } else {
+        crate::host_keys::HostKeysReport::default()
+    };
+    if json {
+        match serde_json::to_string_pretty(&serde_json::json!({
+            "host_keys": report.keys,
+            "skipped": report.skipped,
+        })) {
+            Ok(text) => println!("{text}"),
+            Err(_) => return ExitCode::FAILURE,
+        }
+    } else {
+        if !config.host_keys.enabled {
+            println!("host keys: not published ([host_keys] enabled = false)");
+        }
+        for key in &report.keys {
+            println!("{} {}", key.fingerprint, key.key_type);
+            println!("  {}", key.public_key);
+            match &key.certificate {
+                Some(certificate) => println!("  host certificate: {certificate}"),
+                None => println!("  host certificate: none"),
+            }
+        }
+        if report.keys.is_empty() && config.host_keys.enabled {
+            println!(
+                "host keys: none found ({})",
+                config.host_keys.files.join(", ")
+            );
+        }
+        for skipped in &report.skipped {
+            println!("skipped: {skipped}");
+        }
+    }
+    if report.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

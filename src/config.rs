@@ -50,7 +50,29 @@ pub struct Config {
     /// The group given read access to `STATE_DIR/authorized-keys.json`.
     pub command_group: String,
     pub log_level: String,
+    pub host_keys: HostKeysConfig,
 }
+
+/// `[host_keys]`: which host key files are published in the status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostKeysConfig {
+    pub enabled: bool,
+    /// Absolute glob patterns whose directory part is literal (it is watched).
+    pub files: Vec<String>,
+}
+
+impl HostKeysConfig {
+    /// The patterns, parsed (validation made sure they parse).
+    pub fn patterns(&self) -> Vec<crate::host_keys::scan::Pattern> {
+        self.files
+            .iter()
+            .filter_map(|f| crate::host_keys::scan::Pattern::parse(f))
+            .collect()
+    }
+}
+
+/// Most `[host_keys] files` patterns.
+pub const MAX_HOST_KEY_PATTERNS: usize = 32;
 
 /// `[api]`: how to reach the control plane.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +126,30 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    host_keys: RawHostKeys,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostKeys {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_host_key_files")]
+    files: Vec<String>,
+}
+
+impl Default for RawHostKeys {
+    fn default() -> Self {
+        RawHostKeys {
+            enabled: true,
+            files: default_host_key_files(),
+        }
+    }
+}
+
+fn default_host_key_files() -> Vec<String> {
+    vec!["/etc/ssh/ssh_host_*_key.pub".to_owned()]
 }
 
 #[derive(Deserialize)]
@@ -443,6 +489,24 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    if raw.host_keys.files.len() > MAX_HOST_KEY_PATTERNS {
+        return Err(invalid(
+            "host_keys.files",
+            format!("at most {MAX_HOST_KEY_PATTERNS} patterns"),
+        ));
+    }
+    if let Some(bad) = raw
+        .host_keys
+        .files
+        .iter()
+        .find(|f| crate::host_keys::scan::Pattern::parse(f).is_none())
+    {
+        return Err(invalid(
+            "host_keys.files",
+            format!("{bad:?} must be an absolute path whose directory has no wildcard (it is watched) and whose file name is a glob pattern, like \"/etc/ssh/ssh_host_*_key.pub\""),
+        ));
+    }
+
     Ok(Config {
         api: ApiConfig {
             base_url,
@@ -468,6 +532,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         state_dir: raw.state.dir,
         command_group: raw.state.authorized_keys_command_group,
         log_level: raw.log.level,
+        host_keys: HostKeysConfig {
+            enabled: raw.host_keys.enabled,
+            files: raw.host_keys.files,
+        },
     })
 }
 

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use crate::api::shared::SharedClient;
 use crate::enforce::files::FileReport;
+use crate::host_keys::{HostKey, HostKeysReport};
 use crate::keys::Rejection;
 use crate::schedule::backoff_delay;
 use crate::sessions::ActiveSession;
@@ -44,6 +45,8 @@ pub struct AgentStatus<'a> {
     #[serde(flatten)]
     pub keys: &'a KeysReport,
     pub active_sessions: &'a [ActiveSession],
+    /// `host_keys` in "Additions to v1".
+    pub host_keys: &'a [HostKey],
 }
 
 /// How long changes are gathered before one status goes out.
@@ -56,20 +59,28 @@ pub async fn run(
     interval: Duration,
     mut keys: watch::Receiver<KeysReport>,
     mut sessions: watch::Receiver<Vec<ActiveSession>>,
+    mut host_keys: watch::Receiver<HostKeysReport>,
 ) {
     let mut failures = 0u32;
-    let (mut keys_live, mut sessions_live) = (true, true);
+    let (mut keys_live, mut sessions_live, mut host_keys_live) = (true, true, true);
     loop {
         let status = {
-            let keys = keys.borrow_and_update().clone();
+            let mut keys = keys.borrow_and_update().clone();
             let sessions = sessions.borrow_and_update().clone();
-            (keys, sessions)
+            let host_keys = host_keys.borrow_and_update().clone();
+            // A host key file that was skipped is an error to report too (after the
+            // keys' own, which matter more).
+            if keys.last_error.is_none() {
+                keys.last_error = host_keys.problem();
+            }
+            (keys, sessions, host_keys)
         };
         let body = AgentStatus {
             agent_version: crate::VERSION,
             boot_id: &boot_id,
             keys: &status.0,
             active_sessions: &status.1,
+            host_keys: &status.2.keys,
         };
         let result = match client.get() {
             Ok(api) => api.put_status(&body).await,
@@ -103,6 +114,7 @@ pub async fn run(
         tokio::select! {
             changed = keys.changed(), if keys_live => keys_live = changed.is_ok(),
             changed = sessions.changed(), if sessions_live => sessions_live = changed.is_ok(),
+            changed = host_keys.changed(), if host_keys_live => host_keys_live = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}
         }
         tokio::time::sleep(SETTLE).await;

@@ -26,6 +26,8 @@
 //!   revoked sessions ended ([`sessions::terminate`]); the whole as one task on a thread
 //!   of its own ([`sessions::task`]).
 //! - [`outbox`]: the durable queue of session events; [`delivery`] sends it in batches.
+//! - [`host_keys`]: the instance's SSH host keys, judged (pure), read from the
+//!   configured files and followed with inotify, for the status.
 //! - [`heartbeat`]: the agent status sent after every change and every interval.
 //! - [`sync`]: the fetch task that follows the key list and hands over validated sets.
 //! - [`enforce`]: every managed file's wanted and verified state: [`enforce::files`] is
@@ -53,6 +55,7 @@ pub mod durable;
 pub mod enforce;
 pub mod heartbeat;
 pub mod home_binds;
+pub mod host_keys;
 pub mod keys;
 pub mod logging;
 pub mod outbox;

@@ -106,6 +106,10 @@ struct Inner {
     events: HashMap<String, Vec<Value>>,
     event_ids: HashSet<(String, String)>,
     statuses: HashMap<String, Value>,
+    /// The addresses and host names users reach each instance by (for `known_hosts`).
+    addresses: HashMap<String, Vec<String>>,
+    /// The host certificate authority's public key, when the account uses one.
+    host_ca: Option<String>,
     stats: Stats,
 }
 
@@ -306,6 +310,54 @@ impl ControlPlane {
         pending
     }
 
+    /// Sets the addresses (`203.0.113.7`, `[203.0.113.7]:2222`, `gpu-7.example`) users
+    /// reach `instance` by; false when one is not a single printable word.
+    pub fn set_addresses(&self, instance: &str, addresses: Vec<String>) -> bool {
+        let valid = |a: &String| {
+            (1..=255).contains(&a.len())
+                && a.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b',' && b != b'#')
+                && !a.starts_with('@')
+        };
+        if !addresses.iter().all(valid) {
+            return false;
+        }
+        self.lock().addresses.insert(instance.to_owned(), addresses);
+        true
+    }
+
+    /// Sets (or with `None` clears) the host certificate authority's public key.
+    pub fn set_host_ca(&self, public_key: Option<String>) -> bool {
+        if public_key
+            .as_deref()
+            .is_some_and(|k| fingerprint(k).is_none())
+        {
+            return false;
+        }
+        self.lock().host_ca = public_key;
+        true
+    }
+
+    /// `instance`'s `known_hosts` lines: `ADDRESS PUBLIC_KEY` for each registered address
+    /// and each host key it last reported, and `@cert-authority ADDRESSES CA` when it
+    /// reported a host certificate and the CA is set. `None` when the instance is not
+    /// known.
+    pub fn known_hosts(&self, instance: &str) -> Option<String> {
+        let inner = self.lock();
+        known_hosts_of(&inner, instance)
+    }
+
+    /// One `known_hosts` for every instance that reported host keys.
+    pub fn known_hosts_all(&self) -> String {
+        let inner = self.lock();
+        let mut instances: Vec<&String> = inner.statuses.keys().collect();
+        instances.sort();
+        instances
+            .into_iter()
+            .filter_map(|i| known_hosts_of(&inner, i))
+            .collect()
+    }
+
     /// The HTTP interface: the contract's three calls, plus `/admin`.
     pub fn router(&self) -> Router {
         Router::new()
@@ -330,6 +382,19 @@ impl ControlPlane {
             )
             .route("/admin/stats", get(admin_stats))
             .route("/admin/revocations-pending", get(admin_revocations_pending))
+            .route(
+                "/admin/instances/{instance_id}/addresses",
+                put(admin_set_addresses),
+            )
+            .route(
+                "/admin/instances/{instance_id}/known_hosts",
+                get(admin_known_hosts),
+            )
+            .route("/admin/known_hosts", get(admin_known_hosts_all))
+            .route(
+                "/admin/host-ca",
+                put(admin_set_host_ca).delete(admin_clear_host_ca),
+            )
             .with_state(self.clone())
     }
 
@@ -692,6 +757,9 @@ async fn put_status(
     if let Err(problem) = check_files(&status) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, &problem);
     }
+    if let Err(problem) = check_host_keys(&status) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &problem);
+    }
     let mut inner = cp.lock();
     inner.stats.status_puts += 1;
     inner.statuses.insert(instance, status);
@@ -759,6 +827,155 @@ fn check_files(status: &Value) -> Result<(), String> {
         return Err("last_error must be non-null while a file is behind".into());
     }
     Ok(())
+}
+
+/// `host_keys` ("Additions to v1"): optional (an older agent does not send it); when
+/// sent, each entry is a public key line (`type base64`, nothing else), its `type` the
+/// line's first word, its `fingerprint` the line's, and `certificate` a
+/// `TYPE-cert-v01@openssh.com base64` line or null. A private key is never accepted.
+pub fn check_host_keys(status: &Value) -> Result<(), String> {
+    let Some(keys) = status.get("host_keys") else {
+        return Ok(());
+    };
+    let keys = keys.as_array().ok_or("host_keys must be an array")?;
+    for (i, key) in keys.iter().enumerate() {
+        let field = |name: &str| key.get(name).and_then(Value::as_str);
+        let (Some(key_type), Some(public_key), Some(given)) =
+            (field("type"), field("public_key"), field("fingerprint"))
+        else {
+            return Err(format!(
+                "host_keys[{i}] must have type, public_key and fingerprint strings"
+            ));
+        };
+        let words: Vec<&str> = public_key.split(' ').collect();
+        if words.len() != 2 || words[0] != key_type || public_key.contains("PRIVATE") {
+            return Err(format!(
+                "host_keys[{i}].public_key must be `{key_type} base64`, nothing else"
+            ));
+        }
+        if fingerprint(public_key).as_deref() != Some(given) {
+            return Err(format!(
+                "host_keys[{i}].fingerprint is not the key's SHA256 fingerprint"
+            ));
+        }
+        match key.get("certificate") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(line)) => {
+                let words: Vec<&str> = line.split(' ').collect();
+                if words.len() != 2 || !words[0].ends_with("-cert-v01@openssh.com") {
+                    return Err(format!(
+                        "host_keys[{i}].certificate must be `TYPE-cert-v01@openssh.com base64`"
+                    ));
+                }
+            }
+            Some(_) => {
+                return Err(format!(
+                    "host_keys[{i}].certificate must be a string or null"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn known_hosts_of(inner: &Inner, instance: &str) -> Option<String> {
+    let status = inner.statuses.get(instance);
+    let addresses = inner.addresses.get(instance);
+    if status.is_none() && addresses.is_none() {
+        return None;
+    }
+    let keys = status
+        .and_then(|s| s.get("host_keys"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let addresses = addresses.cloned().unwrap_or_default();
+    let mut text = String::new();
+    for address in &addresses {
+        for key in &keys {
+            if let Some(public_key) = key.get("public_key").and_then(Value::as_str) {
+                text.push_str(&format!("{address} {public_key}\n"));
+            }
+        }
+    }
+    let certified = keys
+        .iter()
+        .any(|k| k.get("certificate").is_some_and(Value::is_string));
+    if let (true, Some(ca), false) = (certified, &inner.host_ca, addresses.is_empty()) {
+        text.push_str(&format!("@cert-authority {} {ca}\n", addresses.join(",")));
+    }
+    Some(text)
+}
+
+#[derive(Deserialize)]
+struct AddressesBody {
+    addresses: Vec<String>,
+}
+
+/// `PUT /admin/instances/{id}/addresses` `{"addresses": [...]}`.
+async fn admin_set_addresses(
+    State(cp): State<ControlPlane>,
+    Path(id): Path<String>,
+    Json(body): Json<AddressesBody>,
+) -> Response {
+    if cp.set_addresses(&id, body.addresses) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "each address must be 1 to 255 printable characters without spaces, commas or #",
+        )
+    }
+}
+
+fn known_hosts_response(text: String) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /admin/instances/{id}/known_hosts`: the instance's lines, as text.
+async fn admin_known_hosts(State(cp): State<ControlPlane>, Path(id): Path<String>) -> Response {
+    match cp.known_hosts(&id) {
+        Some(text) => known_hosts_response(text),
+        None => error(StatusCode::NOT_FOUND, "no such instance"),
+    }
+}
+
+/// `GET /admin/known_hosts`: every instance's lines.
+async fn admin_known_hosts_all(State(cp): State<ControlPlane>) -> Response {
+    known_hosts_response(cp.known_hosts_all())
+}
+
+#[derive(Deserialize)]
+struct HostCaBody {
+    public_key: String,
+}
+
+/// `PUT /admin/host-ca` `{"public_key": "ssh-ed25519 AAAA... ca"}`.
+async fn admin_set_host_ca(
+    State(cp): State<ControlPlane>,
+    Json(body): Json<HostCaBody>,
+) -> Response {
+    if cp.set_host_ca(Some(body.public_key)) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "public_key is not an OpenSSH public key line",
+        )
+    }
+}
+
+async fn admin_clear_host_ca(State(cp): State<ControlPlane>) -> Response {
+    cp.set_host_ca(None);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `GET /admin/revocations-pending`: every deleted key that can still log in somewhere,
@@ -888,6 +1105,41 @@ mod tests {
         let mut bad = good;
         bad["source_ip"] = json!("not-an-ip");
         assert!(validate_event(&bad).unwrap_err().contains("source_ip"));
+    }
+
+    #[test]
+    fn host_keys_are_checked_and_served_as_known_hosts() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+        let fp = fingerprint(key).expect("fingerprint");
+        let good = json!({"host_keys": [{"type": "ssh-ed25519", "public_key": key, "fingerprint": fp, "certificate": null}]});
+        assert_eq!(check_host_keys(&good), Ok(()));
+        assert_eq!(
+            check_host_keys(&json!({})),
+            Ok(()),
+            "an older agent sends none"
+        );
+        for bad in [
+            json!({"host_keys": [{"type": "ssh-ed25519", "public_key": format!("{key} comment"), "fingerprint": fp}]}),
+            json!({"host_keys": [{"type": "ssh-rsa", "public_key": key, "fingerprint": fp}]}),
+            json!({"host_keys": [{"type": "ssh-ed25519", "public_key": key, "fingerprint": "SHA256:x"}]}),
+            json!({"host_keys": [{"type": "-----BEGIN", "public_key": "-----BEGIN OPENSSH-PRIVATE-KEY-----", "fingerprint": fp}]}),
+            json!({"host_keys": [{"type": "ssh-ed25519", "public_key": key, "fingerprint": fp, "certificate": "ssh-ed25519 AAAA"}]}),
+            json!({"host_keys": "none"}),
+        ] {
+            assert!(check_host_keys(&bad).is_err(), "{bad}");
+        }
+        let cp = ControlPlane::new();
+        cp.lock().statuses.insert("i".into(), good);
+        assert_eq!(cp.known_hosts("i").as_deref(), Some(""), "no address yet");
+        assert!(!cp.set_addresses("i", vec!["a b".into()]));
+        assert!(cp.set_addresses("i", vec!["203.0.113.7".into(), "[203.0.113.7]:2222".into()]));
+        assert_eq!(
+            cp.known_hosts("i").expect("known"),
+            format!("203.0.113.7 {key}\n[203.0.113.7]:2222 {key}\n")
+        );
+        assert_eq!(cp.known_hosts("other"), None);
+        assert_eq!(cp.known_hosts_all(), cp.known_hosts("i").expect("known"));
     }
 
     #[test]

@@ -87,7 +87,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         saved_sessions.open.iter().map(|s| s.active()).collect(),
     );
     let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
+    let (host_keys_tx, host_keys_rx) = watch::channel(crate::host_keys::HostKeysReport::default());
     let channels = Channels {
+        host_keys_tx,
+        host_keys: host_keys_rx,
         boot_id,
         keys: keys_rx,
         report: report_rx,
@@ -254,6 +257,9 @@ async fn reload(
         background
             .restart_sessions(enforcer.config(), channels)
             .await;
+    }
+    if changes.host_keys {
+        background.restart_host_keys(enforcer.config(), channels);
     }
     if changes.need_restart.is_empty() {
         info!(path = %path.display(), "SIGHUP: configuration reloaded");

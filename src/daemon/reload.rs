@@ -12,6 +12,8 @@ pub struct Changes {
     pub sessions: bool,
     /// `[log] level`.
     pub log_level: bool,
+    /// `[host_keys]`: the host key files are followed afresh.
+    pub host_keys: bool,
     /// `[[users]]` or `[state] authorized_keys_command_group`: enforced at once.
     pub users: bool,
     /// Options read only at start, named as in the file: logged, not applied.
@@ -28,6 +30,7 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
         api: old.api != new.api,
         sessions: old.sessions != new.sessions,
         log_level: old.log_level != new.log_level,
+        host_keys: old.host_keys != new.host_keys,
         users: old.users != new.users || old.command_group != new.command_group,
         need_restart,
     }
@@ -59,7 +62,9 @@ mod tests {
         );
         let found = changes(&old, &new);
         assert!(found.sessions && found.log_level);
-        assert!(!found.api && !found.users);
+        assert!(!found.api && !found.users && !found.host_keys);
+        let hosts = changes(&old, &config("[host_keys]\nenabled = false\n"));
+        assert!(hosts.host_keys && !hosts.api);
         assert_eq!(found.need_restart, ["[state] dir"]);
     }
 }

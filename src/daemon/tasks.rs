@@ -15,6 +15,7 @@ use tracing::{error, info};
 use crate::api::shared::SharedClient;
 use crate::config::Config;
 use crate::heartbeat::KeysReport;
+use crate::host_keys::HostKeysReport;
 use crate::keys::KeySet;
 use crate::outbox::Outbox;
 use crate::sessions::{self, ActiveSession};
@@ -45,6 +46,8 @@ pub struct Channels {
     pub active_tx: watch::Sender<Vec<ActiveSession>>,
     pub active: watch::Receiver<Vec<ActiveSession>>,
     pub sync: mpsc::Sender<SyncEvent>,
+    pub host_keys_tx: watch::Sender<HostKeysReport>,
+    pub host_keys: watch::Receiver<HostKeysReport>,
 }
 
 /// Everything that talks to the control plane or reads sshd's log.
@@ -52,6 +55,7 @@ pub struct Background {
     client: Arc<SharedClient>,
     follower: Tasks,
     senders: Tasks,
+    host_keys: Tasks,
     sessions: Option<SessionsThread>,
     outbox: Option<(Arc<Mutex<Outbox>>, Arc<Notify>)>,
 }
@@ -111,10 +115,12 @@ impl Background {
             client: SharedClient::new(config.api.clone()),
             follower: Tasks::default(),
             senders: Tasks::default(),
+            host_keys: Tasks::default(),
             sessions: None,
             outbox: None,
         };
         background.start_follower(channels);
+        background.start_host_keys(config, channels);
         background.start_sessions(config, channels);
         background.start_senders(channels);
         background
@@ -123,6 +129,26 @@ impl Background {
     fn start_follower(&mut self, channels: &Channels) {
         self.follower
             .spawn(sync::follow(self.client.clone(), channels.sync.clone()));
+    }
+
+    /// Follows the host key files (`[host_keys]`), or publishes none when disabled.
+    fn start_host_keys(&mut self, config: &Config, channels: &Channels) {
+        if config.host_keys.enabled {
+            self.host_keys.spawn(crate::host_keys::watch::run(
+                config.host_keys.patterns(),
+                channels.host_keys_tx.clone(),
+            ));
+        } else {
+            channels
+                .host_keys_tx
+                .send_replace(HostKeysReport::default());
+        }
+    }
+
+    /// A reloaded `[host_keys]`.
+    pub fn restart_host_keys(&mut self, config: &Config, channels: &Channels) {
+        self.host_keys.abort_all();
+        self.start_host_keys(config, channels);
     }
 
     fn start_senders(&mut self, channels: &Channels) {
@@ -139,6 +165,7 @@ impl Background {
             self.client.config().heartbeat,
             channels.report.clone(),
             channels.active.clone(),
+            channels.host_keys.clone(),
         ));
     }
 
@@ -213,6 +240,7 @@ impl Background {
 
     pub async fn stop(&mut self) {
         self.follower.abort_all();
+        self.host_keys.abort_all();
         self.senders.abort_all();
         if let Some(thread) = self.sessions.take() {
             thread.stop().await;

@@ -5,6 +5,7 @@ mod attacks;
 mod crash;
 mod failures;
 mod forgery;
+mod host_keys;
 #[path = "../shared/key_cases.rs"]
 mod key_cases;
 mod keys;

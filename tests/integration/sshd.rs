@@ -36,7 +36,9 @@ impl Sshd {
     pub fn start_full(dir: &Path, syslog: bool, extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").expect("privsep dir");
         let host_key = dir.join("host_key");
-        if !host_key.exists() {
+        // Host keys of the test's own (`HostKey` lines in `extra`) replace the default.
+        let own_host_keys = extra.lines().any(|l| l.starts_with("HostKey "));
+        if !host_key.exists() && !own_host_keys {
             let status = Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
                 .arg(&host_key)
@@ -53,10 +55,14 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "{extra}ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\n\
+                "{extra}ListenAddress 127.0.0.1\nPort {port}\n{}PidFile {}\n\
                  AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes yes\nLogLevel VERBOSE\n",
-                host_key.display(),
+                if own_host_keys {
+                    String::new()
+                } else {
+                    format!("HostKey {}\n", host_key.display())
+                },
                 dir.join("sshd.pid").display()
             ),
         )

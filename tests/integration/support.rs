@@ -129,6 +129,9 @@ pub struct Setup {
     pub extra_api: String,
     /// TOML appended to the file (whole sections); by default session reporting is off.
     pub extra: String,
+    /// The `[host_keys]` section; by default off (the host's own `/etc/ssh` keys are
+    /// not what most tests are about).
+    pub host_keys: String,
 }
 
 impl Setup {
@@ -141,6 +144,7 @@ impl Setup {
             long_poll_seconds: 30,
             extra_api: String::new(),
             extra: "[sessions]\nenabled = false\n".into(),
+            host_keys: "[host_keys]\nenabled = false\n".into(),
         }
     }
 
@@ -210,7 +214,7 @@ impl Sandbox {
         let text = format!(
             "[api]\nbase_url = {:?}\ninstance_id = {INSTANCE:?}\ntoken_file = {:?}\nlong_poll_seconds = {}\n\
              poll_interval_seconds = 1\nbackoff_max_seconds = 1\nrequest_timeout_seconds = 2\nconnect_timeout_seconds = 2\n{}\n\
-             [[users]]\nname = {:?}\n{override_line}\n[state]\ndir = {:?}\n\n[log]\nlevel = \"debug\"\n\n{}",
+             [[users]]\nname = {:?}\n{override_line}\n[state]\ndir = {:?}\n\n[log]\nlevel = \"debug\"\n\n{}\n{}",
             setup.base_url,
             self.dir.path().join("token").display().to_string(),
             setup.long_poll_seconds,
@@ -218,6 +222,7 @@ impl Sandbox {
             setup.user,
             self.state_dir.display().to_string(),
             setup.extra,
+            setup.host_keys,
         );
         std::fs::write(&self.config, text).expect("config");
     }

@@ -190,6 +190,7 @@ fn faults_keep_the_keys_in_force_and_the_agent_recovers() {
             long_poll_seconds: 30,
             extra_api: setup_api,
             extra: "[sessions]\nenabled = false\n".into(),
+            host_keys: "[host_keys]\nenabled = false\n".into(),
         });
         let old = KeyPair::generate(sandbox.dir.path(), "old");
         let new = KeyPair::generate(sandbox.dir.path(), "new");
