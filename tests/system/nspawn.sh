@@ -209,6 +209,19 @@ ct ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev
 wait_for 10 "session_opened reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\".*\"key_alice\"\|\"key_alice\".*\"session_opened\"'"
 wait_for 10 "agent status reported" ct curl -fsS http://127.0.0.1:8080/admin/instances/sys/status
 
+step "the host keys sshd presents are published, and a strict ssh trusts the served known_hosts"
+host_keys=$(ct sh -c 'ls /etc/ssh/ssh_host_*_key.pub')
+[ -n "$host_keys" ] || fail "the container has no host keys"
+for f in $host_keys; do
+    fp=$(ct ssh-keygen -lf "$f" | awk '{print $2}')
+    wait_for 10 "host key $f ($fp) in the status" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -F '\"$fp\"' >/dev/null"
+done
+admin -X PUT http://127.0.0.1:8080/admin/instances/sys/addresses -d '{"addresses":["127.0.0.1"]}' >/dev/null
+ct sh -c 'curl -fsS http://127.0.0.1:8080/admin/instances/sys/known_hosts > /root/known_hosts'
+[ "$(ct sh -c 'wc -l < /root/known_hosts')" -ge 1 ] || fail "empty known_hosts"
+ct ssh -i /root/alice_key -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/root/known_hosts -o BatchMode=yes \
+    alice@127.0.0.1 true || fail "a strict ssh did not accept the served known_hosts: $(ct cat /root/known_hosts)"
+
 step "sshd's whole flow, as this release logs it, is understood"
 echo "    $(ct ssh -V 2>&1 | head -1)"
 mkdir -p "$captures"
