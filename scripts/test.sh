@@ -33,6 +33,11 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
+# The README's demo, end to end: it must reach its verified ssh login (an sshd of its own,
+# host keys published by the agent, known_hosts served by the control plane).
+cargo build --quiet
+cargo run --quiet -p pictor-control-plane --example demo 2>/dev/null | grep "host key verified" >/dev/null \
+    || { echo "the demo did not connect with a verified host key" >&2; exit 1; }
 # Each fuzz target briefly (fuzz/README.md); a crash fails. Under CI a missing nightly fails.
 fuzz/ci.sh 10
 # Benchmarks print figures and never fail on a slow machine; this only keeps them from rotting.

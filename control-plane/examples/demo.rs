@@ -1,6 +1,9 @@
 //! The demo: the real agent against the reference control plane, in a sandbox
 //! directory, without root. Shows a key added, another added, one deleted, and the
-//! managed authorized_keys file after each change.
+//! managed authorized_keys file after each change; then, when an OpenSSH server is
+//! installed, runs one as the same user on loopback with host keys of its own, and
+//! connects with `StrictHostKeyChecking=yes` and the `known_hosts` the control plane
+//! serves from the host keys the agent reported.
 //!
 //! cargo build --quiet && cargo run --quiet -p pictor-control-plane --example demo
 
@@ -87,18 +90,23 @@ async fn main() {
     // exist here, and the demo's own group is one the agent may give the file to.
     let group = String::from_utf8(Command::new("id").arg("-gn").output().expect("id").stdout)
         .expect("utf8");
+    // The demo's own host keys, for its sshd and for the agent to publish.
+    let host_keys = sandbox.join("hostkeys");
+    std::fs::create_dir_all(&host_keys).expect("mkdir");
+    keygen(&host_keys.join("ssh_host_ed25519_key"));
     let config = sandbox.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[api]\nbase_url = \"http://{addr}\"\ninstance_id = \"demo\"\ntoken_file = {:?}\n\n\
              [[users]]\nname = {:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n\
-             authorized_keys_command_group = {:?}\n",
+             authorized_keys_command_group = {:?}\n\n[host_keys]\nfiles = [{:?}]\n",
             token.display().to_string(),
             user.trim(),
             keys_file.display().to_string(),
             sandbox.join("state").display().to_string(),
-            group.trim()
+            group.trim(),
+            host_keys.join("ssh_host_*_key.pub").display().to_string(),
         ),
     )
     .expect("config");
@@ -148,6 +156,8 @@ async fn main() {
         start.elapsed(),
     );
 
+    verified_login(&cp, addr, &sandbox, &keys_file, &host_keys, user.trim());
+
     let status = Command::new(agent_binary())
         .arg("--config")
         .arg(&config)
@@ -164,6 +174,146 @@ async fn main() {
         "agent stopped; the sandbox stays at {} for a look",
         sandbox.display()
     );
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "ed25519", "-C", "demo", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client) runs");
+    assert!(status.success(), "ssh-keygen");
+}
+
+/// `GET path` on the control plane over plain HTTP/1.1: the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// A key made now, added in the account; an sshd of the demo's own (same user, no root)
+/// with the host key the agent publishes; `ssh -o StrictHostKeyChecking=yes` with the
+/// `known_hosts` fetched from the control plane. Without an OpenSSH server installed,
+/// the two commands a user runs are shown instead.
+fn verified_login(
+    cp: &ControlPlane,
+    addr: std::net::SocketAddr,
+    sandbox: &Path,
+    keys_file: &Path,
+    host_keys: &Path,
+    user: &str,
+) {
+    let sshd = Path::new("/usr/sbin/sshd");
+    let start = Instant::now();
+    let reported = loop {
+        let keys = cp
+            .status("demo")
+            .and_then(|s| s["host_keys"].as_array().cloned())
+            .unwrap_or_default();
+        if !keys.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            break keys;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!(
+        "\n=== host keys the agent reported ===\n{}",
+        reported
+            .iter()
+            .map(|k| format!(
+                "  {} {}",
+                k["type"].as_str().unwrap_or(""),
+                k["fingerprint"].as_str().unwrap_or("")
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    if !sshd.exists() || !Path::new("/run/sshd").is_dir() {
+        println!(
+            "\n(no OpenSSH server here to connect to; on a rented instance a user runs:)\n  \
+             curl -fsS http://{addr}/admin/instances/demo/known_hosts >> ~/.ssh/known_hosts\n  \
+             ssh -o StrictHostKeyChecking=yes ubuntu@INSTANCE_ADDRESS"
+        );
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let sshd_config = sandbox.join("sshd_config");
+    std::fs::write(
+        &sshd_config,
+        format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+            host_keys.join("ssh_host_ed25519_key").display(),
+            sandbox.join("sshd.pid").display(),
+            keys_file.display()
+        ),
+    )
+    .expect("sshd_config");
+    let mut server = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&sshd_config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sshd starts");
+    let login_key = sandbox.join("demo_key");
+    keygen(&login_key);
+    let before = std::fs::read_to_string(keys_file).unwrap_or_default();
+    cp.add_key(NewKey {
+        id: Some("key_demo".into()),
+        name: "demo".into(),
+        public_key: std::fs::read_to_string(login_key.with_extension("pub"))
+            .expect("public key")
+            .trim()
+            .into(),
+        ..NewKey::default()
+    });
+    wait_for_change(keys_file, &before);
+    assert!(cp.set_addresses("demo", vec![format!("[127.0.0.1]:{port}")]));
+    let known_hosts = sandbox.join("known_hosts");
+    let served = http_get(addr, "/admin/instances/demo/known_hosts");
+    std::fs::write(&known_hosts, &served).expect("known_hosts");
+    println!(
+        "\n=== known_hosts from GET http://{addr}/admin/instances/demo/known_hosts ===\n  {}",
+        served.trim()
+    );
+    let start = Instant::now();
+    let out = loop {
+        let out = Command::new("ssh")
+            .args(["-p", &port.to_string(), "-i"])
+            .arg(&login_key)
+            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("echo connected to $(hostname), host key verified")
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh runs");
+        if out.status.success() || start.elapsed() > Duration::from_secs(5) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "\n=== ssh -o StrictHostKeyChecking=yes -o UserKnownHostsFile=known_hosts -p {port} {user}@127.0.0.1 ===\n  {}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 fn tempfile_dir() -> PathBuf {
