@@ -188,6 +188,41 @@ mod tests {
         assert!(judge(format!("{ED25519}\n").as_bytes()).is_ok());
     }
 
+    /// `tests/fixtures/host_keys.txt`: a host key, its host certificate, a user
+    /// certificate of the same key, another key (made with ssh-keygen).
+    fn fixture(n: usize) -> &'static str {
+        include_str!("../../tests/fixtures/host_keys.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .nth(n)
+            .expect("fixture line")
+    }
+
+    #[test]
+    fn a_certificate_counts_when_it_is_a_host_certificate_of_exactly_the_key_beside_it() {
+        let (key, host_cert, user_cert, other) = (fixture(0), fixture(1), fixture(2), fixture(3));
+        assert_eq!(
+            judge_certificate(format!("{host_cert} host@ca\n").as_bytes(), key).as_deref(),
+            Ok(host_cert),
+            "the comment goes, the line stays"
+        );
+        let user = judge_certificate(user_cert.as_bytes(), key).expect_err("user");
+        assert!(user.contains("user certificate"), "{user}");
+        let another = judge_certificate(host_cert.as_bytes(), other).expect_err("other key");
+        assert!(another.contains("another key"), "{another}");
+        for bad in [
+            key.to_owned(),
+            format!("{host_cert}\n{host_cert}"),
+            String::new(),
+        ] {
+            assert!(judge_certificate(bad.as_bytes(), key).is_err(), "{bad}");
+        }
+        // Cut short: never a panic, always a reason.
+        let cut = &host_cert[..host_cert.len() / 2];
+        let cut = &cut[..cut.len() - cut.len() % 4];
+        assert!(judge_certificate(cut.as_bytes(), key).is_err());
+    }
+
     #[test]
     fn anything_else_is_skipped_with_a_reason_that_quotes_nothing() {
         let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -208,6 +243,17 @@ mod tests {
                 !got.contains("OPENSSH") && !got.contains("$6$") && !got.contains("garbage"),
                 "{got}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_files_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = judge(&bytes);
+            let _ = judge_certificate(&bytes, fixture(0));
+            let mut line = fixture(1).as_bytes().to_vec();
+            line.truncate(bytes.len().min(line.len()));
+            let _ = judge_certificate(&line, fixture(0));
         }
     }
 }

@@ -331,6 +331,18 @@ fn host_certificates_are_matched_user_certificates_and_non_keys_are_skipped_and_
             })
         },
     );
+    let log = sandbox.log();
+    for name in [
+        "ssh_host_private_key.pub",
+        "ssh_host_empty_key.pub",
+        "ssh_host_shadow_key.pub",
+    ] {
+        assert!(
+            log.contains("host key file skipped, never sent") && log.contains(name),
+            "warned in the agent's log: {name}"
+        );
+    }
+    assert!(!log.contains("PRIVATE KEY-----"));
     let status: Value = server.cp.status(INSTANCE).expect("status");
     let text = status.to_string();
     assert!(
