@@ -22,6 +22,9 @@ if [ "$(id -u)" = 0 ]; then
     command -v lintian >/dev/null || missing+=(lintian)
     command -v rpmbuild >/dev/null || missing+=(rpm)
     command -v rpmlint >/dev/null || missing+=(rpmlint)
+    # The account page's browser test (tests/integration/account_page.rs).
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive

@@ -168,6 +168,16 @@ async fn main() {
         "\n=== pictor-agent status ===\n{}",
         String::from_utf8_lossy(&status.stdout)
     );
+    // A person at a terminal gets the account page to click through; a script does not.
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        println!(
+            "\n=== the account page: http://{addr}/account/ssh-keys ===\n\
+             (add or delete keys there and watch {} change; Ctrl-C to stop)",
+            keys_file.display()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
     let _ = Command::new("kill").arg(agent.id().to_string()).status();
     let _ = agent.wait();
     println!(

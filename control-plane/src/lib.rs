@@ -31,6 +31,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+pub mod account;
+
 /// Longest long-poll wait the contract allows.
 pub const MAX_WAIT_SECONDS: u64 = 300;
 /// Most events one `POST .../ssh-sessions` may carry.
@@ -395,6 +397,7 @@ impl ControlPlane {
                 "/admin/host-ca",
                 put(admin_set_host_ca).delete(admin_clear_host_ca),
             )
+            .merge(account::routes())
             .with_state(self.clone())
     }
 

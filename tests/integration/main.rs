@@ -1,6 +1,7 @@
 //! Integration and system tests: the real agent binary against the reference control
 //! plane, real files, real signals, and the real OpenSSH sshd and ssh.
 
+mod account_page;
 mod attacks;
 mod crash;
 mod failures;
