@@ -433,4 +433,70 @@ mod tests {
         assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
     }
+
+    async fn body(response: Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_deletion_still_pending_is_on_the_key_s_page_and_changes_need_the_page_s_origin() {
+        let cp = ControlPlane::new();
+        let key = cp.add_key(NewKey {
+            id: Some("k1".into()),
+            name: "laptop".into(),
+            public_key: ED25519.into(),
+            ..NewKey::default()
+        });
+        // A cross-site request (or one without Origin) changes nothing.
+        let mut foreign = HeaderMap::new();
+        foreign.insert(header::HOST, "127.0.0.1:8080".parse().expect("host"));
+        foreign.insert(
+            header::ORIGIN,
+            "http://evil.example".parse().expect("origin"),
+        );
+        let (status, _) =
+            body(api_delete(State(cp.clone()), foreign.clone(), Path("k1".into())).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = body(
+            api_add(
+                State(cp.clone()),
+                HeaderMap::new(),
+                Json(AddBody {
+                    name: "x".into(),
+                    public_key: ED25519.into(),
+                }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(cp.keys().len(), 1);
+
+        // Deleted, but an instance's file could not be rewritten: the page says where.
+        assert!(cp.delete_key(&key.id));
+        cp.lock().statuses.insert(
+            "gpu-7".into(),
+            json!({
+                "active_sessions": [],
+                "files": [{"user": "ubuntu", "path": "/home/ubuntu/.ssh/authorized_keys",
+                           "state": "behind", "error": "No space left on device",
+                           "behind_since": "2026-11-30T06:00:00Z",
+                           "keys_not_removed": ["k1"], "keys_not_added": []}],
+            }),
+        );
+        let (status, page) = body(api_key(State(cp.clone()), Path("k1".into())).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["deleted"], true);
+        assert_eq!(page["pending"][0]["instance_id"], "gpu-7");
+        assert_eq!(page["pending"][0]["error"], "No space left on device");
+        let (status, _) = body(api_key(State(cp.clone()), Path("k9".into())).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
 }
