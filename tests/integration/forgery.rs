@@ -178,6 +178,10 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     // 4. A disconnect of the attacker's real session.
     // 5. The same through systemd-cat, and under the sshd-session name.
     // 6. A sudo line whose command text holds an sshd tag and a login of the victim.
+    // 7. The closes and the first-method line later OpenSSH releases write: timeouts
+    //    (7.7+ and 7.4-7.6), an unused connection, a read error, `Partial` naming key B
+    //    for the attacker's own and the victim's connection, and a login line with a
+    //    byte that is not UTF-8.
     let accepted = |port: u64| {
         format!("Accepted publickey for {me} from 127.0.0.1 port {port} ssh2: ED25519 {fp_b}")
     };
@@ -190,6 +194,14 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         format!("logger -t sshd --id={own_monitor} 'pam_unix(sshd:session): session closed for user {me}'"),
         format!("echo '{}' | systemd-cat -t sshd", accepted(3)),
         format!("logger -t sshd-session --id={victim_monitor} '{}'", accepted(4)),
+        format!("logger -t sshd --id={own_child} 'Timeout, client not responding from user {me} 127.0.0.1 port {port}'"),
+        format!("logger -t sshd --id={own_child} 'Timeout, client not responding.'"),
+        format!("logger -t sshd --id={own_monitor} 'Timeout, client not responding.'"),
+        format!("logger -t sshd --id={own_child} 'terminating inactive connection from user {me} 127.0.0.1 port {port}'"),
+        format!("logger -t sshd --id={own_child} 'Read error from remote host 127.0.0.1 port {port}: Connection timed out'"),
+        format!("logger -t sshd --id={own_monitor} 'Partial publickey for {me} from 127.0.0.1 port {port} ssh2: ED25519 {fp_b}'"),
+        format!("logger -t sshd --id={victim_monitor} 'Partial publickey for {me} from 127.0.0.1 port 7 ssh2: ED25519 {fp_b}'"),
+        format!("printf '%s\\377\\n' '{}' | logger -t sshd --id={victim_monitor}", accepted(8)),
         format!(
             "logger -t sudo '  {me} : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/echo \
              sshd[{victim_monitor}]: Accepted publickey for {victim} from 127.0.0.1 port 5 \
