@@ -29,8 +29,6 @@ pub enum ReplaceError {
     CreateTemp(Errno),
     #[error("cannot set the owner or mode of the temporary file: {0}")]
     Owner(Errno),
-    #[error("cannot set the SELinux label of the temporary file: {0}")]
-    Label(std::io::Error),
     #[error("cannot write the temporary file: {0}")]
     Write(std::io::Error),
     #[error("cannot rename the temporary file over it: {0}")]
@@ -48,7 +46,8 @@ pub struct FileMode<'a> {
     pub owner: Option<(Uid, Gid)>,
     pub mode: Mode,
     /// The `security.selinux` attribute to give it ([`crate::selinux`]), or `None` to
-    /// leave the one the kernel gives.
+    /// leave the one the kernel gives. One that cannot be set is logged, and the file is
+    /// replaced all the same.
     pub label: Option<&'a [u8]>,
 }
 
@@ -137,7 +136,11 @@ pub fn replace_at(
             fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(ReplaceError::Owner)?;
         }
         if let Some(label) = mode.label {
-            crate::selinux::set_label(fd.as_fd(), label).map_err(ReplaceError::Label)?;
+            // Never a reason to keep the old file (and a deleted key in it): the new
+            // one keeps the label the kernel gave it, which is the directory's.
+            if let Err(e) = crate::selinux::set_label(fd.as_fd(), label) {
+                warn!("cannot set the SELinux label of the new file beside {}: {e}; it keeps the label of its directory", name.to_string_lossy());
+            }
         }
         let mut file = std::fs::File::from(fd);
         file.write_all(content).map_err(ReplaceError::Write)?;

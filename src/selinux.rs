@@ -11,6 +11,10 @@
 //!   contexts give its path and type, as `restorecon` would set it;
 //! - a replaced file without a label is treated as created.
 //!
+//! A label that cannot be set is logged and the write goes on: the new file keeps the
+//! label the kernel gave it (its directory's), and no deleted key is ever kept in the
+//! old one for want of a label.
+//!
 //! Without SELinux, no label is read or set: nothing changes on those hosts (and the
 //! packaged service could not set `security.*` attributes there anyway: that needs
 //! CAP_SYS_ADMIN when no security module owns the name).

@@ -298,14 +298,10 @@ fn open_dir(
                         })?;
                     }
                     if let Some(label) = labels.for_new(&ssh_path, libc::S_IFDIR) {
-                        crate::selinux::set_label(fd.as_fd(), &label).map_err(|source| {
-                            WriteError::Io {
-                                user: user.name.clone(),
-                                path: ssh_path.clone(),
-                                action: "cannot set the SELinux label of directory",
-                                source,
-                            }
-                        })?;
+                        // Logged, never a reason to hold the keys back.
+                        if let Err(e) = crate::selinux::set_label(fd.as_fd(), &label) {
+                            tracing::warn!(user = %user.name, "cannot set the SELinux label of {}: {e}; it keeps the label the kernel gave it", ssh_path.display());
+                        }
                     }
                     fsync(home_fd.as_fd())
                         .map_err(|e| io_error(user, home.clone(), "cannot fsync", e))?;

@@ -139,3 +139,44 @@ fn without_selinux_no_label_is_set() {
         "this host has no SELinux, so the agent's own labelling is off"
     );
 }
+
+/// A label that cannot be set (ramfs keeps no `security.*` attribute) never holds a write
+/// back: the deleted key leaves the file all the same.
+#[test]
+fn a_label_that_cannot_be_set_never_keeps_a_deleted_key() {
+    if !prerequisite(is_root(), "root, to mount ramfs") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&home)
+        .status()
+        .expect("mount");
+    assert!(status.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(home.clone());
+    let contexts = dir.path().join("file_contexts");
+    std::fs::write(
+        &contexts,
+        format!("{}(/.*)?\tunconfined_u:object_r:ssh_home_t:s0\n", regex_escape(&home)),
+    )
+    .expect("file_contexts");
+    let labels = Labels::with_file_contexts(&contexts).expect("libselinux reads the contexts");
+    let user = root_user(&home);
+    let file = home.join(".ssh/authorized_keys");
+    apply_labelled(&user, &block("k1"), &labels).expect("created without a label");
+    assert!(std::fs::read_to_string(&file).expect("read").contains("k1"));
+    assert_eq!(label(&file), None, "ramfs keeps none");
+    // The account deletes k1, keeps k2.
+    apply_labelled(&user, &block("k2"), &labels).expect("replaced without a label");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.contains("k2") && !text.contains("k1"), "{text}");
+}
