@@ -99,6 +99,18 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// `Err(403)` unless [`same_origin`].
+fn from_the_page(headers: &HeaderMap) -> Result<(), Response> {
+    if same_origin(headers) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            "requests that change the account must come from its own page",
+        ))
+    }
+}
+
 /// The types the account accepts (those the agent writes).
 const KEY_TYPES: [&str; 7] = [
     "ssh-ed25519",
@@ -311,11 +323,8 @@ async fn api_add(
     headers: HeaderMap,
     Json(body): Json<AddBody>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "requests that change the account must come from its own page",
-        );
+    if let Err(refused) = from_the_page(&headers) {
+        return refused;
     }
     let existing = cp.keys();
     match validate_pasted(&existing, &body.name, &body.public_key) {
@@ -340,11 +349,8 @@ async fn api_delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "requests that change the account must come from its own page",
-        );
+    if let Err(refused) = from_the_page(&headers) {
+        return refused;
     }
     if cp.delete_key(&id) {
         StatusCode::NO_CONTENT.into_response()

@@ -7,7 +7,7 @@
 //! anything else is skipped with a reason. A file named `*-cert.pub` is a certificate,
 //! never a key: it is read only beside the key it names (`KEY.pub` and `KEY-cert.pub`).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -53,7 +53,7 @@ impl Pattern {
 /// Every file the patterns match now, read and judged; keys in path order, each key
 /// once.
 pub fn scan(patterns: &[Pattern]) -> HostKeysReport {
-    let mut files: BTreeMap<PathBuf, ()> = BTreeMap::new();
+    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     let mut report = HostKeysReport::default();
     for pattern in patterns {
         let Ok(entries) = std::fs::read_dir(&pattern.dir) else {
@@ -64,11 +64,11 @@ pub fn scan(patterns: &[Pattern]) -> HostKeysReport {
             let name = entry.file_name();
             let Some(text) = name.to_str() else { continue };
             if pattern.name.matches(text) && !text.ends_with("-cert.pub") {
-                files.insert(pattern.dir.join(&name), ());
+                files.insert(pattern.dir.join(&name));
             }
         }
     }
-    for path in files.keys() {
+    for path in &files {
         match read_key(path) {
             Ok(key) if report.keys.iter().any(|k| k.public_key == key.0.public_key) => {}
             Ok((key, certificate_problem)) => {

@@ -44,9 +44,10 @@ pub async fn run(patterns: Vec<Pattern>, tx: watch::Sender<HostKeysReport>) {
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
         if let Some(w) = watcher.as_mut() {
-            for dir in dirs.difference(&watched.clone()) {
-                if w.watch(dir, RecursiveMode::NonRecursive).is_ok() {
-                    watched.insert(dir.clone());
+            let missing: Vec<PathBuf> = dirs.difference(&watched).cloned().collect();
+            for dir in missing {
+                if w.watch(&dir, RecursiveMode::NonRecursive).is_ok() {
+                    watched.insert(dir);
                 }
             }
         }

@@ -113,13 +113,18 @@ async fn paste(client: &Client, name: &str, key: &str) {
         )
         .await
         .expect("paste");
+    click(client, "add-button").await;
+}
+
+/// Clicks the element with this id.
+async fn click(client: &Client, id: &str) {
     client
-        .find(Locator::Id("add-button"))
+        .find(Locator::Id(id))
         .await
-        .expect("button")
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
         .click()
         .await
-        .expect("click");
+        .unwrap_or_else(|e| panic!("click #{id}: {e}"));
 }
 
 fn prerequisites() -> bool {
@@ -216,21 +221,9 @@ fn the_account_page_adds_a_key_shows_its_session_and_ends_it_on_delete() {
         .expect("save screenshot");
 
         // Delete, confirmed: the session ends and the page shows no machine.
-        client
-            .find(Locator::Id("delete-button"))
-            .await
-            .expect("delete")
-            .click()
-            .await
-            .expect("click delete");
+        click(&client, "delete-button").await;
         let clicked = Instant::now();
-        client
-            .find(Locator::Id("confirm-delete"))
-            .await
-            .expect("confirm")
-            .click()
-            .await
-            .expect("click confirm");
+        click(&client, "confirm-delete").await;
         let ended = loop {
             if let Ok(Some(_)) = session.try_wait() {
                 break clicked.elapsed();

@@ -59,10 +59,8 @@ fn reported(server: &Server) -> Vec<(String, String, bool)> {
     keys
 }
 
-/// Three host keys (ed25519, ecdsa, rsa) in `dir/hostkeys`, as `ssh-keygen -A` names them.
-fn host_keys(dir: &Path) -> PathBuf {
-    let keys = dir.join("hostkeys");
-    std::fs::create_dir_all(&keys).expect("mkdir");
+/// (Re)generates the three host keys (ed25519, ecdsa, rsa) in `keys`.
+fn generate_host_keys(keys: &Path) {
     for (kind, bits) in [
         ("ed25519", None),
         ("ecdsa", Some("256")),
@@ -74,6 +72,13 @@ fn host_keys(dir: &Path) -> PathBuf {
         }
         keygen(&args, &keys.join(format!("ssh_host_{kind}_key")));
     }
+}
+
+/// Three host keys (ed25519, ecdsa, rsa) in `dir/hostkeys`, as `ssh-keygen -A` names them.
+fn host_keys(dir: &Path) -> PathBuf {
+    let keys = dir.join("hostkeys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    generate_host_keys(&keys);
     keys
 }
 
@@ -176,17 +181,7 @@ fn host_keys_are_reported_served_as_known_hosts_and_a_rotation_is_seen_within_se
         std::fs::remove_file(&private).expect("rm");
         std::fs::remove_file(private.with_extension("pub")).expect("rm");
     }
-    for (kind, bits) in [
-        ("ed25519", None),
-        ("ecdsa", Some("256")),
-        ("rsa", Some("3072")),
-    ] {
-        let mut args = vec!["-t", kind];
-        if let Some(bits) = bits {
-            args.extend(["-b", bits]);
-        }
-        keygen(&args, &keys.join(format!("ssh_host_{kind}_key")));
-    }
+    generate_host_keys(&keys);
     // From the last file written to the control plane holding the new set.
     let took = wait_until(
         Duration::from_secs(10),

@@ -159,14 +159,20 @@ fn a_label_that_cannot_be_set_never_keeps_a_deleted_key() {
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _unmount = Unmount(home.clone());
     let contexts = dir.path().join("file_contexts");
     std::fs::write(
         &contexts,
-        format!("{}(/.*)?\tunconfined_u:object_r:ssh_home_t:s0\n", regex_escape(&home)),
+        format!(
+            "{}(/.*)?\tunconfined_u:object_r:ssh_home_t:s0\n",
+            regex_escape(&home)
+        ),
     )
     .expect("file_contexts");
     let labels = Labels::with_file_contexts(&contexts).expect("libselinux reads the contexts");

@@ -872,28 +872,19 @@ fn a_publickey_then_password_login_is_tied_to_its_key() {
     wait_until(Duration::from_secs(5), "key written", || {
         w.sandbox.keys_text().contains(&w.account.canonical())
     });
-    let mut session = Command::new("ssh")
-        .args(["-p", &w.sshd.port.to_string(), "-i"])
-        .arg(&w.account.private)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "-o",
-            "LogLevel=ERROR",
-            "pictor-s9@127.0.0.1",
-            "sleep",
-            "8",
-        ])
+    // The password comes from the askpass program (ssh takes the first value of an
+    // option: BatchMode=no here wins over the helper's yes).
+    let mut session = w
+        .sshd
+        .ssh_with(
+            w.user,
+            &w.account.private,
+            &["-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1"],
+            &["sleep", "8"],
+        )
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0")
-        .stdin(Stdio::null())
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(20), "session_opened", || {
