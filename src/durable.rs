@@ -112,6 +112,13 @@ pub fn temp_prefix(name: &OsStr) -> OsString {
 /// Replaces `dir/name` with `content`. `still_current` runs after the data is durable
 /// and just before the rename; when it returns false the temp file is removed and
 /// [`ReplaceError::Superseded`] returned, so the caller can merge again.
+///
+/// No failure leaves the temporary file behind, whoever owns the directory: the file
+/// stays the agent's own until just before the rename (so the agent can always remove
+/// it, even from a sticky directory), is given back to the agent before it is removed
+/// after a failed rename, and is emptied through the descriptor when its name was taken
+/// away meanwhile. A name is never reused: each write makes a new one exclusively. And a
+/// file that would not fit in the free space is not written at all.
 pub fn replace_at(
     dir: &OwnedFd,
     name: &OsStr,
@@ -119,6 +126,7 @@ pub fn replace_at(
     mode: FileMode<'_>,
     still_current: impl FnOnce() -> bool,
 ) -> Result<(), ReplaceError> {
+    check_space(dir, content.len())?;
     let mut temp = temp_prefix(name);
     temp.push(format!("{}.{:016x}", std::process::id(), fastrand::u64(..)));
     let fd = openat(
@@ -128,36 +136,96 @@ pub fn replace_at(
         Mode::S_IRUSR | Mode::S_IWUSR,
     )
     .map_err(ReplaceError::CreateTemp)?;
+    let mut file = std::fs::File::from(fd);
+    let mut given_away = false;
     let result = (|| {
-        // Mode first, owner second: changing the mode of a file one no longer owns
-        // would need CAP_FOWNER, which the service does not have.
-        fchmod(fd.as_fd(), mode.mode).map_err(ReplaceError::Owner)?;
-        if let Some((uid, gid)) = mode.owner {
-            fchown(fd.as_fd(), Some(uid), Some(gid)).map_err(ReplaceError::Owner)?;
-        }
+        fchmod(file.as_fd(), mode.mode).map_err(ReplaceError::Owner)?;
         if let Some(label) = mode.label {
             // Never a reason to keep the old file (and a deleted key in it): the new
             // one keeps the label the kernel gave it, which is the directory's.
-            if let Err(e) = crate::selinux::set_label(fd.as_fd(), label) {
-                warn!("cannot set the SELinux label of the new file beside {}: {e}; it keeps the label of its directory", name.to_string_lossy());
+            if let Err(e) = crate::selinux::set_label(file.as_fd(), label) {
+                warn!("cannot set the SELinux label of the new file beside {:?}: {e}; it keeps the label of its directory", name.to_string_lossy());
             }
         }
-        let mut file = std::fs::File::from(fd);
         file.write_all(content).map_err(ReplaceError::Write)?;
         // fdatasync: the data and size are what must survive; the mode was set at
         // creation and an owner lost in a crash leaves a root-owned file sshd accepts.
         file.sync_data().map_err(ReplaceError::Write)?;
-        drop(file);
         if !still_current() {
             return Err(ReplaceError::Superseded);
         }
-        renameat(dir.as_fd(), temp.as_os_str(), dir.as_fd(), name).map_err(ReplaceError::Rename)
+        // The owner last: until here the file is the agent's, removable anywhere.
+        if let Some((uid, gid)) = mode.owner {
+            fchown(file.as_fd(), Some(uid), Some(gid)).map_err(ReplaceError::Owner)?;
+            given_away = true;
+        }
+        renameat(dir.as_fd(), temp.as_os_str(), dir.as_fd(), name).map_err(ReplaceError::Rename)?;
+        // The name may have been swapped between the write and the rename by whoever
+        // can write the directory: what is in place now must be what was written.
+        if same_inode(dir, name, &file) {
+            Ok(())
+        } else {
+            Err(ReplaceError::Superseded)
+        }
     })();
     if let Err(error) = result {
-        let _ = unlinkat(dir.as_fd(), temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        discard_temp(dir, &temp, &file, given_away);
         return Err(error);
     }
     fsync(dir.as_fd()).map_err(ReplaceError::SyncDir)
+}
+
+/// Removes the temporary file `temp` (held open as `file`) after a failed replace.
+fn discard_temp(dir: &OwnedFd, temp: &OsStr, file: &File, given_away: bool) {
+    if given_away {
+        // Back to the agent, so a sticky directory lets it go (CAP_CHOWN is enough).
+        let _ = fchown(file.as_fd(), Some(Uid::effective()), Some(Gid::effective()));
+    }
+    let ours = same_inode(dir, temp, file);
+    if ours && unlinkat(dir.as_fd(), temp, UnlinkatFlags::NoRemoveDir).is_ok() {
+        return;
+    }
+    // Its name was taken away, or it cannot be removed: at least it holds no space.
+    let _ = file.set_len(0);
+    warn!(
+        "the temporary file {:?} could not be removed ({}); it was emptied",
+        temp.to_string_lossy(),
+        if ours {
+            "unlink refused"
+        } else {
+            "its name no longer leads to it"
+        }
+    );
+}
+
+/// True when `dir/name` (not followed) is the inode open as `file`.
+fn same_inode(dir: &OwnedFd, name: &OsStr, file: &File) -> bool {
+    let Ok(held) = file.metadata() else {
+        return false;
+    };
+    nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|at| at.st_dev == held.dev() && at.st_ino == held.ino())
+}
+
+/// Refuses, before a byte is written, a file that cannot fit in the space left to the
+/// agent: a full disk is retried without writing (and failing) again each time.
+fn check_space(dir: &OwnedFd, len: usize) -> Result<(), ReplaceError> {
+    let Ok(stat) = nix::sys::statvfs::fstatvfs(dir.as_fd()) else {
+        return Ok(());
+    };
+    let free = if Uid::effective().is_root() {
+        stat.blocks_free()
+    } else {
+        stat.blocks_available()
+    };
+    #[allow(clippy::unnecessary_cast)] // the libc types differ between architectures
+    let free = (free as u64).saturating_mul(stat.fragment_size() as u64);
+    if (len as u64).saturating_add(4096) > free {
+        return Err(ReplaceError::Write(std::io::Error::from_raw_os_error(
+            libc::ENOSPC,
+        )));
+    }
+    Ok(())
 }
 
 /// Removes temporary files for `name` left by an agent that was killed mid-write
@@ -229,6 +297,19 @@ mod tests {
             replace_at(&fd, OsStr::new("f"), b"new", OWNER_ONLY, || false).expect_err("superseded");
         assert!(matches!(err, ReplaceError::Superseded));
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_temp_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A non-empty directory at the name: the rename fails after the write.
+        std::fs::create_dir(dir.path().join("f")).expect("mkdir");
+        std::fs::write(dir.path().join("f/inside"), b"x").expect("write");
+        let fd = open_dir(dir.path());
+        let err =
+            replace_at(&fd, OsStr::new("f"), b"new", OWNER_ONLY, || true).expect_err("rename");
+        assert!(matches!(err, ReplaceError::Rename(_)), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
 

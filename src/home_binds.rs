@@ -21,13 +21,36 @@ pub const ENV: &str = "PICTOR_AGENT_HOME_BINDS";
 
 /// The path to open for `path` in this process's view.
 pub fn view(path: &Path) -> Cow<'_, Path> {
+    translate(path, binds())
+}
+
+/// The real path of `path`, a path in this process's view (the inverse of [`view`]).
+pub fn unview(path: &Path) -> Cow<'_, Path> {
+    untranslate(path, binds())
+}
+
+fn binds() -> Option<&'static Path> {
     static BINDS: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let binds = BINDS.get_or_init(|| {
-        std::env::var_os(ENV)
-            .map(PathBuf::from)
-            .filter(|dir| dir.is_absolute())
-    });
-    translate(path, binds.as_deref())
+    BINDS
+        .get_or_init(|| {
+            std::env::var_os(ENV)
+                .map(PathBuf::from)
+                .filter(|dir| dir.is_absolute())
+        })
+        .as_deref()
+}
+
+/// `BINDS/home/...` and `BINDS/root/...` back to `/home/...` and `/root/...` (pure).
+pub fn untranslate<'a>(path: &'a Path, binds: Option<&Path>) -> Cow<'a, Path> {
+    let Some(binds) = binds else {
+        return Cow::Borrowed(path);
+    };
+    for top in ["home", "root"] {
+        if let Ok(rest) = path.strip_prefix(binds.join(top)) {
+            return Cow::Owned(Path::new("/").join(top).join(rest));
+        }
+    }
+    Cow::Borrowed(path)
 }
 
 /// `/home/...` and `/root/...` under `binds` (pure).
@@ -76,5 +99,19 @@ mod tests {
             translate(Path::new("/home/alice"), None),
             Path::new("/home/alice")
         );
+    }
+
+    #[test]
+    fn unview_undoes_view() {
+        let binds = Some(Path::new("/run/pictor-agent/binds"));
+        for path in [
+            "/home/alice/.ssh",
+            "/root",
+            "/data/alice",
+            "/run/pictor-agent/binds",
+        ] {
+            let viewed = translate(Path::new(path), binds);
+            assert_eq!(untranslate(&viewed, binds), Path::new(path));
+        }
     }
 }

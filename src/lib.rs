@@ -71,3 +71,25 @@ pub mod users;
 
 /// The agent's version, as sent in `User-Agent` and the status report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers of the unit tests.
+
+    /// A temporary directory on a path the agent accepts for a managed file: every
+    /// directory above it owned by root or the current user and writable by them alone,
+    /// as sshd's `StrictModes` demands (so not under `/tmp`, mode 1777).
+    pub fn tempdir() -> tempfile::TempDir {
+        let base = if nix::unistd::Uid::effective().is_root() {
+            std::path::PathBuf::from("/run/pictor-agent-tests")
+        } else {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-homes")
+        };
+        crate::durable::ensure_dir(&base, nix::sys::stat::Mode::from_bits_truncate(0o755))
+            .expect("test base directory");
+        tempfile::Builder::new()
+            .prefix("unit-")
+            .tempdir_in(&base)
+            .expect("tempdir")
+    }
+}

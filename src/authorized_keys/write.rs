@@ -15,11 +15,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, AtFlags, OFlag};
+use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, fsync, Uid};
 
-use super::merge;
+use super::{merge, path_walk};
 use crate::durable::{self, FileMode, ReplaceError};
 use crate::selinux::Labels;
 use crate::users::{Location, ManagedUser};
@@ -55,7 +55,7 @@ pub enum WriteError {
         path: PathBuf,
         expected: &'static str,
     },
-    #[error("user {user}: {path} has {links} hard links; refusing to read or replace it")]
+    #[error("user {user}: {path} has {links} hard links and is not the user's own file; refusing to read or replace it")]
     HardLinked {
         user: String,
         path: PathBuf,
@@ -63,6 +63,11 @@ pub enum WriteError {
     },
     #[error("user {user}: {path} is larger than {MAX_FILE_BYTES} bytes, far more than any real authorized_keys; refusing to read or rewrite it: shrink it (keys added by hand go outside the managed block)")]
     TooLarge { user: String, path: PathBuf },
+    #[error("user {user}: {source}")]
+    Path {
+        user: String,
+        source: path_walk::WalkError,
+    },
     #[error("user {user}: {path} does not exist")]
     Missing { user: String, path: PathBuf },
     #[error("user {user}: {path}: {action}: {source}")]
@@ -82,6 +87,27 @@ pub enum WriteError {
     KeepsChanging { user: String, path: PathBuf },
 }
 
+impl WriteError {
+    /// The kernel refused the write for lack of permission (EPERM, EACCES: a sticky
+    /// directory, an immutable file): trying again changes nothing until the file or its
+    /// directory does.
+    pub fn is_permission(&self) -> bool {
+        match self {
+            WriteError::Replace {
+                source:
+                    ReplaceError::CreateTemp(errno)
+                    | ReplaceError::Rename(errno)
+                    | ReplaceError::Owner(errno),
+                ..
+            } => matches!(errno, Errno::EPERM | Errno::EACCES),
+            WriteError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -89,8 +115,34 @@ pub enum Outcome {
     Unchanged,
     /// The file was replaced; `previous` is what it held before (`None`: it did not
     /// exist), for [`merge::describe_drift`] when the caller wants to say what changed.
-    Written { previous: Option<Vec<u8>> },
+    /// `old_links`: other names sshd reads in the same directory that were hard links of
+    /// the replaced file, and so still hold what it held ([`StaleLink`]).
+    Written {
+        previous: Option<Vec<u8>>,
+        old_links: Vec<StaleLink>,
+    },
 }
+
+/// Another name of a replaced file: it kept the old bytes when the managed name got the
+/// new ones. The agent never writes it (it is not the managed file); it reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleLink {
+    pub path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl StaleLink {
+    /// True while `path` is still that same file (not removed or replaced since).
+    pub fn still_there(&self) -> bool {
+        nix::sys::stat::lstat(&*crate::home_binds::view(&self.path))
+            .is_ok_and(|s| s.st_dev == self.dev && s.st_ino == self.ino)
+    }
+}
+
+/// The names sshd reads by default for a user (`AuthorizedKeysFile`), besides the
+/// managed one: where a second link of the file matters.
+const SSHD_NAMES: [&str; 2] = ["authorized_keys", "authorized_keys2"];
 
 /// Puts `block` (from [`merge::render_block`]) into the user's file, keeping every
 /// foreign byte. Writes nothing when the file already says it.
@@ -141,6 +193,14 @@ pub fn stamp(user: &ManagedUser) -> Option<FileStamp> {
         .map(|s| FileStamp::from(&s))
 }
 
+/// The stamp of the managed file's directory now (`None`: it cannot be seen): its mode,
+/// owner or entries changing is a reason to try a refused write again.
+pub fn dir_stamp(user: &ManagedUser) -> Option<FileStamp> {
+    nix::sys::stat::lstat(&*crate::home_binds::view(&user.dir()))
+        .ok()
+        .map(|s| FileStamp::from(&s))
+}
+
 /// [`apply`], with `before_rename(attempt)` run in the window where a concurrent edit is
 /// detected: the seam tests use to land an edit mid-write.
 fn apply_racing(
@@ -160,11 +220,13 @@ fn apply_racing(
         if before == Some(merged.as_slice()) || (before.is_none() && merged.is_empty()) {
             return Ok((Outcome::Unchanged, existing.map(|e| e.stamp)));
         }
+        let links = existing.as_ref().map_or(1, |e| e.links);
         let (previous, identity, old_label) = match existing {
             Some(Existing {
                 bytes,
                 stamp,
                 label,
+                ..
             }) => (Some(bytes), Some(stamp), label),
             None => (None, None, None),
         };
@@ -181,7 +243,17 @@ fn apply_racing(
         match durable::replace_at(&dir, &user.file_name, &merged, mode, still_current) {
             Ok(()) => {
                 durable::remove_stale_temps(&dir, &user.file_name);
-                return Ok((Outcome::Written { previous }, None));
+                let old_links = match identity {
+                    Some(old) if links > 1 => other_links(user, &dir, old),
+                    _ => Vec::new(),
+                };
+                return Ok((
+                    Outcome::Written {
+                        previous,
+                        old_links,
+                    },
+                    None,
+                ));
             }
             Err(ReplaceError::Superseded) => continue,
             Err(source) => {
@@ -197,6 +269,22 @@ fn apply_racing(
         user: user.name.clone(),
         path: user.path(),
     })
+}
+
+/// The names sshd reads in `dir` that are still the replaced file `old`.
+fn other_links(user: &ManagedUser, dir: &OwnedFd, old: FileStamp) -> Vec<StaleLink> {
+    SSHD_NAMES
+        .iter()
+        .filter(|name| OsStr::new(name) != user.file_name)
+        .filter_map(|name| {
+            let stat = fstatat(dir.as_fd(), *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+            (stat.st_dev == old.dev && stat.st_ino == old.ino).then(|| StaleLink {
+                path: user.dir().join(name),
+                dev: old.dev,
+                ino: old.ino,
+            })
+        })
+        .collect()
 }
 
 /// Reads the user's file through the same checks as a write (`None`: it does not exist).
@@ -236,36 +324,25 @@ fn open_dir(
 ) -> Result<Option<OwnedFd>, WriteError> {
     let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     match &user.location {
-        Location::Directory { dir } => {
-            let opened = crate::home_binds::view(dir);
-            match open(&*opened, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
-                Ok(fd) => {
-                    check_dir(user, &fd, dir.clone())?;
-                    Ok(Some(fd))
-                }
-                Err(Errno::ENOENT) if create => Err(WriteError::Missing {
-                    user: user.name.clone(),
-                    path: dir.clone(),
-                }),
-                Err(Errno::ENOENT) => Ok(None),
-                Err(errno) => Err(classify_open_error(user, dir.clone(), errno, "directory")),
-            }
-        }
+        Location::Directory { dir } => match walk(user, dir)? {
+            Some(fd) => Ok(Some(fd)),
+            None if create => Err(WriteError::Missing {
+                user: user.name.clone(),
+                path: dir.clone(),
+            }),
+            None => Ok(None),
+        },
         Location::SshDirUnderHome { home } => {
-            // The home path comes from the account database (root's), so it may follow links.
-            let home_fd = match open(&*crate::home_binds::view(home), dir_flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(errno) => {
-                    return Err(io_error(
-                        user,
-                        home.clone(),
-                        "cannot open home directory",
-                        errno,
-                    ))
+            let home_fd = match walk(user, home)? {
+                Some(fd) => fd,
+                None if create => {
+                    return Err(WriteError::Missing {
+                        user: user.name.clone(),
+                        path: home.clone(),
+                    })
                 }
+                None => return Ok(None),
             };
-            check_owner(user, &fstat_of(user, &home_fd, home.clone())?, home.clone())?;
             let ssh_path = home.join(".ssh");
             match openat(
                 home_fd.as_fd(),
@@ -313,6 +390,14 @@ fn open_dir(
             }
         }
     }
+}
+
+/// Opens directory `dir` from `/` ([`path_walk`]), every step checked for `user`.
+fn walk(user: &ManagedUser, dir: &std::path::Path) -> Result<Option<OwnedFd>, WriteError> {
+    path_walk::open_dir(dir, user.uid.as_raw()).map_err(|source| WriteError::Path {
+        user: user.name.clone(),
+        source,
+    })
 }
 
 /// Turns a failed no-follow open into the error a person needs.
@@ -408,6 +493,8 @@ struct Existing {
     stamp: FileStamp,
     /// Its SELinux label, when SELinux is on and it has one.
     label: Option<Vec<u8>>,
+    /// How many names it has.
+    links: u64,
 }
 
 /// Opens and reads the current file after checking it; `None` when it does not exist.
@@ -441,11 +528,16 @@ fn read_existing(
         });
     }
     check_owner(user, &stat, path.clone())?;
-    if stat.st_nlink != 1 {
+    // More than one name: safe to read and to replace by rename when the file is the
+    // user's own (its other names keep the old bytes, reported by the caller); never a
+    // file of root's linked into a user's directory, which could be a secret.
+    #[allow(clippy::useless_conversion)] // u32 on aarch64, u64 on x86_64
+    let links = u64::from(stat.st_nlink);
+    if links != 1 && stat.st_uid != user.uid.as_raw() {
         return Err(WriteError::HardLinked {
             user: user.name.clone(),
             path,
-            links: stat.st_nlink,
+            links,
         });
     }
     if stat.st_size as u64 > MAX_FILE_BYTES {
@@ -469,6 +561,7 @@ fn read_existing(
         bytes,
         stamp: FileStamp::from(&stat),
         label,
+        links,
     }))
 }
 
@@ -477,6 +570,12 @@ mod tests {
     use super::*;
     use crate::authorized_keys::merge::{render_block, ManagedLine};
     use std::os::unix::fs::PermissionsExt;
+
+    /// A temporary directory on a path sshd's `StrictModes` accepts (never under
+    /// `/tmp`, which others can write).
+    fn tempdir() -> tempfile::TempDir {
+        crate::testing::tempdir()
+    }
 
     fn sandbox_user(dir: &std::path::Path) -> ManagedUser {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -501,7 +600,7 @@ mod tests {
 
     #[test]
     fn the_hook_runs_once_before_the_new_file_is_visible_and_not_when_unchanged() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let user = sandbox_user(dir.path());
         std::fs::write(user.path(), "first\n").expect("seed");
         let mut seen = Vec::new();
@@ -521,7 +620,7 @@ mod tests {
 
     #[test]
     fn an_edit_landing_during_the_write_is_merged_not_lost() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let user = sandbox_user(dir.path());
         std::fs::write(user.path(), "first\n").expect("seed");
         let mut attempts = Vec::new();
@@ -548,14 +647,14 @@ mod tests {
 
     #[test]
     fn same_content_is_not_written_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let user = sandbox_user(dir.path());
         assert!(matches!(
             apply(&user, &block()).expect("first"),
             Outcome::Written { .. }
         ));
         assert_eq!(apply(&user, &block()).expect("second"), Outcome::Unchanged);
-        let Outcome::Written { previous } = apply(&user, &[]).expect("remove") else {
+        let Outcome::Written { previous, .. } = apply(&user, &[]).expect("remove") else {
             panic!("the block must be removed")
         };
         assert_eq!(previous, Some(block()));
@@ -563,8 +662,39 @@ mod tests {
     }
 
     #[test]
+    fn a_users_own_hard_linked_file_is_replaced_and_its_other_name_reported() {
+        let dir = tempdir();
+        let user = sandbox_user(dir.path());
+        apply(&user, &block()).expect("first");
+        std::fs::hard_link(user.path(), dir.path().join("authorized_keys2")).expect("link");
+        let Outcome::Written { old_links, .. } = apply(&user, &[]).expect("replaced") else {
+            panic!("the block must be removed")
+        };
+        assert_eq!(std::fs::read(user.path()).expect("read"), b"");
+        let kept = std::fs::read(dir.path().join("authorized_keys2")).expect("read");
+        assert_eq!(kept, block(), "the other name keeps the old bytes");
+        assert_eq!(old_links.len(), 1);
+        assert_eq!(old_links[0].path, dir.path().join("authorized_keys2"));
+        assert!(old_links[0].still_there());
+        std::fs::remove_file(dir.path().join("authorized_keys2")).expect("rm");
+        assert!(!old_links[0].still_there());
+    }
+
+    #[test]
+    fn a_temp_dir_under_tmp_is_refused_as_sshd_refuses_it() {
+        let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+        let user = sandbox_user(dir.path());
+        let err = apply(&user, &block()).expect_err("/tmp is writable by others");
+        assert!(
+            err.to_string()
+                .contains("/tmp is writable by group or others"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn no_keys_and_no_file_creates_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let user = sandbox_user(dir.path());
         assert_eq!(apply(&user, &[]).expect("apply"), Outcome::Unchanged);
         assert!(!user.path().exists());

@@ -94,6 +94,17 @@ pub struct Attempt {
     /// The file kept changing under the write (its owner is editing it): tried again
     /// at the drift pace, not the failure pace, so an edit loop costs few rewrites.
     pub contended: bool,
+    /// Other names sshd reads that were hard links of the file when it was replaced, and
+    /// still are: they hold what the file held before (all of them, every time).
+    pub stale_copies: Vec<StaleCopy>,
+}
+
+/// Another name of the managed file, left holding its old keys by a replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleCopy {
+    pub path: PathBuf,
+    /// The managed keys it holds.
+    pub keys: Vec<BlockKey>,
 }
 
 /// A file's state as reported (`files` in the agent status).
@@ -217,6 +228,8 @@ struct Track {
     drift_at: Option<Instant>,
     drift_streak: u32,
     last_repair: Option<Instant>,
+    /// Stale copies of the file, and since when each has been seen.
+    stale: Vec<(StaleCopy, OffsetDateTime)>,
 }
 
 impl Track {
@@ -240,6 +253,7 @@ impl Track {
             drift_at: None,
             drift_streak: 0,
             last_repair: None,
+            stale: Vec::new(),
         }
     }
 
@@ -256,6 +270,50 @@ impl Track {
             generation: self.generation,
             block: wanted.block.clone(),
             check_only,
+        })
+    }
+
+    /// Ids of keys no longer wanted that a stale copy still holds.
+    fn deleted_in(&self, copy: &StaleCopy) -> Vec<String> {
+        let wanted: BTreeSet<&str> = self
+            .wanted
+            .iter()
+            .flat_map(|w| w.keys.iter().map(|k| k.public_key.as_str()))
+            .collect();
+        let ids: BTreeSet<String> = copy
+            .keys
+            .iter()
+            .filter(|k| !wanted.contains(k.public_key.as_str()))
+            .filter_map(|k| {
+                self.known
+                    .get(&k.public_key)
+                    .or(k.tagged_id.as_ref())
+                    .cloned()
+            })
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    /// Report entries for the stale copies that still hold deleted keys: not files the
+    /// agent manages, but sshd reads them, so each is shown `behind` with what it holds.
+    fn stale_reports(&self, user: &str) -> impl Iterator<Item = FileReport> + '_ {
+        let user = user.to_owned();
+        self.stale.iter().filter_map(move |(copy, since)| {
+            let deleted = self.deleted_in(copy);
+            (!deleted.is_empty()).then(|| FileReport {
+                user: user.clone(),
+                path: copy.path.display().to_string(),
+                state: FileState::Behind,
+                error: Some(format!(
+                    "a second hard link of {} that the agent does not manage: it kept the \
+                     file's old content, keys deleted from the account included, and sshd \
+                     reads it; remove it",
+                    self.path.display()
+                )),
+                behind_since: Some(*since),
+                keys_not_removed: deleted,
+                keys_not_added: Vec::new(),
+            })
         })
     }
 
@@ -431,6 +489,18 @@ impl Files {
         if let Some(on_disk) = attempt.on_disk {
             track.on_disk = Some(on_disk);
         }
+        let seen: Vec<OffsetDateTime> = attempt
+            .stale_copies
+            .iter()
+            .map(|copy| {
+                track
+                    .stale
+                    .iter()
+                    .find(|(known, _)| known.path == copy.path)
+                    .map_or(wall, |(_, since)| *since)
+            })
+            .collect();
+        track.stale = attempt.stale_copies.into_iter().zip(seen).collect();
         match attempt.result {
             Ok(done) => {
                 if let Done::Written { drift: Some(what) } = &done {
@@ -440,7 +510,9 @@ impl Files {
                         what: what.clone(),
                     });
                 }
-                if matches!(done, Done::Written { .. }) {
+                // Only a repair of drift counts toward an edit loop: a burst of account
+                // changes must not slow down the next repair of a hand edit.
+                if matches!(done, Done::Written { drift: Some(_) }) {
                     if track
                         .last_repair
                         .is_some_and(|at| now.saturating_duration_since(at) <= DRIFT_STREAK_RESET)
@@ -528,9 +600,11 @@ impl Files {
         self.tracks.values().any(|t| t.sent.is_some())
     }
 
-    /// True when any file is behind.
+    /// True when any file is behind (a stale copy holding a deleted key included).
     pub fn any_behind(&self) -> bool {
-        self.tracks.values().any(|t| t.error.is_some())
+        self.tracks
+            .values()
+            .any(|t| t.error.is_some() || t.stale.iter().any(|(c, _)| !t.deleted_in(c).is_empty()))
     }
 
     /// The `files` of the agent status.
@@ -565,6 +639,11 @@ impl Files {
                     keys_not_added,
                 }
             })
+            .chain(
+                self.tracks
+                    .iter()
+                    .flat_map(|(user, t)| t.stale_reports(user)),
+            )
             .collect()
     }
 }
@@ -653,6 +732,7 @@ mod tests {
 
     fn answer(job: &Job, result: Result<Done, &str>, disk: Option<&[&str]>) -> Attempt {
         Attempt {
+            stale_copies: Vec::new(),
             user: job.user.clone(),
             generation: job.generation,
             result: result.map_err(str::to_owned),
@@ -1001,6 +1081,80 @@ mod tests {
         assert_eq!(*waits.last().expect("waits"), DRIFT_SETTLE_CAP, "{waits:?}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_account_changes_does_not_slow_the_next_drift_repair() {
+        let mut files = files();
+        let mut ids = vec!["k0".to_owned()];
+        for n in 1..=20 {
+            ids.push(format!("k{n}"));
+            let wanted_ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let job = files
+                .want("alice", wanted(&wanted_ids), Instant::now(), wall())
+                .expect("a new block is sent");
+            files.finished(
+                answer(&job, Ok(Done::Written { drift: None }), Some(&wanted_ids)),
+                Instant::now(),
+                wall(),
+                1.0,
+            );
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+        files.drifted("alice", Instant::now());
+        let wake = files.next_wake().expect("a drift check") - Instant::now();
+        assert_eq!(
+            wake,
+            drift_settle(0),
+            "the first repair of a hand edit is at once"
+        );
+    }
+
+    #[test]
+    fn a_stale_hard_link_holding_a_deleted_key_is_reported_behind_until_gone() {
+        let mut files = files();
+        let now = Instant::now();
+        let first = files
+            .want("alice", wanted(&["k1", "k2"]), now, wall())
+            .expect("job");
+        files.finished(
+            answer(
+                &first,
+                Ok(Done::Written { drift: None }),
+                Some(&["k1", "k2"]),
+            ),
+            now,
+            wall(),
+            1.0,
+        );
+        let second = files
+            .want("alice", wanted(&["k1"]), now, wall())
+            .expect("job");
+        let mut done = answer(&second, Ok(Done::Written { drift: None }), Some(&["k1"]));
+        let copy = StaleCopy {
+            path: PathBuf::from("/home/alice/.ssh/authorized_keys2"),
+            keys: on_disk(&["k1", "k2"]),
+        };
+        done.stale_copies = vec![copy];
+        files.finished(done, now, wall(), 1.0);
+        let report = files.report();
+        assert_eq!(report.len(), 2, "{report:?}");
+        assert_eq!(report[0].state, FileState::InSync, "the managed file");
+        assert_eq!(report[1].path, "/home/alice/.ssh/authorized_keys2");
+        assert_eq!(report[1].state, FileState::Behind);
+        assert_eq!(report[1].keys_not_removed, ["k2"]);
+        assert!(files.any_behind());
+        // The link removed: the next answer carries no stale copy.
+        let check = files.want("alice", wanted(&["k1"]), now, wall());
+        assert!(check.is_none(), "in sync: nothing to send");
+        files.finished(
+            answer(&second, Ok(Done::Unchanged), Some(&["k1"])),
+            now,
+            wall(),
+            1.0,
+        );
+        assert_eq!(files.report().len(), 1);
+        assert!(!files.any_behind());
+    }
+
     #[test]
     fn a_line_claiming_a_wanted_id_with_other_material_is_not_a_deleted_key() {
         let mut files = files();
@@ -1023,6 +1177,7 @@ mod tests {
         let mut files = files();
         synced(&mut files);
         let release = Attempt {
+            stale_copies: Vec::new(),
             user: "alice".into(),
             generation: RELEASE,
             result: Err("read-only file system".into()),

@@ -13,9 +13,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
-use super::files::{Attempt, Done, Job};
+use super::files::{Attempt, Done, Job, StaleCopy};
 use crate::authorized_keys::merge;
-use crate::authorized_keys::write::{self, FileStamp};
+use crate::authorized_keys::merge::BlockKey;
+use crate::authorized_keys::write::{self, FileStamp, StaleLink};
 use crate::drift_watch::DriftWatch;
 use crate::users::ManagedUser;
 
@@ -116,6 +117,11 @@ fn serve(
     // The block last verified in the file and the file's stamp at that read: a drift
     // check that finds the same stamp has nothing to read.
     let mut verified: Option<(Arc<Vec<u8>>, Option<FileStamp>)> = None;
+    // Other names of a replaced file that still hold its old keys.
+    let mut stale: Vec<(StaleLink, Vec<BlockKey>)> = Vec::new();
+    // A write refused for lack of permission, and what it was tried on: tried again only
+    // when the block, the file or its directory changed, never rewritten in a loop.
+    let mut refused: Option<Refused> = None;
     while let Ok(mut order) = queue.recv() {
         let mut check_only = order.job.check_only;
         while let Ok(newer) = queue.try_recv() {
@@ -128,31 +134,103 @@ fn serve(
             .as_ref()
             .and_then(|(_, s)| *s)
             .is_some_and(|s| write::stamp(user) == Some(s));
-        let attempt = if check_only && same_block && unchanged_stamp {
-            Attempt {
-                user: job.user,
+        let mut tried = if check_only && same_block && unchanged_stamp {
+            Tried::answer(Attempt {
+                user: job.user.clone(),
                 generation: job.generation,
                 result: Ok(Done::Unchanged),
                 on_disk: None,
                 contended: false,
-            }
+                stale_copies: Vec::new(),
+            })
+        } else if let Some(again) = refused.as_ref().and_then(|r| r.unchanged(user, &job)) {
+            Tried::answer(again)
         } else {
             ensure_watch(user, watch);
-            let mut attempt =
+            let mut tried =
                 write_once(user, &job, order.gate.as_deref(), same_block, &mut verified);
             // The write made the directory (~/.ssh): watched only now, so the file is
             // checked once more for an edit that landed in between.
-            if ensure_watch(user, watch) && attempt.result.is_ok() {
+            if ensure_watch(user, watch) && tried.attempt.result.is_ok() {
                 let again = write_once(user, &job, None, true, &mut verified);
-                if again.result != Ok(Done::Unchanged) {
-                    attempt = again;
+                if again.attempt.result != Ok(Done::Unchanged) {
+                    tried = again;
                 }
             }
-            attempt
+            refused = Refused::remember(user, &job, &tried);
+            tried
         };
-        if answers.send(attempt).is_err() {
+        stale.retain(|(link, _)| link.still_there());
+        for link in std::mem::take(&mut tried.old_links) {
+            if !stale.iter().any(|(known, _)| known.path == link.path) {
+                warn!(user = %user.name, "{:?} was a second hard link of {:?}: it still holds the keys the file held before this write, and sshd reads it; remove it", link.path.display().to_string(), user.path().display().to_string());
+                stale.push((link, tried.old_keys.clone()));
+            }
+        }
+        tried.attempt.stale_copies = stale
+            .iter()
+            .map(|(link, keys)| StaleCopy {
+                path: link.path.clone(),
+                keys: keys.clone(),
+            })
+            .collect();
+        if answers.send(tried.attempt).is_err() {
             return;
         }
+    }
+}
+
+/// An attempt, with what the write left behind in other names of the file.
+struct Tried {
+    attempt: Attempt,
+    old_links: Vec<StaleLink>,
+    /// The managed keys the replaced file held (what its other names still hold).
+    old_keys: Vec<BlockKey>,
+    /// The kernel refused the write for lack of permission.
+    permission_refused: bool,
+}
+
+impl Tried {
+    fn answer(attempt: Attempt) -> Tried {
+        Tried {
+            attempt,
+            old_links: Vec::new(),
+            old_keys: Vec::new(),
+            permission_refused: false,
+        }
+    }
+}
+
+/// A write the kernel refused for lack of permission (a sticky directory, an immutable
+/// file), and the stamps it was refused on.
+struct Refused {
+    block: Arc<Vec<u8>>,
+    file: Option<FileStamp>,
+    dir: Option<FileStamp>,
+    attempt: Attempt,
+}
+
+impl Refused {
+    /// Remembers `attempt` when it was refused for lack of permission.
+    fn remember(user: &ManagedUser, job: &Job, tried: &Tried) -> Option<Refused> {
+        tried.permission_refused.then(|| Refused {
+            block: job.block.clone(),
+            file: write::stamp(user),
+            dir: write::dir_stamp(user),
+            attempt: tried.attempt.clone(),
+        })
+    }
+
+    /// The same answer again, without writing, when nothing it was refused on changed.
+    fn unchanged(&self, user: &ManagedUser, job: &Job) -> Option<Attempt> {
+        let same = *self.block == *job.block
+            && write::stamp(user) == self.file
+            && write::dir_stamp(user) == self.dir;
+        same.then(|| Attempt {
+            user: job.user.clone(),
+            generation: job.generation,
+            ..self.attempt.clone()
+        })
     }
 }
 
@@ -163,7 +241,7 @@ fn write_once(
     gate: Option<&StateGate>,
     same_block: bool,
     verified: &mut Option<(Arc<Vec<u8>>, Option<FileStamp>)>,
-) -> Attempt {
+) -> Tried {
     let result = write::apply_stamped(user, &job.block, || {
         if let Some(gate) = gate {
             if !gate.wait(STATE_WAIT) {
@@ -173,24 +251,40 @@ fn write_once(
     });
     match result {
         Ok((outcome, stamp)) => {
-            let done = match outcome {
-                write::Outcome::Unchanged => Done::Unchanged,
-                write::Outcome::Written { previous } => Done::Written {
-                    // The same block as before needed writing: someone changed it.
-                    drift: if same_block {
-                        merge::describe_drift(previous.as_deref(), &job.block)
-                    } else {
-                        None
-                    },
-                },
+            let (done, old_links, old_keys) = match outcome {
+                write::Outcome::Unchanged => (Done::Unchanged, Vec::new(), Vec::new()),
+                write::Outcome::Written {
+                    previous,
+                    old_links,
+                } => {
+                    let old_keys = match (&previous, old_links.is_empty()) {
+                        (Some(bytes), false) => merge::managed_keys(bytes),
+                        _ => Vec::new(),
+                    };
+                    let done = Done::Written {
+                        // The same block as before needed writing: someone changed it.
+                        drift: if same_block {
+                            merge::describe_drift(previous.as_deref(), &job.block)
+                        } else {
+                            None
+                        },
+                    };
+                    (done, old_links, old_keys)
+                }
             };
             *verified = Some((job.block.clone(), stamp));
-            Attempt {
-                user: job.user.clone(),
-                generation: job.generation,
-                result: Ok(done),
-                on_disk: Some(merge::managed_keys(&job.block)),
-                contended: false,
+            Tried {
+                attempt: Attempt {
+                    user: job.user.clone(),
+                    generation: job.generation,
+                    result: Ok(done),
+                    on_disk: Some(merge::managed_keys(&job.block)),
+                    contended: false,
+                    stale_copies: Vec::new(),
+                },
+                old_links,
+                old_keys,
+                permission_refused: false,
             }
         }
         Err(e) => {
@@ -201,12 +295,16 @@ fn write_once(
                 Ok(content) => Some(merge::managed_keys(&content.unwrap_or_default())),
                 Err(_) => None,
             };
-            Attempt {
-                user: job.user.clone(),
-                generation: job.generation,
-                result: Err(e.to_string()),
-                on_disk,
-                contended,
+            Tried {
+                permission_refused: e.is_permission(),
+                ..Tried::answer(Attempt {
+                    user: job.user.clone(),
+                    generation: job.generation,
+                    result: Err(e.to_string()),
+                    on_disk,
+                    contended,
+                    stale_copies: Vec::new(),
+                })
             }
         }
     }
