@@ -84,7 +84,7 @@ struct Sandbox {
 }
 
 fn sandbox(url: &str, users: &[(String, PathBuf)], extra: &str) -> Sandbox {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::tempdir();
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -274,7 +274,7 @@ fn startup() {
 /// Applying 10,000 keys (changed, then unchanged) beside one atomic durable replace of a
 /// file of the same size.
 fn apply10k() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let user = ManagedUser {
         name: current_user(),
@@ -542,7 +542,7 @@ fn fleet() {
     let agents = if quick() { 50 } else { 1000 };
     let server = server(agents);
     server.cp.add_key(new_key("base", 1));
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::tempdir();
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");

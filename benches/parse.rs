@@ -59,7 +59,7 @@ fn line(i: usize, out: &mut Vec<u8>) -> bool {
 
 fn main() {
     let lines = arg("--lines", 1_000_000);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::tempdir();
     let path = dir.path().join("auth.log");
     let mut bytes = Vec::with_capacity(lines * 130);
     let mut expected_logins = 0;

@@ -59,7 +59,7 @@ fn main() {
     cp.register_instance("bench", TOKEN);
     let serving = cp.serve_on_loopback().expect("serve");
 
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::tempdir();
     let keys_dir = dir.path().join("home");
     std::fs::create_dir(&keys_dir).expect("mkdir");
     std::fs::set_permissions(

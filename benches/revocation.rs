@@ -91,7 +91,7 @@ fn main() {
         println!("revocation bench skipped: needs root, /usr/sbin/sshd and a running journald (scripts/test.sh sets them up)");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::tempdir();
     let d = dir.path();
     if nix::unistd::User::from_name(USER).ok().flatten().is_none() {
         run(Command::new("useradd").args(["-m", "-s", "/bin/sh", "-p", "*", USER]));

@@ -7,6 +7,11 @@ mod synthetic_key;
 
 pub use synthetic_key::synthetic_key;
 
+#[path = "../../tests/shared/safe_tempdir.rs"]
+mod safe_tempdir;
+
+pub use safe_tempdir::tempdir;
+
 /// True with `--quick` (CI's smoke pass: short windows, figures not to quote).
 pub fn quick() -> bool {
     std::env::args().any(|a| a == "--quick")

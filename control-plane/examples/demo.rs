@@ -326,8 +326,21 @@ fn verified_login(
     let _ = server.wait();
 }
 
+/// The demo's directory, on a path the agent and sshd's `StrictModes` accept (never
+/// under `/tmp`, which anyone can write): `/run` for root, else the user's runtime
+/// directory or home.
 fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pictor-demo-{}", std::process::id()));
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let base = if root {
+        PathBuf::from("/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .or_else(|| std::env::var_os("HOME"))
+            .map(PathBuf::from)
+            .expect("XDG_RUNTIME_DIR or HOME")
+    };
+    let dir = base.join(format!("pictor-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("sandbox");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     dir

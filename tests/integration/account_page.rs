@@ -145,7 +145,7 @@ fn the_account_page_adds_a_key_shows_its_session_and_ends_it_on_delete() {
         return;
     }
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
     let account = KeyPair::generate(dir.path(), "account");
     let user = "pictor-page";

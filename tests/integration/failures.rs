@@ -149,7 +149,7 @@ struct World {
 
 fn world(user: &nix::unistd::User, path: PathBuf) -> World {
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).expect("mkdir");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -217,7 +217,7 @@ fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() 
         return;
     }
     let user = ensure_user("pictor-full");
-    let scratch = tempfile::tempdir().expect("tempdir");
+    let scratch = tempdir();
     let mount = TestMount::tmpfs(&scratch.path().join("home"), "256k");
     let path = mount.ssh_dir_for(&user);
     let w = world(&user, path);
@@ -303,7 +303,7 @@ fn a_frozen_home_stalls_only_its_user_and_catches_up_after_the_thaw() {
         return;
     }
     let user = ensure_user("pictor-frozen");
-    let scratch = tempfile::tempdir().expect("tempdir");
+    let scratch = tempdir();
     let mount = TestMount::ext4(&scratch.path().join("img"), &scratch.path().join("home"));
     let path = mount.ssh_dir_for(&user);
     let w = world(&user, path);
@@ -361,7 +361,7 @@ fn an_immutable_file_and_a_read_only_mount_are_reported_then_healed_when_lifted(
         return;
     }
     let user = ensure_user("pictor-immutable");
-    let scratch = tempfile::tempdir().expect("tempdir");
+    let scratch = tempdir();
     let mut mount = TestMount::ext4(&scratch.path().join("img"), &scratch.path().join("home"));
     let path = mount.ssh_dir_for(&user);
     let w = world(&user, path.clone());

@@ -108,7 +108,7 @@ fn scene(
 ) -> Scene {
     crate::sessions::test_run_started();
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
     let a = KeyPair::generate(dir.path(), "a");
     let b = KeyPair::generate(dir.path(), "b");

@@ -124,7 +124,7 @@ fn host_keys_are_reported_served_as_known_hosts_and_a_rotation_is_seen_within_se
         return;
     }
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let keys = host_keys(dir.path());
     let hand = KeyPair::generate(dir.path(), "hand");
     let user = "pictor-hostkeys";
@@ -232,7 +232,7 @@ fn host_certificates_are_matched_user_certificates_and_non_keys_are_skipped_and_
         return;
     }
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let keys = host_keys(dir.path());
     let ca = dir.path().join("ca");
     keygen(&["-t", "ed25519"], &ca);

@@ -18,7 +18,7 @@ fn ssh_keygen_reads_exactly_the_lines_the_cases_say() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     for (i, case) in key_cases().iter().enumerate() {
         let file = dir.path().join(format!("case{i}.pub"));
         std::fs::write(&file, format!("{}\n", case.line)).expect("write");
@@ -71,7 +71,7 @@ fn the_real_sshd_skips_exactly_the_lines_the_agent_refuses_for_being_unreadable(
     if !sshd_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let cases: Vec<KeyCase> = key_cases()
         .into_iter()
         .filter(|case| family(case).is_some())

@@ -79,7 +79,7 @@ fn with_selinux_a_new_ssh_dir_and_file_get_the_policy_label_and_a_replaced_file_
     if !prerequisite(is_root(), "root, to mount tmpfs and set security.selinux") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let (_mount, home) = labelled_home(dir.path());
     rustix::fs::setxattr(&home, XATTR, HOME_LABEL, rustix::fs::XattrFlags::empty())
         .expect("root sets security.selinux on tmpfs");
@@ -128,7 +128,7 @@ fn without_selinux_no_label_is_set() {
     if !prerequisite(is_root(), "root, to mount tmpfs") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let (_mount, home) = labelled_home(dir.path());
     let user = root_user(&home);
     apply_labelled(&user, &block("k1"), &Labels::Off).expect("write");
@@ -147,7 +147,7 @@ fn a_label_that_cannot_be_set_never_keeps_a_deleted_key() {
     if !prerequisite(is_root(), "root, to mount ramfs") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("mkdir");
     let status = std::process::Command::new("mount")

@@ -27,7 +27,7 @@ fn every_file_has_its_mode_under_umask(user: &'static str, umask: u32) {
     crate::sessions::test_run_started();
     let account = ensure_system_account(COMMAND_ACCOUNT);
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
     let key = KeyPair::generate(dir.path(), "key");
     let keys_file = user_with_hand_added_key(user, &hand);

@@ -53,7 +53,7 @@ fn setup(user: &'static str) -> Option<Revocation> {
     }
     crate::sessions::test_run_started();
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
     let a = KeyPair::generate(dir.path(), "a");
     let b = KeyPair::generate(dir.path(), "b");
@@ -320,7 +320,7 @@ fn authorized_keys_command_lets_keys_in_force_in_and_refuses_a_deleted_key_at_on
 
 #[test]
 fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let run = |args: &[&str]| {
         let start = Instant::now();
         let out = Command::new(AGENT)

@@ -211,7 +211,7 @@ fn world(user: &'static str, source: impl FnOnce(&Path) -> String) -> World {
 fn world_with(user: &'static str, source: impl FnOnce(&Path) -> String, sshd_extra: &str) -> World {
     test_run_started();
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
     let account = KeyPair::generate(dir.path(), "account");
     let keys_file = user_with_hand_added_key(user, &hand);
@@ -666,7 +666,7 @@ fn a_session_whose_sshd_was_killed_without_a_word_is_closed() {
 
 #[test]
 fn a_large_noisy_log_yields_exactly_its_logins() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let path = dir.path().join("auth.log");
     let noise = std::fs::read_to_string(format!(
         "{}/tests/fixtures/sshd/noise.log",

@@ -187,7 +187,7 @@ fn account_key_logs_in_deleted_key_is_refused_and_hand_added_key_always_works() 
         return;
     }
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
     let account = KeyPair::generate(dir.path(), "account");
     let user = "pictor-e2e";

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use pictor_control_plane::{ControlPlane, NewKey};
 
+pub use crate::safe_tempdir::tempdir;
+
 pub const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
 pub const INSTANCE: &str = "inst_test";
 pub const TOKEN: &str = "test-token-0123456789";
@@ -180,7 +182,7 @@ pub fn current_user() -> String {
 impl Sandbox {
     /// A sandbox whose managed file is `DIR/home/authorized_keys`, for the current user.
     pub fn new(base_url: &str) -> Sandbox {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let keys_dir = dir.path().join("home");
         std::fs::create_dir(&keys_dir).expect("mkdir");
         std::fs::set_permissions(&keys_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
