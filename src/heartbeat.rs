@@ -60,9 +60,11 @@ pub async fn run(
     mut keys: watch::Receiver<KeysReport>,
     mut sessions: watch::Receiver<Vec<ActiveSession>>,
     mut host_keys: watch::Receiver<HostKeysReport>,
+    mut unproven: watch::Receiver<Option<String>>,
 ) {
     let mut failures = 0u32;
     let (mut keys_live, mut sessions_live, mut host_keys_live) = (true, true, true);
+    let mut unproven_live = true;
     loop {
         let status = {
             let mut keys = keys.borrow_and_update().clone();
@@ -72,6 +74,11 @@ pub async fn run(
             // keys' own, which matter more).
             if keys.last_error.is_none() {
                 keys.last_error = host_keys.problem();
+            }
+            // A session ended without proof that all of it is gone: said until the
+            // agent restarts, since a detached process of it may still run.
+            if keys.last_error.is_none() {
+                keys.last_error = unproven.borrow_and_update().clone();
             }
             (keys, sessions, host_keys)
         };
@@ -115,6 +122,7 @@ pub async fn run(
             changed = keys.changed(), if keys_live => keys_live = changed.is_ok(),
             changed = sessions.changed(), if sessions_live => sessions_live = changed.is_ok(),
             changed = host_keys.changed(), if host_keys_live => host_keys_live = changed.is_ok(),
+            changed = unproven.changed(), if unproven_live => unproven_live = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}
         }
         tokio::time::sleep(SETTLE).await;

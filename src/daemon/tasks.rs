@@ -48,6 +48,9 @@ pub struct Channels {
     pub sync: mpsc::Sender<SyncEvent>,
     pub host_keys_tx: watch::Sender<HostKeysReport>,
     pub host_keys: watch::Receiver<HostKeysReport>,
+    /// The last session ending not proven complete (no logind scope, no audit session).
+    pub unproven_tx: watch::Sender<Option<String>>,
+    pub unproven: watch::Receiver<Option<String>>,
 }
 
 /// Everything that talks to the control plane or reads sshd's log.
@@ -166,6 +169,7 @@ impl Background {
             channels.report.clone(),
             channels.active.clone(),
             channels.host_keys.clone(),
+            channels.unproven.clone(),
         ));
     }
 
@@ -202,6 +206,7 @@ impl Background {
             outbox: outbox.clone(),
             delivery: wake.clone(),
             active: channels.active_tx.clone(),
+            unproven: channels.unproven_tx.clone(),
         };
         match SessionsThread::start(task) {
             Ok(thread) => {

@@ -315,6 +315,19 @@ pub fn boot_id() -> String {
         .unwrap_or_else(|_| "unknown-boot".to_owned())
 }
 
+/// The audit session id of `pid` (`/proc/PID/sessionid`): set by the kernel when
+/// `pam_loginuid` gives a login its loginuid, inherited across fork and `setsid`, and
+/// changeable only with CAP_AUDIT_CONTROL. `None` when unset (`4294967295`) or unreadable.
+pub fn audit_session(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/sessionid")).ok()?;
+    parse_audit_session(&text)
+}
+
+/// `/proc/PID/sessionid`'s text (pure); `None` for the unset value.
+pub fn parse_audit_session(text: &str) -> Option<u32> {
+    text.trim().parse::<u32>().ok().filter(|&id| id != u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

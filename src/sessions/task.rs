@@ -70,6 +70,18 @@ pub struct SessionsTask {
     pub outbox: Arc<Mutex<Outbox>>,
     pub delivery: Arc<Notify>,
     pub active: watch::Sender<Vec<ActiveSession>>,
+    /// The last ending that could not be proven complete, for the status's `last_error`.
+    pub unproven: watch::Sender<Option<String>>,
+}
+
+/// What is said of a session ended without proof that every process of it is gone.
+pub fn unproven_ending(session_id: &str) -> String {
+    format!(
+        "session {session_id} was ended (its connection and process tree), but this host \
+         gives no kernel handle on the whole session (no logind scope, no audit session \
+         id from pam_loginuid): processes it detached (setsid, daemons, tmux) cannot be \
+         found and may still run"
+    )
 }
 
 /// The monitors of the open sessions, held by pidfds, and a waiter on each that says
@@ -355,7 +367,11 @@ impl SessionsTask {
                     ending.round();
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     if ending.done() {
-                        break Ok((ending.scope().is_some(), ending.signalled()));
+                        break Ok((
+                            ending.scope().is_some(),
+                            ending.signalled(),
+                            ending.proven_complete(),
+                        ));
                     }
                     if ending.rounds >= 500 {
                         break Err(ending.give_up());
@@ -365,16 +381,32 @@ impl SessionsTask {
             };
             let at = timefmt::now();
             let events: Vec<SessionEvent> = match outcome {
-                Ok((scope, processes)) => {
-                    warn!(
-                        user = %session.user,
-                        key_id = session.key_id.as_deref().unwrap_or("-"),
-                        fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
-                        session_id = %session.session_id,
-                        scope,
-                        processes,
-                        "session terminated: its key is no longer in force"
-                    );
+                Ok((scope, processes, complete)) => {
+                    if complete {
+                        warn!(
+                            user = %session.user,
+                            key_id = session.key_id.as_deref().unwrap_or("-"),
+                            fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
+                            session_id = %session.session_id,
+                            scope,
+                            processes,
+                            complete,
+                            "session terminated: its key is no longer in force"
+                        );
+                    } else {
+                        let what = unproven_ending(&session.session_id);
+                        error!(
+                            user = %session.user,
+                            key_id = session.key_id.as_deref().unwrap_or("-"),
+                            fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
+                            session_id = %session.session_id,
+                            scope,
+                            processes,
+                            complete,
+                            "{what}"
+                        );
+                        self.unproven.send_replace(Some(what));
+                    }
                     tracker
                         .terminated(&session.session_id, at)
                         .into_iter()

@@ -15,7 +15,14 @@
 //! - **No scope** (no logind): the process tree. The monitor through its pidfd, then
 //!   its descendants and every process of the user in a session one of them leads, each
 //!   held by its own pidfd (opened, then proven to be the process seen) before it is
-//!   stopped and killed, round after round until nothing is left.
+//!   stopped and killed, round after round until nothing is left. Where `pam_loginuid`
+//!   gave the login an audit session id of its own (the kernel's, inherited across
+//!   `setsid` and double forks, changeable only with CAP_AUDIT_CONTROL), every process of
+//!   the user with that id belongs too: what the session detached (`setsid -f`, a tmux
+//!   server) is found and ended, and the ending is proven complete.
+//! - **Neither** (no scope, no audit session id): what the session detached from its tree
+//!   cannot be told from the user's other processes. The tree is ended, and the ending is
+//!   reported as not proven complete ([`Ending::proven_complete`]), never as more.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -64,10 +71,13 @@ pub fn session_scope(cgroup: &str, uid: u32, own_cgroup: Option<&str>) -> Option
 /// the descendants of `roots` (the monitor, and on later rounds what was already
 /// signalled, whose children were reparented), and the user's processes in `sessions`
 /// or in a session one of those leads. Only processes of `uid`, never pid 1 or `me`.
+/// `audit_members`: processes whose audit session id is the session's own (empty when it
+/// has none).
 pub fn session_processes(
     procs: &[ProcStat],
     roots: &[u32],
     sessions: &HashSet<u32>,
+    audit_members: &HashSet<u32>,
     uid: u32,
     me: u32,
 ) -> Vec<ProcStat> {
@@ -93,7 +103,7 @@ pub fn session_processes(
     );
     for p in procs
         .iter()
-        .filter(|p| sessions.contains(&p.sid) && p.uid == uid)
+        .filter(|p| (sessions.contains(&p.sid) || audit_members.contains(&p.pid)) && p.uid == uid)
     {
         if seen.insert(p.pid) {
             members.push(p.clone());
@@ -101,6 +111,13 @@ pub fn session_processes(
     }
     members.retain(|p| p.uid == uid && p.euid == uid && p.pid != 1 && p.pid != me && !p.zombie);
     members
+}
+
+/// The session's own audit session id (pure): its user child's, when set and not the
+/// listener's (an sshd started from a login inherits that login's id, and all its
+/// sessions would share it).
+pub fn own_audit_session(child: Option<u32>, listener: Option<u32>) -> Option<u32> {
+    child.filter(|&id| Some(id) != listener)
 }
 
 /// True when the monitor has a child running as `uid`: sshd forks the user's child only
@@ -120,6 +137,8 @@ pub struct Ending<'a> {
     /// Without a scope: what was signalled so far, still held.
     held: Vec<PidFd>,
     sids: HashSet<u32>,
+    /// The session's own audit session id, when it has one.
+    audit: Option<u32>,
     pub rounds: u32,
 }
 
@@ -142,6 +161,11 @@ impl<'a> Ending<'a> {
                 .map(|(c, root)| root.join(c.trim_start_matches('/')))
                 .filter(|dir| dir.join("cgroup.procs").exists())
         };
+        let audit = if scope.is_some() {
+            None
+        } else {
+            session_audit_id(monitor, uid)
+        };
         Ok(Ending {
             session_id: session_id.to_owned(),
             monitor,
@@ -149,6 +173,7 @@ impl<'a> Ending<'a> {
             scope,
             held: Vec::new(),
             sids: HashSet::new(),
+            audit,
             rounds: 0,
         })
     }
@@ -183,7 +208,8 @@ impl<'a> Ending<'a> {
             .filter(|h| !h.exited())
             .map(PidFd::pid)
             .collect();
-        let targets = session_processes(&all, &roots, &self.sids, self.uid, me);
+        let audit_members = self.audit_members(&all);
+        let targets = session_processes(&all, &roots, &self.sids, &audit_members, self.uid, me);
         // Everything stopped first (nothing forks away), then killed.
         let _ = self.monitor.signal(Signal::STOP);
         for p in targets {
@@ -218,9 +244,30 @@ impl<'a> Ending<'a> {
                 // Nothing forked meanwhile into the sessions of what was killed.
                 let all = procs::snapshot();
                 let me = std::process::id();
-                session_processes(&all, &[], &self.sids, self.uid, me).is_empty()
+                let audit_members = self.audit_members(&all);
+                session_processes(&all, &[], &self.sids, &audit_members, self.uid, me).is_empty()
             }
         }
+    }
+
+    /// True when the ending covers every process of the session, as the kernel tells
+    /// them: its logind scope, or its audit session id. Without either, processes it
+    /// detached from its tree (`setsid -f`, a tmux server, a double fork) cannot be
+    /// found, and may live on.
+    pub fn proven_complete(&self) -> bool {
+        self.scope.is_some() || self.audit.is_some()
+    }
+
+    /// The user's processes whose audit session id is the session's.
+    fn audit_members(&self, all: &[ProcStat]) -> HashSet<u32> {
+        let Some(audit) = self.audit else {
+            return HashSet::new();
+        };
+        all.iter()
+            .filter(|p| p.uid == self.uid && !p.zombie)
+            .filter(|p| procs::audit_session(p.pid) == Some(audit))
+            .map(|p| p.pid)
+            .collect()
     }
 
     /// How many processes were signalled (tree) or whether the scope was used.
@@ -254,6 +301,22 @@ impl<'a> Ending<'a> {
             left,
         }
     }
+}
+
+/// The audit session id of the session of `monitor` (read while it lives): its user
+/// child's, when the login got one of its own.
+fn session_audit_id(monitor: &PidFd, uid: u32) -> Option<u32> {
+    let all = procs::snapshot();
+    let child = all
+        .iter()
+        .find(|p| p.ppid == monitor.pid() && p.uid == uid && !p.zombie)?;
+    let listener = procs::stat(monitor.pid()).map(|m| m.ppid);
+    let id = own_audit_session(
+        procs::audit_session(child.pid),
+        listener.and_then(procs::audit_session),
+    );
+    // Read while the monitor was alive: the pids were still the session's.
+    (!monitor.exited()).then_some(id).flatten()
 }
 
 /// Freezes the scope and kills everything in it; false when the scope cannot be written.
@@ -338,29 +401,76 @@ mod tests {
             p(500, 202, 202, 0),    // a setuid helper the user started: not the user's to kill
             p(600, 202, 202, 2000), // another user's process
         ];
-        let mut pids: Vec<u32> = session_processes(&procs, &[200], &HashSet::new(), 1000, 9)
-            .iter()
-            .map(|p| p.pid)
-            .collect();
+        let mut pids: Vec<u32> =
+            session_processes(&procs, &[200], &HashSet::new(), &HashSet::new(), 1000, 9)
+                .iter()
+                .map(|p| p.pid)
+                .collect();
         pids.sort();
         assert_eq!(pids, [201, 202, 203, 204]);
         // A later round: 202 was killed, a child it forked meanwhile (205) was reparented.
         let later = [p(1, 0, 1, 0), p(205, 1, 202, 1000), p(400, 1, 400, 1000)];
         let known: HashSet<u32> = [202].into();
-        let found: Vec<u32> = session_processes(&later, &[201, 202, 203, 204], &known, 1000, 9)
-            .iter()
-            .map(|p| p.pid)
-            .collect();
+        let found: Vec<u32> = session_processes(
+            &later,
+            &[201, 202, 203, 204],
+            &known,
+            &HashSet::new(),
+            1000,
+            9,
+        )
+        .iter()
+        .map(|p| p.pid)
+        .collect();
         assert_eq!(found, [205]);
         // The agent itself is never among them.
         assert!(
-            session_processes(&procs, &[200], &HashSet::new(), 1000, 203)
+            session_processes(&procs, &[200], &HashSet::new(), &HashSet::new(), 1000, 203)
                 .iter()
                 .all(|p| p.pid != 203)
         );
         assert!(has_user_child(&procs, 200, 1000));
         assert!(!has_user_child(&procs, 200, 2000));
         assert!(!has_user_child(&procs, 100, 1000));
+    }
+
+    #[test]
+    fn what_a_session_detached_belongs_by_its_audit_session_id_and_only_then() {
+        let procs = [
+            p(1, 0, 1, 0),
+            p(100, 1, 100, 0),      // the listening sshd
+            p(200, 100, 100, 0),    // monitor
+            p(201, 200, 100, 1000), // sshd's user child
+            p(202, 201, 202, 1000), // the shell
+            p(700, 1, 700, 1000),   // `setsid -f sleep`: reparented, a session of its own
+            p(701, 1, 701, 1000),   // a tmux server, double-forked
+            p(702, 701, 702, 1000), // ... and its pane
+            p(800, 1, 800, 1000),   // the same user's other login, detached too
+        ];
+        let tree: Vec<u32> =
+            session_processes(&procs, &[200], &HashSet::new(), &HashSet::new(), 1000, 9)
+                .iter()
+                .map(|p| p.pid)
+                .collect();
+        assert_eq!(tree, [201, 202], "the tree alone misses what was detached");
+        // The kernel's audit session id says which detached processes are this login's.
+        let audit: HashSet<u32> = [201, 202, 700, 701, 702].into();
+        let mut all: Vec<u32> = session_processes(&procs, &[200], &HashSet::new(), &audit, 1000, 9)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        all.sort();
+        assert_eq!(all, [201, 202, 700, 701, 702], "never 800, another login's");
+        assert_eq!(own_audit_session(Some(7), None), Some(7));
+        assert_eq!(own_audit_session(Some(7), Some(3)), Some(7));
+        assert_eq!(
+            own_audit_session(Some(3), Some(3)),
+            None,
+            "inherited from the listener"
+        );
+        assert_eq!(own_audit_session(None, None), None);
+        assert_eq!(procs::parse_audit_session("4294967295\n"), None, "unset");
+        assert_eq!(procs::parse_audit_session("12"), Some(12));
     }
 
     #[test]

@@ -439,3 +439,112 @@ fn a_session_is_tied_only_to_an_account_key_granted_to_its_user() {
     let _ = hand_session.kill();
     let _ = hand_session.wait();
 }
+
+/// A session of key a that detaches three processes the way users do: `setsid -f`, a
+/// tmux server, and a double fork with `setsid`; its own command is `sleep BASE`.
+fn session_with_detached_processes(r: &Revocation, base: u32) -> Child {
+    let script = format!(
+        "setsid -f sleep {}; tmux -L pictor-{base} new -d 'sleep {}'; \
+         sh -c '(setsid sleep {} &) &'; exec sleep {base}",
+        base + 1,
+        base + 2,
+        base + 3
+    );
+    spawn(r, &r.a.private, &[&script], false)
+}
+
+fn detached_sleepers(base: u32) -> Vec<usize> {
+    (1..=3)
+        .map(|n| sleepers(&(base + n).to_string()).len())
+        .collect()
+}
+
+/// Issue 17, finding 3, on a host where the login gets no audit session id (sshd
+/// without PAM) and there is no logind: what the session detached cannot be found, so
+/// the agent never claims the session ended whole: it says so in its log and in
+/// `last_error`.
+#[test]
+fn without_a_kernel_handle_on_the_session_the_ending_is_never_claimed_complete() {
+    let Some(r) = setup("pictor-r5") else { return };
+    r.server.cp.add_key(r.a.new_key("key_a"));
+    let _agent = r.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        r.sandbox.keys_text().contains(&r.a.canonical())
+    });
+    let mut session = session_with_detached_processes(&r, 5000);
+    wait_until(
+        Duration::from_secs(15),
+        "the session and what it detached run",
+        || sleepers("5000").len() == 1 && detached_sleepers(5000) == [1, 1, 1],
+    );
+    r.server.cp.delete_key("key_a");
+    wait_until(
+        Duration::from_secs(5),
+        "the session's connection ended",
+        || exited(&mut session),
+    );
+    r.sandbox.wait_for_log("may still run");
+    assert!(
+        !r.sandbox
+            .log()
+            .contains("session terminated: its key is no longer in force"),
+        "never claimed whole: {}",
+        r.sandbox.log()
+    );
+    assert!(r.sandbox.log().contains("complete=false"));
+    // The truth on this host: the detached processes live on, and the status says so.
+    assert_eq!(detached_sleepers(5000), [1, 1, 1]);
+    wait_until(Duration::from_secs(10), "last_error says so", || {
+        r.server.cp.status(INSTANCE).is_some_and(|s| {
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("may still run"))
+        })
+    });
+}
+
+/// Issue 17, finding 3, with `pam_loginuid` (sshd with PAM, as distributions ship it):
+/// the login's audit session id, which the kernel keeps across `setsid` and double forks
+/// and the user cannot change, finds what the session detached; all of it is ended and
+/// the ending is proven whole.
+#[test]
+fn with_an_audit_session_id_what_the_session_detached_is_ended_too() {
+    let Some(mut r) = setup("pictor-r6") else {
+        return;
+    };
+    r.sshd = Sshd::start_full(r.sandbox.dir.path(), true, "UsePAM yes\n");
+    r.server.cp.add_key(r.a.new_key("key_a"));
+    let _agent = r.sandbox.start_agent();
+    wait_until(Duration::from_secs(5), "key written", || {
+        r.sandbox.keys_text().contains(&r.a.canonical())
+    });
+    let mut session = session_with_detached_processes(&r, 6000);
+    wait_until(
+        Duration::from_secs(15),
+        "the session and what it detached run",
+        || sleepers("6000").len() == 1 && detached_sleepers(6000) == [1, 1, 1],
+    );
+    let audit = std::fs::read_to_string(format!("/proc/{}/sessionid", sleepers("6001")[0]))
+        .expect("sessionid");
+    assert!(
+        prerequisite(
+            audit.trim() != "4294967295",
+            "pam_loginuid giving logins an audit session id (CAP_AUDIT_CONTROL)"
+        ),
+        "no audit session id"
+    );
+    r.server.cp.delete_key("key_a");
+    wait_until(
+        Duration::from_secs(5),
+        "the session and all it detached ended",
+        || {
+            exited(&mut session)
+                && sleepers("6000").is_empty()
+                && detached_sleepers(6000) == [0, 0, 0]
+        },
+    );
+    r.sandbox
+        .wait_for_log("session terminated: its key is no longer in force");
+    assert!(r.sandbox.log().contains("complete=true"));
+    assert!(!r.sandbox.log().contains("may still run"));
+}
