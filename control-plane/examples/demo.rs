@@ -195,13 +195,15 @@ fn keygen(path: &Path) {
     assert!(status.success(), "ssh-keygen");
 }
 
-/// `GET path` on the control plane over plain HTTP/1.1: the body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+/// `GET path` on the control plane's admin API over plain HTTP/1.1, with the admin
+/// token: the body.
+fn admin_get(addr: std::net::SocketAddr, admin_token: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin_token}\r\n\
+         Connection: close\r\n\r\n"
     )
     .expect("request");
     let mut response = String::new();
@@ -251,8 +253,10 @@ fn verified_login(
     if !sshd.exists() || !Path::new("/run/sshd").is_dir() {
         println!(
             "\n(no OpenSSH server here to connect to; on a rented instance a user runs:)\n  \
-             curl -fsS http://{addr}/admin/instances/demo/known_hosts >> ~/.ssh/known_hosts\n  \
-             ssh -o StrictHostKeyChecking=yes ubuntu@INSTANCE_ADDRESS"
+             curl -fsS http://{addr}/account/api/instances/demo/known_hosts >> ~/.ssh/known_hosts\n  \
+             ssh -o StrictHostKeyChecking=yes ubuntu@INSTANCE_ADDRESS\n\
+             (the account page's own copy; an operator has /admin/instances/demo/known_hosts \
+             with the admin token)"
         );
         return;
     }
@@ -293,7 +297,7 @@ fn verified_login(
     wait_for_change(keys_file, &before);
     assert!(cp.set_addresses("demo", vec![format!("[127.0.0.1]:{port}")]));
     let known_hosts = sandbox.join("known_hosts");
-    let served = http_get(addr, "/admin/instances/demo/known_hosts");
+    let served = admin_get(addr, &cp.admin_token(), "/admin/instances/demo/known_hosts");
     std::fs::write(&known_hosts, &served).expect("known_hosts");
     println!(
         "\n=== known_hosts from GET http://{addr}/admin/instances/demo/known_hosts ===\n  {}",

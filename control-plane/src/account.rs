@@ -10,19 +10,22 @@
 //! Plain HTML, CSS and a little script served from the binary (no external asset, no
 //! build step); the script polls the JSON under `/account/api/` every second and renders
 //! with `textContent`, so names and comments are text, never markup. Every request that
-//! changes something must come from the page's own origin ([`same_origin`]).
+//! changes something must come from the page's own origin ([`same_origin`]); every
+//! request must name this server in `Host` (checked by the router: `crate::access`),
+//! which is what keeps a DNS-rebound name from being "the page's own origin". The
+//! JSON's answers are never cached nor sniffed.
 //! [`validate_pasted`] gives each kind of wrong paste its own message for a person.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{error, fingerprint, ControlPlane, Key, NewKey};
+use crate::{access, error, fingerprint, known_hosts_response, ControlPlane, Key, NewKey};
 
 const PAGE: &str = include_str!("account/page.html");
 const STYLE: &str = include_str!("account/page.css");
@@ -30,6 +33,17 @@ const SCRIPT: &str = include_str!("account/page.js");
 
 /// The routes of the page and its JSON.
 pub fn routes() -> Router<ControlPlane> {
+    let api = Router::new()
+        .route("/account/api/ssh-keys", get(api_list).post(api_add))
+        .route(
+            "/account/api/ssh-keys/{key_id}",
+            get(api_key).delete(api_delete),
+        )
+        .route(
+            "/account/api/instances/{instance_id}/known_hosts",
+            get(api_known_hosts),
+        )
+        .route_layer(middleware::map_response(access::not_cached));
     Router::new()
         .route("/account/ssh-keys", get(page))
         .route("/account/ssh-keys/{key_id}", get(page))
@@ -41,11 +55,7 @@ pub fn routes() -> Router<ControlPlane> {
             "/account/page.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
         )
-        .route("/account/api/ssh-keys", get(api_list).post(api_add))
-        .route(
-            "/account/api/ssh-keys/{key_id}",
-            get(api_key).delete(api_delete),
-        )
+        .merge(api)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -293,7 +303,7 @@ async fn api_key(State(cp): State<ControlPlane>, Path(id): Path<String>) -> Resp
             json!({
                 "instance": instance,
                 "host_keys": keys.iter().map(|k| json!({"type": k["type"], "fingerprint": k["fingerprint"]})).collect::<Vec<_>>(),
-                "known_hosts": format!("/admin/instances/{instance}/known_hosts"),
+                "known_hosts": format!("/account/api/instances/{instance}/known_hosts"),
             })
         })
         .collect();
@@ -310,6 +320,16 @@ async fn api_key(State(cp): State<ControlPlane>, Path(id): Path<String>) -> Resp
         "instances": hosts,
     }))
     .into_response()
+}
+
+/// `GET /account/api/instances/{id}/known_hosts`: the page's "Download known_hosts",
+/// the customer's copy of `/admin/instances/{id}/known_hosts` (which needs the admin
+/// token).
+async fn api_known_hosts(State(cp): State<ControlPlane>, Path(id): Path<String>) -> Response {
+    match cp.known_hosts(&id) {
+        Some(text) => known_hosts_response(text),
+        None => error(StatusCode::NOT_FOUND, "no such instance"),
+    }
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,8 @@
 //! It serves one account's key list to any number of registered instances, records the
 //! session events and agent status they report, and has an admin interface to change
 //! keys and to inject faults. Tests and benchmarks drive it in-process through
-//! [`ControlPlane`]; people drive it over HTTP through `/admin/...` (see `main.rs`).
+//! [`ControlPlane`]; people drive it over HTTP through `/admin/...` (see `main.rs`),
+//! with the admin token, and only by the host names it was configured for ([`access`]).
 //!
 //! Read it as the spec's companion: every handler says which rule of the contract it
 //! implements.
@@ -20,6 +21,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -31,7 +33,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+pub mod access;
 pub mod account;
+
+pub use access::{AdminTokenError, InvalidHostName};
 
 /// Longest long-poll wait the contract allows.
 pub const MAX_WAIT_SECONDS: u64 = 300;
@@ -102,7 +107,6 @@ pub struct Stats {
 struct Inner {
     version: u64,
     keys: Vec<Key>,
-    next_key: u64,
     tokens: HashMap<String, String>,
     fault: Option<ArmedFault>,
     events: HashMap<String, Vec<Value>>,
@@ -119,6 +123,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct ControlPlane {
     inner: Arc<Mutex<Inner>>,
+    /// The admin token, the host names browsers may use, the source of key ids.
+    access: Arc<Mutex<access::Access>>,
     /// Bumped at every change of the key set; long-polls wait on it.
     changed: watch::Sender<u64>,
 }
@@ -159,17 +165,43 @@ impl ControlPlane {
     pub fn new() -> ControlPlane {
         let inner = Inner {
             version: 1,
-            next_key: 1,
             ..Inner::default()
         };
         ControlPlane {
             inner: Arc::new(Mutex::new(inner)),
+            access: Arc::new(Mutex::new(access::Access::new())),
             changed: watch::channel(1).0,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn access(&self) -> MutexGuard<'_, access::Access> {
+        self.access.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The credential of `/admin` (`Authorization: Bearer TOKEN`): made at random when
+    /// the control plane is created, unless an operator sets one.
+    pub fn admin_token(&self) -> String {
+        self.access().admin_token().to_owned()
+    }
+
+    /// Sets the admin token (at least 16 printable characters, no spaces).
+    pub fn set_admin_token(&self, token: &str) -> Result<(), AdminTokenError> {
+        self.access().set_admin_token(token)
+    }
+
+    /// Lets browsers and admins use this host name (`pictor.example`, `192.0.2.7`,
+    /// `[2001:db8::7]`) besides the listen address.
+    pub fn allow_host(&self, name: &str) -> Result<(), InvalidHostName> {
+        self.access().allow_host(name)
+    }
+
+    /// A key id nobody can guess, for a key added without one.
+    fn new_key_id(&self) -> String {
+        self.access().new_key_id()
     }
 
     /// Lets instance `id` in with `token`.
@@ -184,11 +216,8 @@ impl ControlPlane {
 
     /// Adds a key (the id is generated when not given) and returns it.
     pub fn add_key(&self, new: NewKey) -> Key {
+        let id = new.id.unwrap_or_else(|| self.new_key_id());
         let mut inner = self.lock();
-        let id = new.id.unwrap_or_else(|| {
-            inner.next_key += 1;
-            format!("key_{:010}", inner.next_key)
-        });
         let key = Key {
             fingerprint: fingerprint(&new.public_key),
             id,
@@ -206,13 +235,13 @@ impl ControlPlane {
 
     /// Replaces the whole key list at once (one version bump).
     pub fn set_keys(&self, keys: Vec<NewKey>) {
+        let keys: Vec<(String, NewKey)> = keys
+            .into_iter()
+            .map(|new| (new.id.clone().unwrap_or_else(|| self.new_key_id()), new))
+            .collect();
         let mut inner = self.lock();
         inner.keys.clear();
-        for new in keys {
-            inner.next_key += 1;
-            let id = new
-                .id
-                .unwrap_or_else(|| format!("key_{:010}", inner.next_key));
+        for (id, new) in keys {
             inner.keys.push(Key {
                 fingerprint: fingerprint(&new.public_key),
                 id,
@@ -360,8 +389,13 @@ impl ControlPlane {
             .collect()
     }
 
-    /// The HTTP interface: the contract's three calls, plus `/admin`.
+    /// The HTTP interface: the contract's three calls, plus `/admin` (with the admin
+    /// token) and the account page, both only by a configured host name ([`access`]).
     pub fn router(&self) -> Router {
+        let browsers = self
+            .admin_routes()
+            .merge(account::routes())
+            .route_layer(from_fn_with_state(self.clone(), access::known_host));
         Router::new()
             .route("/v1/instances/{instance_id}/ssh-keys", get(get_keys))
             .route(
@@ -369,6 +403,13 @@ impl ControlPlane {
                 post(post_sessions),
             )
             .route("/v1/instances/{instance_id}/agent-status", put(put_status))
+            .merge(browsers)
+            .with_state(self.clone())
+    }
+
+    /// `/admin/...`, each call behind the admin token.
+    fn admin_routes(&self) -> Router<ControlPlane> {
+        Router::new()
             .route("/admin/keys", get(admin_list_keys).post(admin_add_key))
             .route(
                 "/admin/keys/{key_id}",
@@ -397,14 +438,15 @@ impl ControlPlane {
                 "/admin/host-ca",
                 put(admin_set_host_ca).delete(admin_clear_host_ca),
             )
-            .merge(account::routes())
-            .with_state(self.clone())
+            .route_layer(from_fn_with_state(self.clone(), access::admin_only))
     }
 
     /// Serves on `addr` (port 0 picks one) in a background task; returns the address.
+    /// Browsers may then use the address (and `localhost` for a loopback listener).
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        self.access().allow_listener(local);
         let router = self.router();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -1014,12 +1056,21 @@ struct ExpireBody {
     at: Option<String>,
 }
 
+/// `POST /admin/keys/{id}/expire` with `{"at": ...}`, or no body at all for now (a body
+/// is JSON: [`access::admin_only`] refused any other).
 async fn admin_expire_key(
     State(cp): State<ControlPlane>,
     Path(id): Path<String>,
-    body: Option<Json<ExpireBody>>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let at = body.and_then(|Json(b)| b.at).unwrap_or_else(now_rfc3339);
+    let given = match body.trim_ascii() {
+        b"" => None,
+        json => match serde_json::from_slice::<ExpireBody>(json) {
+            Ok(body) => body.at,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "body is not {\"at\": TIME}"),
+        },
+    };
+    let at = given.unwrap_or_else(now_rfc3339);
     if cp.expire_key(&id, &at) {
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -16,17 +16,18 @@ use crate::sessions::journal_available;
 use crate::sshd::{user_with_hand_added_key, Sshd};
 use crate::support::*;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const XSS_NAME: &str = "<img src=x onerror=alert(1)>";
 
-struct Driver {
+/// A chromedriver on a free loopback port; killed when dropped.
+pub struct Driver {
     child: Child,
     port: u16,
 }
 
 impl Driver {
-    fn start() -> Driver {
+    pub fn start() -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
@@ -52,18 +53,33 @@ impl Drop for Driver {
 }
 
 async fn browser(driver: &Driver, profile: &Path) -> Client {
+    browser_with(driver, profile, &[]).await
+}
+
+/// A headless Chromium session with these command-line switches added (such as
+/// `--host-resolver-rules`, which maps a name to an address without any DNS traffic).
+pub async fn browser_with(driver: &Driver, profile: &Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,1000",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1200,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        serde_json::json!({ "binary": CHROMIUM, "args": args }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -128,15 +144,18 @@ async fn click(client: &Client, id: &str) {
 }
 
 fn prerequisites() -> bool {
-    journal_available()
-        && prerequisite(
-            Path::new(CHROMIUM).exists(),
-            "chromium (Debian package chromium)",
-        )
-        && prerequisite(
-            Path::new(CHROMEDRIVER).exists(),
-            "chromedriver (Debian package chromium-driver)",
-        )
+    journal_available() && browser_available()
+}
+
+/// Chromium and its driver are installed (a skip, loudly, when not; a failure under CI).
+pub fn browser_available() -> bool {
+    prerequisite(
+        Path::new(CHROMIUM).exists(),
+        "chromium (Debian package chromium)",
+    ) && prerequisite(
+        Path::new(CHROMEDRIVER).exists(),
+        "chromedriver (Debian package chromium-driver)",
+    )
 }
 
 #[test]
@@ -219,6 +238,17 @@ fn the_account_page_adds_a_key_shows_its_session_and_ends_it_on_delete() {
             png,
         )
         .expect("save screenshot");
+        // Its known_hosts download is the account's own route (no admin token needed).
+        let download = client
+            .execute_async(
+                "const done = arguments[0];
+                 fetch(document.querySelector('#instances a[download]').href)
+                   .then(r => done(r.status), e => done('' + e));",
+                Vec::new(),
+            )
+            .await
+            .expect("the known_hosts link");
+        assert_eq!(download, 200, "Download known_hosts");
 
         // Delete, confirmed: the session ends and the page shows no machine.
         click(&client, "delete-button").await;

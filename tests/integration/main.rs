@@ -4,6 +4,7 @@
 mod account_page;
 mod attacks;
 mod crash;
+mod cross_site;
 mod failures;
 mod forgery;
 mod host_keys;

@@ -81,6 +81,9 @@ cp -a --reflink=auto "$cache/$tree" "$root"
 mkdir -p "$share"
 cp "$deb" "$share/agent.deb"; cp "$deb2" "$share/agent-upgrade.deb"; cp "$cp_bin" "$share/pictor-control-plane"
 printf 'system-test-token' > "$share/token"
+# The control plane's admin credential: every /admin call (reads too) sends it.
+admin_token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+printf '%s' "$admin_token" > "$share/admin-token"
 
 step "boot it"
 systemd-nspawn -D "$root" --register=no --keep-unit -q -b --private-network \
@@ -110,7 +113,7 @@ for _ in $(seq 1 100); do
 done
 case "$state" in running|degraded) ;; *) fail "systemd in the container is '$state'" ;; esac
 
-admin() { ct curl -fsS -H 'content-type: application/json' "$@"; }
+admin() { ct curl -fsS -H 'content-type: application/json' -H "authorization: Bearer $admin_token" "$@"; }
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     local limit=$1 what=$2; shift 2
     for _ in $(seq 1 $((limit * 10))); do
@@ -125,8 +128,9 @@ ct useradd -m -s /bin/sh -p '*' alice
 ct ssh-keygen -q -t ed25519 -N '' -f /root/alice_key -C alice-laptop
 ct systemctl start ssh.service
 [ "$(ct systemctl is-active ssh.service)" = active ] || fail "ssh.service is not active"
-ct systemd-run -q --unit=control-plane /share/pictor-control-plane --listen 127.0.0.1:8080 --instance sys --token-file /share/token
-wait_for 10 "control plane up" ct curl -fsS http://127.0.0.1:8080/admin/stats
+ct systemd-run -q --unit=control-plane /share/pictor-control-plane --listen 127.0.0.1:8080 --instance sys --token-file /share/token \
+    --admin-token-file /share/admin-token
+wait_for 10 "control plane up" admin http://127.0.0.1:8080/admin/stats
 
 step "install the .deb without a token: enabled, not started, says why"
 ct dpkg -i /share/agent.deb >"$work/install.log" 2>&1 || fail "dpkg -i: $(cat "$work/install.log")"
@@ -188,7 +192,7 @@ ct grep -qx "ReadWritePaths=-/data/carol" /run/systemd/generator/pictor-agent.se
 ct systemctl restart pictor-agent
 wait_for 10 "key in carol's /data file" ct grep -q "pictor-key-id=key_alice" /data/carol/authorized_keys
 [ "$(ct stat -c '%U %a' /data/carol/authorized_keys)" = "carol 600" ] || fail "carol's file owner/mode"
-wait_for 10 "carol's file reported in_sync" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -q '\"state\":\"in_sync\",\"user\":\"carol\"'"
+wait_for 10 "carol's file reported in_sync" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/status | grep -q '\"state\":\"in_sync\",\"user\":\"carol\"'"
 ct systemd-analyze security --threshold=20 pictor-agent.service >/dev/null 2>&1 || fail "exposure above 2.0 with the drop-in"
 # Without the drop-in the same file is read-only for the service: reported, not silent.
 ct mv /usr/lib/systemd/system-generators/pictor-agent-generator /root/generator.off
@@ -196,28 +200,28 @@ ct systemctl daemon-reload
 ct systemctl restart pictor-agent
 ct ssh-keygen -q -t ed25519 -N '' -f /root/carol_key
 admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_carol\",\"name\":\"carol\",\"public_key\":\"$(ct cat /root/carol_key.pub)\"}" >/dev/null
-wait_for 10 "carol's file reported behind (read-only)" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -q 'Read-only file system'"
+wait_for 10 "carol's file reported behind (read-only)" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/status | grep -q 'Read-only file system'"
 ct mv /root/generator.off /usr/lib/systemd/system-generators/pictor-agent-generator
 ct systemctl daemon-reload
 ct systemctl restart pictor-agent
 wait_for 10 "key_carol in carol's file" ct grep -q "pictor-key-id=key_carol" /data/carol/authorized_keys
-wait_for 10 "carol's file in sync again" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -q '\"state\":\"in_sync\",\"user\":\"carol\"'"
+wait_for 10 "carol's file in sync again" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/status | grep -q '\"state\":\"in_sync\",\"user\":\"carol\"'"
 
 step "a real ssh login is reported"
 ct ssh -i /root/alice_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
     alice@127.0.0.1 true || fail "ssh login as alice failed"
-wait_for 10 "session_opened reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\".*\"key_alice\"\|\"key_alice\".*\"session_opened\"'"
-wait_for 10 "agent status reported" ct curl -fsS http://127.0.0.1:8080/admin/instances/sys/status
+wait_for 10 "session_opened reported" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\".*\"key_alice\"\|\"key_alice\".*\"session_opened\"'"
+wait_for 10 "agent status reported" admin http://127.0.0.1:8080/admin/instances/sys/status
 
 step "the host keys sshd presents are published, and a strict ssh trusts the served known_hosts"
 host_keys=$(ct sh -c 'ls /etc/ssh/ssh_host_*_key.pub')
 [ -n "$host_keys" ] || fail "the container has no host keys"
 for f in $host_keys; do
     fp=$(ct ssh-keygen -lf "$f" | awk '{print $2}')
-    wait_for 10 "host key $f ($fp) in the status" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/status | grep -F '\"$fp\"' >/dev/null"
+    wait_for 10 "host key $f ($fp) in the status" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/status | grep -F '\"$fp\"' >/dev/null"
 done
 admin -X PUT http://127.0.0.1:8080/admin/instances/sys/addresses -d '{"addresses":["127.0.0.1"]}' >/dev/null
-ct sh -c 'curl -fsS http://127.0.0.1:8080/admin/instances/sys/known_hosts > /root/known_hosts'
+ct sh -c "curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/known_hosts > /root/known_hosts"
 [ "$(ct sh -c 'wc -l < /root/known_hosts')" -ge 1 ] || fail "empty known_hosts"
 ct ssh -i /root/alice_key -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/root/known_hosts -o BatchMode=yes \
     alice@127.0.0.1 true || fail "a strict ssh did not accept the served known_hosts: $(ct cat /root/known_hosts)"
@@ -294,14 +298,14 @@ done
 daemon=$(ct pgrep -f '^sleep 3003$')
 ct grep -q 'session-.*\.scope' "/proc/$daemon/cgroup" || fail "the setsid -f daemon is not in a logind session scope: $(ct cat /proc/$daemon/cgroup)"
 # Every login of alice's key is known to the agent before the key goes.
-wait_for 20 "alice's sessions reported" sh -c "[ \"\$(nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -o '\"session_opened\"' | wc -l)\" -ge 4 ]"
-ct curl -fsS -X DELETE http://127.0.0.1:8080/admin/keys/key_alice >/dev/null
+wait_for 20 "alice's sessions reported" sh -c "[ \"\$(nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/events | grep -o '\"session_opened\"' | wc -l)\" -ge 4 ]"
+admin -X DELETE http://127.0.0.1:8080/admin/keys/key_alice >/dev/null
 wait_for 10 "every process of alice's sessions gone" sh -c "! nsenter -t $init -a -- pgrep -u alice"
 ct pgrep -f '^sleep 3005$' >/dev/null || fail "bob's session was ended"
 [ "$(ct systemctl show -p MainPID --value ssh.service)" = "$listener" ] || fail "the listener was touched"
 [ "$(ct systemctl is-active ssh.service)" = active ] || fail "ssh.service is not active"
 ct ssh -i /root/bob_key $ssh_opts bob@127.0.0.1 true || fail "bob cannot log in after the revocation"
-wait_for 10 "session_terminated reported" sh -c "nsenter -t $init -a -- curl -fsS http://127.0.0.1:8080/admin/instances/sys/events | grep -q session_terminated"
+wait_for 10 "session_terminated reported" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/events | grep -q session_terminated"
 terminated=$(ct journalctl -u pictor-agent --no-pager -o cat | grep -c "session terminated" || true)
 [ "$terminated" -ge 3 ] || fail "expected 3 sessions terminated, the journal says $terminated"
 ct journalctl -u pictor-agent --no-pager -o cat | grep "session terminated:" | grep "scope=true" >/dev/null || fail "no session was ended through its logind scope"
