@@ -176,6 +176,16 @@ admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\
 wait_for 5 "key in alice's authorized_keys" ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
 [ "$(ct stat -c '%U %a' /home/alice/.ssh/authorized_keys)" = "alice 600" ] || fail "authorized_keys owner/mode"
 
+step "a user's sticky ~/.ssh neither refuses the replace (CAP_FOWNER) nor keeps a temporary file"
+ct chmod 1700 /home/alice/.ssh
+ct ssh-keygen -q -t ed25519 -N '' -f /root/sticky_key
+admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_sticky\",\"name\":\"sticky\",\"public_key\":\"$(ct cat /root/sticky_key.pub)\"}" >/dev/null
+wait_for 5 "key_sticky in alice's sticky .ssh" ct grep -q "pictor-key-id=key_sticky" /home/alice/.ssh/authorized_keys
+admin -X DELETE http://127.0.0.1:8080/admin/keys/key_sticky >/dev/null
+wait_for 5 "key_sticky deleted from alice's sticky .ssh" ct sh -c '! grep -q "pictor-key-id=key_sticky" /home/alice/.ssh/authorized_keys'
+[ -z "$(ct sh -c 'ls -A /home/alice/.ssh | grep pictor-tmp || true')" ] || fail "a temporary file was left in alice's .ssh"
+ct chmod 0700 /home/alice/.ssh
+
 step "a managed file outside /home works under the unit (the generator's drop-in)"
 ct useradd -m -s /bin/sh carol 2>/dev/null || true
 ct install -d -m 0755 /data
