@@ -253,12 +253,25 @@ fn connected(statuses: &std::collections::HashMap<String, Value>, key_id: &str) 
             .as_array()
             .cloned()
             .unwrap_or_default();
-        for session in sessions.iter().filter(|s| s["key_id"] == key_id) {
+        // A contested session (two logins claimed for one connection, the key that
+        // opened it unknown) shows under every key claimed for it, marked: it is never
+        // hidden from the keys it may be using.
+        let claims = |s: &Value| {
+            s["contested"] == true
+                && s["claimed_key_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|id| id == key_id))
+        };
+        for session in sessions
+            .iter()
+            .filter(|s| s["key_id"] == key_id || claims(s))
+        {
             machines.push(json!({
                 "instance": instance,
                 "user": session["user"],
                 "source_ip": session["source_ip"],
                 "since": session["since"],
+                "contested": session["contested"] == true,
             }));
         }
     }

@@ -79,12 +79,25 @@ pub struct Session {
     #[serde(default = "legacy_proof")]
     pub proof: proof::Proof,
     /// More than one login was logged for this one monitor process: all but one are
-    /// forged, so the key is unknown and the session is never ended for a key.
+    /// forged, so which key opened it is unknown. It stays reported (contested), and is
+    /// ended when any account key claimed for it is no longer in force (fail closed).
     #[serde(default)]
     pub contested: bool,
+    /// Every key a login line claimed for this connection (the first one included).
+    #[serde(default)]
+    pub claims: Vec<Claim>,
     /// When the agent read the login (ticks since boot).
     #[serde(default)]
     pub seen_at: u64,
+}
+
+/// A key a login line named for a connection, and the account key it was then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub fingerprint: String,
+    /// The account key in force for the session's user with that fingerprint, when the
+    /// line was read (`None`: no account key: never a reason to end the session).
+    pub key_id: Option<String>,
 }
 
 /// Sessions saved before the proof was recorded are not trusted with a kill.
@@ -101,6 +114,14 @@ pub struct ActiveSession {
     pub user: String,
     pub source_ip: String,
     pub since: String,
+    /// Two different logins were claimed for its connection (contract addition of
+    /// 2026-12-06): `key_id` and `fingerprint` are null; absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contested: bool,
+    /// With `contested`: the ids of the account keys the claims named (this agent's
+    /// addition, docs/api.md), so the account shows the session under each of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claimed_key_ids: Vec<String>,
 }
 
 impl Session {
@@ -130,7 +151,42 @@ impl Session {
             user: self.user.clone(),
             source_ip: self.source_ip.to_string(),
             since: crate::timefmt::format(self.since),
+            contested: self.contested,
+            claimed_key_ids: if self.contested {
+                self.claimed_key_ids()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// True when the session must end because a key it may have been opened with is no
+    /// longer in force for its user (`in_force` says, by fingerprint as logged): its
+    /// account key; for a contested session, any account key claimed for it, since which
+    /// one opened it cannot be known (fail closed: a forged line never keeps a session
+    /// alive past the deletion of its key; the cost, that a user can name another's
+    /// session with a key of theirs, is documented). Sessions of keys that were no
+    /// account key at login (added by hand, certificates, passwords) never end here.
+    pub fn lost_its_key(&self, in_force: impl Fn(&str) -> bool) -> bool {
+        if self.contested {
+            self.claims
+                .iter()
+                .any(|c| c.key_id.is_some() && !in_force(&c.fingerprint))
+        } else {
+            self.key_id.is_some() && self.fingerprint.as_deref().is_some_and(|fp| !in_force(fp))
+        }
+    }
+
+    /// The account key ids claimed for this session, each once.
+    pub fn claimed_key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .claims
+            .iter()
+            .filter_map(|c| c.key_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 }
 

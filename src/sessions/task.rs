@@ -252,8 +252,9 @@ impl SessionsTask {
                             session_id = %session.session_id,
                             monitor_pid = session.monitor_pid,
                             "two different logins were logged for one sshd connection: \
-                             one is forged; the session's key is now unknown and it will \
-                             not be ended for a key"
+                             one is forged; which key opened it is unknown: it is reported \
+                             contested and ended when any account key claimed for it is \
+                             deleted"
                         );
                     }
                     if !events.is_empty() {
@@ -293,9 +294,10 @@ impl SessionsTask {
     }
 
     /// Ends the live sessions whose key is no longer in force for their user (deleted,
-    /// expired or rejected), and reports each as `session_terminated`. Sessions of keys
-    /// the agent does not manage (key id unknown at login), certificates, password
-    /// logins and contested sessions are never touched. Returns when to look again: at
+    /// expired or rejected), and reports each as `session_terminated`; a contested
+    /// session when any account key claimed for it is ([`Session::lost_its_key`]).
+    /// Sessions of keys the agent does not manage (key id unknown at login),
+    /// certificates and password logins are never touched. Returns when to look again: at
     /// file-mode sessions too young to be ended yet, and at sessions that could not be
     /// ended.
     async fn revoke(
@@ -312,14 +314,9 @@ impl SessionsTask {
         let revoked: Vec<Session> = tracker
             .open_sessions()
             .iter()
-            .filter(|s| s.key_id.is_some() && !s.contested)
             .filter(|s| {
-                s.fingerprint.as_ref().is_some_and(|fp| {
-                    !keys
-                        .in_force_for(&s.user, now)
-                        .iter()
-                        .any(|k| k.matches_fingerprint(fp))
-                })
+                let in_force = keys.in_force_for(&s.user, now);
+                s.lost_its_key(|fp| in_force.iter().any(|k| k.matches_fingerprint(fp)))
             })
             .cloned()
             .collect();

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::parse::{LoggedKey, Login, Record, SshdMessage};
 use super::proof::Proof;
-use super::{EventKind, Session, SessionEvent};
+use super::{Claim, EventKind, Session, SessionEvent};
 
 /// What ends a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,13 +226,26 @@ impl Tracker {
                     match start {
                         // The same process, proven by its start time.
                         Some(start) if session.process_start == Some(start) => {
-                            if !session.contested && !same_claim(session) {
+                            if !same_claim(session) {
                                 // One connection authenticates once: a second, different
-                                // login for it was forged. Which one is unknowable here.
-                                session.contested = true;
-                                session.key_id = None;
-                                session.fingerprint = None;
-                                self.contested.push(session.clone());
+                                // login for it was forged. Which one is unknowable here,
+                                // so every key claimed counts (fail closed).
+                                let claim = fingerprint.map(|fp| Claim {
+                                    fingerprint: fp.to_owned(),
+                                    key_id: (lookups.key_id)(&session.user, fp),
+                                });
+                                let first = !session.contested;
+                                if let Some(claim) = claim {
+                                    if !session.claims.contains(&claim) {
+                                        session.claims.push(claim);
+                                    }
+                                }
+                                if first {
+                                    session.contested = true;
+                                    session.key_id = None;
+                                    session.fingerprint = None;
+                                    self.contested.push(session.clone());
+                                }
                             }
                             // Otherwise the same line read again (a replay): nothing new.
                             return events;
@@ -365,14 +378,21 @@ impl Tracker {
             child_pid: None,
             user: login.user.to_owned(),
             auth_method: login.method,
-            key_id,
-            fingerprint,
             source_ip: login.ip,
             source_port: login.port,
             since: at,
             process_start: start,
             proof: seen.proof,
             contested: false,
+            claims: fingerprint
+                .iter()
+                .map(|fp| Claim {
+                    fingerprint: fp.clone(),
+                    key_id: key_id.clone(),
+                })
+                .collect(),
+            fingerprint,
+            key_id,
             seen_at: seen.at,
         }
     }
@@ -600,8 +620,10 @@ mod tests {
     #[test]
     fn live_sessions_close_only_when_the_kernel_says_and_a_second_login_contests() {
         let mut tracker = Tracker::new("boot", Vec::new(), Closing::ProcessExit);
-        let key_id = |_: &str, fp: &str| {
-            (fp == "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA").then(|| "key_a".to_owned())
+        let key_id = |_: &str, fp: &str| match fp {
+            "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA" => Some("key_a".to_owned()),
+            "SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbA" => Some("key_b".to_owned()),
+            _ => None,
         };
         let process_start = |pid: u32| (pid == 700).then_some(4242);
         let lookups = Lookups {
@@ -654,6 +676,26 @@ mod tests {
         );
         assert!(feed(&mut tracker, login).is_empty(), "stays contested");
         assert!(tracker.take_contested().is_empty(), "reported once");
+        // Both keys claimed stay known, and the session stays reported, contested.
+        let session = &tracker.open_sessions()[0];
+        assert_eq!(session.claimed_key_ids(), ["key_a", "key_b"]);
+        let active = session.active();
+        assert!(active.contested);
+        assert_eq!(active.key_id, None);
+        assert_eq!(active.claimed_key_ids, ["key_a", "key_b"]);
+        // Fail closed: the deletion of either key claimed ends it; of neither, nothing.
+        let a = "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA";
+        let b = "SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbA";
+        assert!(!session.lost_its_key(|fp| fp == a || fp == b));
+        assert!(session.lost_its_key(|fp| fp == b), "key_a deleted");
+        assert!(session.lost_its_key(|fp| fp == a), "key_b deleted");
+        // A third claim naming no account key is never a reason to end it.
+        let unknown =
+            "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:ccccccccccccccccccccccccccccccccccccccccccA";
+        assert!(feed(&mut tracker, unknown).is_empty());
+        let session = &tracker.open_sessions()[0];
+        assert_eq!(session.claims.len(), 3);
+        assert!(!session.lost_its_key(|fp| fp == a || fp == b));
         // The kernel says the process ended.
         assert!(tracker.closed(700, 1, now).is_none(), "another process");
         let closed = tracker.closed(700, 4242, now).expect("closed");

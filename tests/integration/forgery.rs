@@ -271,30 +271,36 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
         "the victim's session was never touched: {contested:#?}"
     );
 
-    // Deleting key B (claimed by every forgery) ends nothing.
+    // Deleting key B (claimed by every forgery) ends nothing, but in file mode the
+    // attacker's own contested session: any key claimed for it counts (fail closed).
     s.server.cp.delete_key("key_b");
     wait_until(Duration::from_secs(10), "key B removed", || {
         !s.sandbox.keys_text().contains(&s.b.canonical())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    if file_mode {
+        wait_until(
+            Duration::from_secs(10),
+            "the contested session ended with a key claimed for it",
+            || !alive(own_monitor),
+        );
+    } else {
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            alive(own_monitor),
+            "the attacker's real session (key A) survives"
+        );
+    }
     assert!(alive(victim_monitor), "the victim's session survives");
     assert!(alive(listener), "the listener survives");
-    assert!(
-        alive(own_monitor),
-        "the attacker's real session (key A) survives"
-    );
     assert!(
         s.sshd.login(s.victim, &s.victim_key.private),
         "logins still work"
     );
 
-    // Deleting key A, which really opened the attacker's session, ends it (journal); in
-    // file mode the contested session is not ended (see the README).
+    // Deleting key A, which really opened the attacker's session, ends it (journal; in
+    // file mode it ended with key B already).
     s.server.cp.delete_key("key_a");
-    if file_mode {
-        std::thread::sleep(Duration::from_secs(3));
-        assert!(alive(own_monitor), "a contested session is never ended");
-    } else {
+    if !file_mode {
         wait_until(
             Duration::from_secs(10),
             "the real session of key A ended",
@@ -328,7 +334,7 @@ fn journal_forged_logins_and_disconnects_from_a_local_user_have_no_effect() {
 }
 
 #[test]
-fn file_mode_forged_lines_have_no_effect_and_a_contested_session_is_left_alone() {
+fn file_mode_forged_lines_have_no_effect_and_a_contested_session_ends_with_any_key_claimed() {
     if !journal_available() {
         return;
     }
@@ -340,6 +346,99 @@ fn file_mode_forged_lines_have_no_effect_and_a_contested_session_is_left_alone()
         return;
     };
     forgeries_have_no_effect(&mut s, true);
+}
+
+/// Issue 17, finding 4: in file mode, another user writes a login line for the victim's
+/// connection naming a key of theirs. The victim's session is contested: it stays in
+/// `active_sessions` (contested, with both keys claimed) and still ends when the
+/// victim's own key is deleted.
+#[test]
+fn file_mode_a_forged_line_neither_hides_a_session_nor_keeps_it_past_its_keys_deletion() {
+    if !journal_available() {
+        return;
+    }
+    let s = scene("pictor-f4", "pictor-f4v", |dir| {
+        dir.join("auth.log").display().to_string()
+    });
+    let log = s.sandbox.dir.path().join("auth.log");
+    let Some(_rsyslog) = Rsyslog::start(s.sandbox.dir.path(), &log) else {
+        return;
+    };
+    // The victim is managed too, and logs in with an account key of their own.
+    let config = std::fs::read_to_string(&s.sandbox.config).expect("config");
+    std::fs::write(
+        &s.sandbox.config,
+        format!("{config}\n[[users]]\nname = {:?}\n", s.victim),
+    )
+    .expect("config");
+    let own_key = KeyPair::generate(s.sandbox.dir.path(), "victims-own");
+    s.server.cp.add_key(own_key.new_key("key_v"));
+    let _agent = s.sandbox.start_agent();
+    let victim_file = nix::unistd::User::from_name(s.victim)
+        .expect("lookup")
+        .expect("victim")
+        .dir
+        .join(".ssh/authorized_keys");
+    wait_until(Duration::from_secs(10), "the victim's key written", || {
+        std::fs::read_to_string(&victim_file).is_ok_and(|t| t.contains(&own_key.canonical()))
+    });
+    let mut session = s
+        .sshd
+        .ssh(s.victim, &own_key.private, &["sleep", "2101"])
+        .spawn()
+        .expect("ssh");
+    wait_until(
+        Duration::from_secs(20),
+        "the victim's login reported",
+        || {
+            opened(&s.server, s.victim)
+                .iter()
+                .any(|e| e["key_id"] == "key_v")
+        },
+    );
+    let real = opened(&s.server, s.victim).remove(0);
+    let port = real["source_port"].as_u64().expect("port");
+    let victim_monitor = monitor_of(s.victim).expect("victim's monitor");
+    let forged = format!(
+        "Accepted publickey for {} from 127.0.0.1 port {port} ssh2: ED25519 {}",
+        s.victim,
+        fingerprint(&s.b)
+    );
+    as_user(
+        s.mallory,
+        &format!("logger -t sshd --id={victim_monitor} '{forged}'"),
+    );
+    s.sandbox
+        .wait_for_log("two different logins were logged for one sshd connection");
+    wait_until(
+        Duration::from_secs(15),
+        "the victim's session still reported, contested, with both keys claimed",
+        || {
+            active_for(&s.server, s.victim).iter().any(|a| {
+                a["session_id"] == real["session_id"]
+                    && a["contested"] == true
+                    && a["key_id"].is_null()
+                    && a["claimed_key_ids"] == serde_json::json!(["key_b", "key_v"])
+            })
+        },
+    );
+    s.server.cp.delete_key("key_v");
+    wait_until(
+        Duration::from_secs(10),
+        "the victim's session ended with its own key",
+        || !alive(victim_monitor),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "session_terminated reported",
+        || {
+            events_for(&s.server, s.victim)
+                .iter()
+                .any(|e| e["type"] == "session_terminated" && e["session_id"] == real["session_id"])
+        },
+    );
+    let _ = session.kill();
+    let _ = session.wait();
 }
 
 /// A file-mode session without forgeries, in a zone west of UTC with traditional

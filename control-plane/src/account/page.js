@@ -83,7 +83,7 @@ async function renderKey(id) {
   for (const machine of data.connected) {
     body.appendChild(row([
       text("td", machine.instance),
-      text("td", machine.user),
+      text("td", machine.contested ? machine.user + " (contested: another key was also claimed for this connection)" : machine.user),
       text("td", machine.source_ip, "mono"),
       text("td", when(machine.since)),
     ]));
