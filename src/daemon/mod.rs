@@ -88,7 +88,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     );
     let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
     let (host_keys_tx, host_keys_rx) = watch::channel(crate::host_keys::HostKeysReport::default());
+    let (outbox_drops_tx, outbox_drops) = watch::channel(crate::outbox::Drops::default());
     let channels = Channels {
+        outbox_drops_tx,
+        outbox_drops,
         host_keys_tx,
         host_keys: host_keys_rx,
         boot_id,

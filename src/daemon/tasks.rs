@@ -48,6 +48,9 @@ pub struct Channels {
     pub sync: mpsc::Sender<SyncEvent>,
     pub host_keys_tx: watch::Sender<HostKeysReport>,
     pub host_keys: watch::Receiver<HostKeysReport>,
+    /// Session events dropped from a full outbox, for the status's `last_error`.
+    pub outbox_drops_tx: watch::Sender<crate::outbox::Drops>,
+    pub outbox_drops: watch::Receiver<crate::outbox::Drops>,
 }
 
 /// Everything that talks to the control plane or reads sshd's log.
@@ -166,6 +169,7 @@ impl Background {
             channels.report.clone(),
             channels.active.clone(),
             channels.host_keys.clone(),
+            channels.outbox_drops.clone(),
         ));
     }
 
@@ -183,7 +187,10 @@ impl Background {
             return;
         }
         let outbox = match Outbox::open(&config.state_dir, sessions_config.outbox_max_events) {
-            Ok(outbox) => Arc::new(Mutex::new(outbox)),
+            Ok(mut outbox) => {
+                outbox.report_drops_to(channels.outbox_drops_tx.clone());
+                Arc::new(Mutex::new(outbox))
+            }
             Err(e) => {
                 error!("{e}; session reporting is off");
                 return;
