@@ -400,11 +400,12 @@ fn host_keys(config: &Config, json: bool) -> ExitCode {
         if report.keys.is_empty() && config.host_keys.enabled {
             println!(
                 "host keys: none found ({})",
-                config.host_keys.files.join(", ")
+                crate::escape::escaped(&config.host_keys.files.join(", "))
             );
         }
         for skipped in &report.skipped {
-            println!("skipped: {skipped}");
+            // Escaped when the scan wrote it; escaped again here in case it ever is not.
+            println!("skipped: {}", crate::escape::escaped(skipped));
         }
     }
     if report.skipped.is_empty() {
