@@ -435,9 +435,15 @@ fn a_users_public_key_in_a_directory_users_can_write_is_skipped_and_names_are_es
     wait_until(
         Duration::from_secs(10),
         "the real host keys reported",
-        || reported(&server).len() == 3,
+        || reported(&server).len() >= 3,
     );
     let mallory_fp = fingerprint(&sandbox.dir.path().join("mallory.pub"));
+    assert!(
+        reported(&server).iter().all(|(_, fp, _)| *fp != mallory_fp),
+        "the user's key published as a host key: {:?}",
+        reported(&server)
+    );
+    assert_eq!(reported(&server), expected(&keys));
     wait_until(
         Duration::from_secs(10),
         "the user's files named as skipped",
