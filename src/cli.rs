@@ -226,7 +226,7 @@ fn status(config: &Config) -> ExitCode {
     }
     let mut behind = false;
     for user_config in &config.users {
-        let path = users::resolve(user_config).map(|u| u.path().display().to_string());
+        let path = users::resolve(user_config).map(|u| crate::escape::path(&u.path()));
         println!(
             "user {} ({}):",
             user_config.name,
@@ -248,7 +248,10 @@ fn status(config: &Config) -> ExitCode {
             .map(|r| r.files.iter().find(|f| f.user == user_config.name))
         {
             Some(Some(file)) => {
-                behind |= print_file(file);
+                let stale = files
+                    .as_ref()
+                    .is_some_and(|r| report_predates(r.written_at, applied.applied_at));
+                behind |= print_file(file, stale.then_some(applied.applied_at));
             }
             Some(None) => {
                 println!("  file: not written by the agent (keys through the command only)")
@@ -294,7 +297,7 @@ fn status(config: &Config) -> ExitCode {
     for (key, session) in by_key {
         println!(
             "  {key}: {} from {} port {} since {} ({}, session {})",
-            session.user,
+            crate::escape::escaped(&session.user),
             session.source_ip,
             session.source_port,
             timefmt::format(session.since),
@@ -310,20 +313,44 @@ fn status(config: &Config) -> ExitCode {
     }
 }
 
+/// True when the daemon's files report was written before the key set in force was
+/// applied: it speaks of the previous set and cannot vouch for this one (the daemon
+/// writes a new report once the files have answered the change).
+fn report_predates(written_at: time::OffsetDateTime, applied_at: time::OffsetDateTime) -> bool {
+    written_at < applied_at
+}
+
+/// A file's `in sync` line: plain when the report is of the set in force, else what it
+/// really says (`stale`: when the set in force was applied).
+fn in_sync_line(stale: Option<time::OffsetDateTime>) -> String {
+    match stale {
+        None => "  file: in sync".into(),
+        Some(applied_at) => format!(
+            "  file: in sync as of the previous key set; not yet confirmed for the set applied at {}",
+            timefmt::format(applied_at)
+        ),
+    }
+}
+
 /// Prints a file's state under its user; true when it is behind. A deleted key that can
-/// still log in is said first and loudest.
-fn print_file(file: &crate::enforce::files::FileReport) -> bool {
+/// still log in is said first and loudest. `stale`: the report predates the set in
+/// force, applied then.
+fn print_file(
+    file: &crate::enforce::files::FileReport,
+    stale: Option<time::OffsetDateTime>,
+) -> bool {
     use crate::enforce::files::FileState;
+    use crate::escape::escaped;
     if !file.keys_not_removed.is_empty() {
         println!(
             "  !!! DELETED KEYS CAN STILL LOG IN through {}: {} (retried until they are gone)",
-            file.path,
+            escaped(&file.path),
             file.keys_not_removed.join(", ")
         );
     }
     match file.state {
         FileState::InSync => {
-            println!("  file: in sync");
+            println!("{}", in_sync_line(stale));
             false
         }
         FileState::Behind => {
@@ -333,7 +360,7 @@ fn print_file(file: &crate::enforce::files::FileReport) -> bool {
                 .unwrap_or_else(|| "just now".into());
             println!(
                 "  file: BEHIND since {since}: {}",
-                file.error.as_deref().unwrap_or("not verified yet")
+                escaped(file.error.as_deref().unwrap_or("not verified yet"))
             );
             if !file.keys_not_added.is_empty() {
                 println!("  keys not added yet: {}", file.keys_not_added.join(", "));
@@ -373,11 +400,12 @@ fn host_keys(config: &Config, json: bool) -> ExitCode {
         if report.keys.is_empty() && config.host_keys.enabled {
             println!(
                 "host keys: none found ({})",
-                config.host_keys.files.join(", ")
+                crate::escape::escaped(&config.host_keys.files.join(", "))
             );
         }
         for skipped in &report.skipped {
-            println!("skipped: {skipped}");
+            // Escaped when the scan wrote it; escaped again here in case it ever is not.
+            println!("skipped: {}", crate::escape::escaped(skipped));
         }
     }
     if report.skipped.is_empty() {
@@ -482,4 +510,30 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
         );
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datetime(text: &str) -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339")
+    }
+
+    #[test]
+    fn a_files_report_older_than_the_set_in_force_does_not_vouch_for_it() {
+        let applied = datetime("2026-11-25T07:00:59.271Z");
+        let before = datetime("2026-11-25T07:00:58.949Z");
+        let after = datetime("2026-11-25T07:00:59.300Z");
+        assert!(report_predates(before, applied));
+        assert!(!report_predates(after, applied));
+        assert!(!report_predates(applied, applied));
+        assert_eq!(in_sync_line(None), "  file: in sync");
+        let stale = in_sync_line(report_predates(before, applied).then_some(applied));
+        assert_eq!(
+            stale,
+            "  file: in sync as of the previous key set; not yet confirmed for the set applied at 2026-11-25T07:00:59.271Z"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use crate::api::shared::SharedClient;
 use crate::enforce::files::FileReport;
 use crate::host_keys::{HostKey, HostKeysReport};
 use crate::keys::Rejection;
+use crate::outbox::Drops;
 use crate::schedule::backoff_delay;
 use crate::sessions::ActiveSession;
 
@@ -49,6 +50,30 @@ pub struct AgentStatus<'a> {
     pub host_keys: &'a [HostKey],
 }
 
+/// The drops line while it is news: until the outbox has drained since the last drop
+/// and a status carrying the count has been accepted.
+fn drops_shown(drops: &Drops, reported: u64) -> Option<String> {
+    if drops.draining || drops.dropped > reported {
+        drops.problem()
+    } else {
+        None
+    }
+}
+
+/// `last_error`, everything wrong now in one line: the keys' own error, else a skipped
+/// host key file (the keys' matter more); then events dropped from a full outbox.
+fn last_error(
+    keys: Option<String>,
+    host_keys: Option<String>,
+    drops: Option<String>,
+) -> Option<String> {
+    let first = keys.or(host_keys);
+    match (first, drops) {
+        (Some(first), Some(drops)) => Some(format!("{first}; {drops}")),
+        (first, drops) => first.or(drops),
+    }
+}
+
 /// How long changes are gathered before one status goes out.
 const SETTLE: Duration = Duration::from_millis(20);
 
@@ -61,26 +86,29 @@ pub async fn run(
     mut sessions: watch::Receiver<Vec<ActiveSession>>,
     mut host_keys: watch::Receiver<HostKeysReport>,
     mut unproven: watch::Receiver<Option<String>>,
+    mut drops: watch::Receiver<Drops>,
 ) {
     let mut failures = 0u32;
-    let (mut keys_live, mut sessions_live, mut host_keys_live) = (true, true, true);
+    let (mut keys_live, mut sessions_live, mut host_keys_live, mut drops_live) =
+        (true, true, true, true);
     let mut unproven_live = true;
+    // The drop count a status the control plane accepted has carried.
+    let mut drops_reported = 0u64;
     loop {
-        let status = {
+        let (status, drops_now) = {
             let mut keys = keys.borrow_and_update().clone();
             let sessions = sessions.borrow_and_update().clone();
             let host_keys = host_keys.borrow_and_update().clone();
-            // A host key file that was skipped is an error to report too (after the
-            // keys' own, which matter more).
-            if keys.last_error.is_none() {
-                keys.last_error = host_keys.problem();
-            }
+            let drops_now = *drops.borrow_and_update();
             // A session ended without proof that all of it is gone: said until the
             // agent restarts, since a detached process of it may still run.
-            if keys.last_error.is_none() {
-                keys.last_error = unproven.borrow_and_update().clone();
-            }
-            (keys, sessions, host_keys)
+            let unproven_now = unproven.borrow_and_update().clone();
+            keys.last_error = last_error(
+                keys.last_error.take(),
+                host_keys.problem().or(unproven_now),
+                drops_shown(&drops_now, drops_reported),
+            );
+            ((keys, sessions, host_keys), drops_now)
         };
         let body = AgentStatus {
             agent_version: crate::VERSION,
@@ -96,6 +124,7 @@ pub async fn run(
         let wait = match result {
             Ok(()) => {
                 failures = 0;
+                drops_reported = drops_now.dropped;
                 debug!(sessions = status.1.len(), "heartbeat sent");
                 interval
             }
@@ -123,8 +152,48 @@ pub async fn run(
             changed = sessions.changed(), if sessions_live => sessions_live = changed.is_ok(),
             changed = host_keys.changed(), if host_keys_live => host_keys_live = changed.is_ok(),
             changed = unproven.changed(), if unproven_live => unproven_live = changed.is_ok(),
+            changed = drops.changed(), if drops_live => drops_live = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}
         }
         tokio::time::sleep(SETTLE).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_events_are_reported_with_whatever_else_is_wrong() {
+        let drops = Drops {
+            dropped: 62,
+            cap: 100,
+            draining: true,
+        };
+        let line = drops_shown(&drops, 0).expect("shown");
+        assert!(line.starts_with("62 session events dropped"), "{line}");
+        assert_eq!(
+            last_error(
+                Some("fetch failed".into()),
+                Some("host".into()),
+                Some(line.clone())
+            ),
+            Some(format!("fetch failed; {line}"))
+        );
+        assert_eq!(
+            last_error(None, Some("host".into()), Some(line.clone())),
+            Some(format!("host; {line}"))
+        );
+        assert_eq!(last_error(None, None, None), None);
+        // Still draining: shown even once reported.
+        assert!(drops_shown(&drops, 62).is_some());
+        // Drained and reported: no longer news; a new drop is.
+        let drained = Drops {
+            draining: false,
+            ..drops
+        };
+        assert!(drops_shown(&drained, 62).is_none());
+        assert!(drops_shown(&drained, 40).is_some());
+        assert!(drops_shown(&Drops::default(), 0).is_none());
     }
 }

@@ -43,6 +43,7 @@
 //! - [`unit_paths`]: the unit drop-in that makes managed directories outside /home and
 //!   /root writable (for the packages' systemd generator).
 //! - [`timefmt`]: RFC 3339 helpers shared by the modules above.
+//! - [`escape`]: control characters escaped in every path and name printed or logged.
 
 pub mod api;
 pub mod authorized_keys;
@@ -53,6 +54,7 @@ pub mod delivery;
 pub mod drift_watch;
 pub mod durable;
 pub mod enforce;
+pub mod escape;
 pub mod heartbeat;
 pub mod home_binds;
 pub mod host_keys;

@@ -3,6 +3,10 @@
 //! `FINGERPRINT`, `SESSION_ID`, ...) and a stable `MESSAGE_ID` for the events an operator
 //! searches for (`journalctl MESSAGE_ID=...`); elsewhere, human-readable lines on stderr.
 //! The level comes from the configuration, and `RUST_LOG` overrides it.
+//!
+//! Every message and field value is escaped ([`crate::escape::escaped`]) on both ways
+//! out, whatever the call site wrote: a path or name a user chose can neither start a
+//! terminal escape sequence nor split a log line into one they forged.
 
 use std::fmt::Write as _;
 
@@ -71,6 +75,7 @@ pub fn init(level: &str) {
         None => tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
+                    .fmt_fields(escaped_fields())
                     .with_writer(std::io::stderr)
                     .with_target(false)
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -96,6 +101,22 @@ pub fn set_level(level: &str) -> Result<(), String> {
     }
 }
 
+/// The stderr formatter's fields: `message` as written, others `name=value`, each
+/// escaped.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::escape::escaped(&text);
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{field}={text}")
+        }
+    })
+    .delimited(" ")
+}
+
 /// Sends each event to journald as one entry, its fields as journal fields.
 struct JournalLayer {
     journal: systemd_journal_logger::JournalLog,
@@ -109,20 +130,17 @@ struct Fields {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
+        let value = crate::escape::escaped(value);
         if field.name() == "message" {
-            self.message.push_str(value);
+            self.message.push_str(&value);
         } else {
-            self.pairs.push((field.name().to_owned(), value.to_owned()));
+            self.pairs
+                .push((field.name().to_owned(), value.into_owned()));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            self.pairs
-                .push((field.name().to_owned(), format!("{value:?}")));
-        }
+        self.record_str(field, &format!("{value:?}"));
     }
 }
 
@@ -156,5 +174,73 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
                 .key_values(&pairs)
                 .build(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const FORGED: &str = "k\u{1b}[2J\nJan  1 00:00:00 host sshd[1]: Accepted publickey for root";
+
+    #[test]
+    fn a_user_chosen_name_never_splits_a_stderr_line_nor_reaches_the_terminal_raw() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(escaped_fields())
+                .with_ansi(false)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let path = std::path::Path::new(FORGED);
+            tracing::warn!(path = %path.display(), "skipped {}", path.display());
+        });
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.trim_end().contains(['\u{1b}', '\n']), "{text}");
+        assert!(text.contains("k\\x1b[2J\\nJan"), "{text}");
+    }
+
+    #[test]
+    fn journal_fields_are_escaped_too() {
+        let mut fields = Fields::default();
+        let field_set = tracing::field::FieldSet::new(
+            &["message", "path"],
+            tracing::callsite::Identifier(&CALLSITE),
+        );
+        struct Callsite;
+        impl tracing::callsite::Callsite for Callsite {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static CALLSITE: Callsite = Callsite;
+        let mut names = field_set.iter();
+        let (message, path) = (names.next().expect("message"), names.next().expect("path"));
+        fields.record_debug(&message, &format_args!("skipped {FORGED}"));
+        fields.record_str(&path, FORGED);
+        assert!(
+            !fields.message.contains(['\u{1b}', '\n']),
+            "{}",
+            fields.message
+        );
+        assert!(!fields.pairs[0].1.contains(['\u{1b}', '\n']));
     }
 }

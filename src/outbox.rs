@@ -11,8 +11,19 @@
 //! before the fsync that makes it count) is cut off at open.
 //!
 //! Every file here is 0600 whatever the umask: the events name users, addresses and keys.
+//!
+//! **When it is full** (the control plane unreachable for long, `outbox_max_events`
+//! pending), events are dropped by a fair policy ([`choose_drops`], pure) so that one
+//! user's logins cannot push out another's: a `session_terminated` (and the opening of
+//! its session) is never dropped; the user with the most pending events pays first;
+//! within a user, whole sessions that already ended (an opened and its closed) go
+//! before single events (a session still open, or the close of one already reported).
+//! A little more than the excess goes at once ([`drop_target`]), so the file is
+//! rewritten once per such step, not for every new event. The number dropped is logged
+//! and published ([`Drops`]) for the status's `last_error`.
 
-use std::collections::{HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -24,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
 use crate::durable::{self, FileMode};
-use crate::sessions::SessionEvent;
+use crate::sessions::{EventKind, SessionEvent};
 
 pub const OUTBOX_FILE: &str = "outbox.jsonl";
 pub const ACK_FILE: &str = "outbox.ack";
@@ -68,6 +79,164 @@ pub struct Batch {
     pub end: u64,
 }
 
+/// Events dropped because the outbox was full, as the status reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Dropped since the agent started (each drop is in the journal too).
+    pub dropped: u64,
+    /// The cap in force when they were dropped.
+    pub cap: usize,
+    /// Some of what was kept after the last drop is still pending: the loss is current.
+    pub draining: bool,
+}
+
+impl Drops {
+    /// The `last_error` part for these drops, if any.
+    pub fn problem(&self) -> Option<String> {
+        (self.dropped > 0).then(|| {
+            format!(
+                "{} session events dropped since the agent started: the outbox was full ({} events) while the control plane did not take them",
+                self.dropped, self.cap
+            )
+        })
+    }
+}
+
+/// What the drop policy needs of a pending event.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingEvent<'a> {
+    pub kind: EventKind,
+    pub user: &'a str,
+    pub session_id: &'a str,
+}
+
+/// How many events to drop from `pending` over a cap of `cap`: the excess plus a
+/// fiftieth of the cap (at least one), so that a full outbox is rewritten once per
+/// that many new events rather than for each; none when not over.
+pub fn drop_target(pending: usize, cap: usize) -> usize {
+    if pending <= cap {
+        return 0;
+    }
+    pending - cap + (cap / 50).max(1)
+}
+
+/// One thing that may be dropped: a whole ended session or one event.
+struct Unit {
+    first: usize,
+    second: Option<usize>,
+}
+
+impl Unit {
+    fn size(&self) -> usize {
+        1 + usize::from(self.second.is_some())
+    }
+}
+
+/// A user's droppable events, oldest first within each kind.
+#[derive(Default)]
+struct UserUnits {
+    pending: usize,
+    pairs: VecDeque<Unit>,
+    singles: VecDeque<Unit>,
+}
+
+impl UserUnits {
+    fn next(&self) -> Option<&Unit> {
+        self.pairs.front().or_else(|| self.singles.front())
+    }
+
+    fn pop(&mut self) -> Option<Unit> {
+        self.pairs.pop_front().or_else(|| self.singles.pop_front())
+    }
+}
+
+/// Which of `pending` (oldest first) to drop so that at least `target` go (fewer only
+/// when nothing else may go), as indexes in ascending order. Pure.
+///
+/// - A `session_terminated` is never dropped, nor the `session_opened` of its session:
+///   a revocation's proof must reach the account whole.
+/// - The user with the most pending events loses one unit at a time until the target
+///   is met (ties: the user whose next unit is oldest), so a user at or under the
+///   others' level keeps everything while someone else is above it.
+/// - Within a user, an opened and its closed go together (a session over and done,
+///   before any single event); then single events, oldest first.
+pub fn choose_drops(pending: &[PendingEvent<'_>], target: usize) -> Vec<usize> {
+    if target == 0 {
+        return Vec::new();
+    }
+    // The events of each session (by user too: the id is per connection).
+    #[derive(Default)]
+    struct SessionEvents {
+        opened: Option<usize>,
+        closed: Option<usize>,
+        terminated: bool,
+    }
+    let mut sessions: HashMap<(&str, &str), SessionEvents> = HashMap::new();
+    let mut users: HashMap<&str, UserUnits> = HashMap::new();
+    for (index, event) in pending.iter().enumerate() {
+        users.entry(event.user).or_default().pending += 1;
+        let session = sessions.entry((event.user, event.session_id)).or_default();
+        match event.kind {
+            EventKind::SessionOpened => session.opened = session.opened.or(Some(index)),
+            EventKind::SessionClosed => session.closed = session.closed.or(Some(index)),
+            EventKind::SessionTerminated => session.terminated = true,
+        }
+    }
+    let mut ordered: Vec<((&str, &str), SessionEvents)> = sessions.into_iter().collect();
+    ordered.sort_by_key(|(_, s)| s.opened.or(s.closed).unwrap_or(usize::MAX));
+    for ((user, _), session) in ordered {
+        let Some(units) = users.get_mut(user) else {
+            continue;
+        };
+        match (session.terminated, session.opened, session.closed) {
+            (true, _, _) => {}
+            (false, Some(opened), Some(closed)) => units.pairs.push_back(Unit {
+                first: opened.min(closed),
+                second: Some(opened.max(closed)),
+            }),
+            (false, Some(one), None) | (false, None, Some(one)) => units.singles.push_back(Unit {
+                first: one,
+                second: None,
+            }),
+            (false, None, None) => {}
+        }
+    }
+    for units in users.values_mut() {
+        units.singles.make_contiguous().sort_by_key(|u| u.first);
+    }
+    let mut heap: BinaryHeap<(usize, Reverse<usize>, &str)> = users
+        .iter()
+        .filter_map(|(user, units)| Some((units.pending, Reverse(units.next()?.first), *user)))
+        .collect();
+    let mut dropped = Vec::new();
+    while dropped.len() < target {
+        let Some((_, _, user)) = heap.pop() else {
+            break;
+        };
+        let Some(units) = users.get_mut(user) else {
+            continue;
+        };
+        let Some(unit) = units.pop() else { continue };
+        units.pending -= unit.size();
+        dropped.push(unit.first);
+        dropped.extend(unit.second);
+        if let Some(next) = units.next() {
+            heap.push((units.pending, Reverse(next.first), user));
+        }
+    }
+    dropped.sort_unstable();
+    dropped
+}
+
+/// The fields of an outbox line the drop policy reads.
+#[derive(Deserialize)]
+struct LineMeta {
+    #[serde(rename = "type")]
+    kind: EventKind,
+    user: String,
+    session_id: String,
+}
+
 /// The outbox in a state directory.
 pub struct Outbox {
     dir: PathBuf,
@@ -82,6 +251,8 @@ pub struct Outbox {
     /// twice (a log replayed after a crash) goes in once.
     recent: HashSet<String>,
     recent_order: VecDeque<String>,
+    drops: Drops,
+    drops_tx: Option<tokio::sync::watch::Sender<Drops>>,
 }
 
 impl Outbox {
@@ -113,6 +284,8 @@ impl Outbox {
                 file,
                 recent: HashSet::new(),
                 recent_order: VecDeque::new(),
+                drops: Drops::default(),
+                drops_tx: None,
             },
             None => {
                 // New, or torn before its header was durable: start a fresh generation.
@@ -133,6 +306,8 @@ impl Outbox {
                     max_pending,
                     recent: HashSet::new(),
                     recent_order: VecDeque::new(),
+                    drops: Drops::default(),
+                    drops_tx: None,
                 });
             }
         };
@@ -222,15 +397,83 @@ impl Outbox {
             self.remember(event.id.clone());
         }
         if self.pending > self.max_pending {
-            let excess = self.pending - self.max_pending;
-            let batch = self.read(excess)?;
-            warn!(
-                dropped = batch.events.len(),
-                cap = self.max_pending,
-                "outbox full: oldest events dropped"
-            );
-            self.ack(&batch)?;
+            self.drop_fairly()?;
         }
+        Ok(())
+    }
+
+    /// Publishes the drop count on `tx` from now on (the heartbeat reads it).
+    pub fn report_drops_to(&mut self, tx: tokio::sync::watch::Sender<Drops>) {
+        tx.send_replace(self.drops);
+        self.drops_tx = Some(tx);
+    }
+
+    /// What has been dropped so far.
+    pub fn drops(&self) -> Drops {
+        self.drops
+    }
+
+    fn publish_drops(&self) {
+        if let Some(tx) = &self.drops_tx {
+            tx.send_replace(self.drops);
+        }
+    }
+
+    /// Over the cap: drops what [`choose_drops`] picks and rewrites the file with the
+    /// rest (a new generation, as a compaction: a crash in between resends, never loses).
+    fn drop_fairly(&mut self) -> Result<(), OutboxError> {
+        let mut file = self.file.try_clone().map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(self.acked))
+            .map_err(|e| self.io(e))?;
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut rest).map_err(|e| self.io(e))?;
+        let lines: Vec<&[u8]> = rest.split_inclusive(|b| *b == b'\n').collect();
+        let metas: Vec<Option<LineMeta>> = lines
+            .iter()
+            .map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        let pending: Vec<PendingEvent<'_>> = metas
+            .iter()
+            .flatten()
+            .map(|m| PendingEvent {
+                kind: m.kind,
+                user: &m.user,
+                session_id: &m.session_id,
+            })
+            .collect();
+        // Indexes of `pending` map back to lines through the parsed ones only (a
+        // damaged line, never expected, is dropped with the rewrite).
+        let parsed: Vec<usize> = (0..lines.len()).filter(|i| metas[*i].is_some()).collect();
+        let target = drop_target(pending.len(), self.max_pending);
+        let dropped = choose_drops(&pending, target);
+        let gone: HashSet<usize> = dropped.iter().map(|i| parsed[*i]).collect();
+        let kept: Vec<u8> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| metas[*i].is_some() && !gone.contains(i))
+            .flat_map(|(_, line)| line.iter().copied())
+            .collect();
+        let kept_count = pending.len() - dropped.len();
+        self.rewrite(&kept)?;
+        self.pending = kept_count;
+        self.drops.dropped += dropped.len() as u64;
+        self.drops.cap = self.max_pending;
+        self.drops.draining = true;
+        let users: HashSet<&str> = dropped.iter().map(|i| pending[*i].user).collect();
+        let mut users: Vec<String> = users
+            .into_iter()
+            .map(|u| crate::escape::escaped(u).into_owned())
+            .collect();
+        users.sort();
+        warn!(
+            dropped = dropped.len(),
+            dropped_total = self.drops.dropped,
+            kept = kept_count,
+            cap = self.max_pending,
+            users = users.join(","),
+            "outbox full: session events dropped (the busiest users' ended sessions first, never a termination)"
+        );
+        self.publish_drops();
         Ok(())
     }
 
@@ -262,6 +505,10 @@ impl Outbox {
     pub fn ack(&mut self, batch: &Batch) -> Result<(), OutboxError> {
         self.acked = batch.end.min(self.len);
         self.pending = self.pending.saturating_sub(batch.events.len());
+        if self.pending == 0 && self.drops.draining {
+            self.drops.draining = false;
+            self.publish_drops();
+        }
         if self.acked - self.header_len > COMPACT_AFTER {
             return self.compact();
         }
@@ -284,9 +531,15 @@ impl Outbox {
         file.seek(SeekFrom::Start(self.acked))
             .map_err(|e| self.io(e))?;
         std::io::Read::read_to_end(&mut file, &mut rest).map_err(|e| self.io(e))?;
+        self.rewrite(&rest)
+    }
+
+    /// Replaces the file by a new generation holding `rest` (whole pending lines),
+    /// nothing of it accepted yet.
+    fn rewrite(&mut self, rest: &[u8]) -> Result<(), OutboxError> {
         let generation = fastrand::u64(..);
         let header = header_line(generation);
-        let content = [header.as_bytes(), &rest].concat();
+        let content = [header.as_bytes(), rest].concat();
         replace(&self.dir, OUTBOX_FILE, &content)?;
         self.file = OpenOptions::new()
             .read(true)
@@ -448,14 +701,143 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_drops_the_oldest() {
+    fn the_cap_drops_the_oldest_of_one_user_and_a_little_more() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut outbox = Outbox::open(dir.path(), 3).expect("open");
         outbox
             .append(&(1..=5).map(event).collect::<Vec<_>>())
             .expect("append");
-        assert_eq!(outbox.pending(), 3);
-        assert_eq!(ids(&outbox.read(10).expect("read")), ["e3", "e4", "e5"]);
+        // Two over the cap, and one more so the next event does not rewrite again.
+        assert_eq!(outbox.pending(), 2);
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e4", "e5"]);
+        assert_eq!(outbox.drops().dropped, 3);
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 3).expect("reopen");
+        assert_eq!(ids(&outbox.read(10).expect("read")), ["e4", "e5"]);
+    }
+
+    fn session_event(user: &str, session: u32, kind: EventKind) -> SessionEvent {
+        SessionEvent {
+            id: format!("{user}-{session}-{}", kind.as_str()),
+            kind,
+            user: user.into(),
+            session_id: format!("b:{session}"),
+            ..event(session)
+        }
+    }
+
+    /// Issue 17, finding 8: during an outage, with the cap at 100, one user's 80 logins
+    /// pushed out another user's session_opened/session_closed.
+    #[test]
+    fn one_users_logins_do_not_push_out_another_users_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut outbox = Outbox::open(dir.path(), 100).expect("open");
+        let (tx, rx) = tokio::sync::watch::channel(Drops::default());
+        outbox.report_drops_to(tx);
+        outbox
+            .append(&[
+                session_event("bob", 1, EventKind::SessionOpened),
+                session_event("bob", 1, EventKind::SessionClosed),
+            ])
+            .expect("bob");
+        for n in 100..180 {
+            outbox
+                .append(&[
+                    session_event("mallory", n, EventKind::SessionOpened),
+                    session_event("mallory", n, EventKind::SessionClosed),
+                ])
+                .expect("mallory");
+        }
+        let kept = ids(&outbox.read(1000).expect("read"));
+        assert!(kept.len() <= 100, "{}", kept.len());
+        assert!(
+            kept.contains(&"bob-1-session_opened".to_owned())
+                && kept.contains(&"bob-1-session_closed".to_owned()),
+            "{kept:?}"
+        );
+        let drops = *rx.borrow();
+        assert_eq!(drops.dropped as usize, 162 - kept.len());
+        assert!(drops.draining);
+        assert!(drops
+            .problem()
+            .expect("reported")
+            .contains("session events dropped"));
+        // Mallory's pairs went whole: every kept opened has its closed.
+        for n in 100..180 {
+            let opened = kept.contains(&format!("mallory-{n}-session_opened"));
+            let closed = kept.contains(&format!("mallory-{n}-session_closed"));
+            assert_eq!(opened, closed, "session {n}");
+        }
+        // Delivered: the loss is no longer current, the count stays.
+        let all = outbox.read(1000).expect("read");
+        outbox.ack(&all).expect("ack");
+        assert!(!rx.borrow().draining);
+        assert_eq!(rx.borrow().dropped, drops.dropped);
+    }
+
+    fn pending<'a>(
+        events: &'a [(&'a str, u32, EventKind)],
+        ids: &'a [String],
+    ) -> Vec<PendingEvent<'a>> {
+        events
+            .iter()
+            .zip(ids)
+            .map(|((user, _, kind), id)| PendingEvent {
+                kind: *kind,
+                user,
+                session_id: id,
+            })
+            .collect()
+    }
+
+    fn choose(events: &[(&str, u32, EventKind)], target: usize) -> Vec<usize> {
+        let ids: Vec<String> = events.iter().map(|(_, s, _)| s.to_string()).collect();
+        choose_drops(&pending(events, &ids), target)
+    }
+
+    use EventKind::{SessionClosed as C, SessionOpened as O, SessionTerminated as T};
+
+    #[test]
+    fn a_termination_and_its_opening_are_never_dropped() {
+        let events = [("a", 1, O), ("a", 1, T), ("a", 2, T), ("a", 3, O)];
+        assert_eq!(choose(&events, 4), [3]);
+    }
+
+    #[test]
+    fn whole_ended_sessions_go_before_single_events() {
+        // Session 1 still open (a single), session 2 opened and closed (a pair).
+        let events = [("a", 1, O), ("a", 2, O), ("a", 2, C), ("a", 3, C)];
+        assert_eq!(choose(&events, 1), [1, 2]);
+        assert_eq!(choose(&events, 3), [0, 1, 2]);
+        assert_eq!(choose(&events, 4), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn the_busiest_user_pays_and_the_others_keep_their_share() {
+        let mut events = vec![("b", 1, O), ("c", 2, O), ("c", 2, C)];
+        for n in 10..20 {
+            events.push(("a", n, O));
+            events.push(("a", n, C));
+        }
+        // 23 events; a has 20: a loses until it is down to the others' level.
+        let dropped = choose(&events, 16);
+        assert!(dropped.iter().all(|i| events[*i].0 == "a"), "{dropped:?}");
+        assert_eq!(dropped.len(), 16);
+        // Oldest pairs first.
+        assert_eq!(dropped[..2], [3, 4]);
+        // Past that level everyone pays, the heaviest first: c's pair before b's single.
+        let dropped = choose(&events, 21);
+        assert!(dropped.contains(&1) && dropped.contains(&2), "{dropped:?}");
+        assert!(!dropped.contains(&0), "{dropped:?}");
+    }
+
+    #[test]
+    fn nothing_to_drop_means_nothing_dropped() {
+        assert!(choose(&[("a", 1, O)], 0).is_empty());
+        assert!(choose(&[("a", 1, T)], 5).is_empty());
+        assert_eq!(drop_target(100, 100), 0);
+        assert_eq!(drop_target(101, 100), 3);
+        assert_eq!(drop_target(100_001, 100_000), 2_001);
     }
 
     #[test]

@@ -89,9 +89,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
     let (host_keys_tx, host_keys_rx) = watch::channel(crate::host_keys::HostKeysReport::default());
     let (unproven_tx, unproven_rx) = watch::channel::<Option<String>>(None);
+    let (outbox_drops_tx, outbox_drops) = watch::channel(crate::outbox::Drops::default());
     let channels = Channels {
         unproven_tx,
         unproven: unproven_rx,
+        outbox_drops_tx,
+        outbox_drops,
         host_keys_tx,
         host_keys: host_keys_rx,
         boot_id,

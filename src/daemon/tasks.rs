@@ -51,6 +51,9 @@ pub struct Channels {
     /// The last session ending not proven complete (no logind scope, no audit session).
     pub unproven_tx: watch::Sender<Option<String>>,
     pub unproven: watch::Receiver<Option<String>>,
+    /// Session events dropped from a full outbox, for the status's `last_error`.
+    pub outbox_drops_tx: watch::Sender<crate::outbox::Drops>,
+    pub outbox_drops: watch::Receiver<crate::outbox::Drops>,
 }
 
 /// Everything that talks to the control plane or reads sshd's log.
@@ -170,6 +173,7 @@ impl Background {
             channels.active.clone(),
             channels.host_keys.clone(),
             channels.unproven.clone(),
+            channels.outbox_drops.clone(),
         ));
     }
 
@@ -187,7 +191,10 @@ impl Background {
             return;
         }
         let outbox = match Outbox::open(&config.state_dir, sessions_config.outbox_max_events) {
-            Ok(outbox) => Arc::new(Mutex::new(outbox)),
+            Ok(mut outbox) => {
+                outbox.report_drops_to(channels.outbox_drops_tx.clone());
+                Arc::new(Mutex::new(outbox))
+            }
             Err(e) => {
                 error!("{e}; session reporting is off");
                 return;

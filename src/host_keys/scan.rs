@@ -6,6 +6,20 @@
 //! most [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES), and is judged by [`super::judge`]:
 //! anything else is skipped with a reason. A file named `*-cert.pub` is a certificate,
 //! never a key: it is read only beside the key it names (`KEY.pub` and `KEY-cert.pub`).
+//!
+//! **Whose files.** A host key published in the status ends up in `known_hosts`: a key
+//! a local user could place there would let them pose as the instance. So a file is
+//! read only when its directory (checked on the descriptor the file is opened through)
+//! and the file itself (checked with `fstat` on the opened descriptor) are owned by
+//! root or by the user the agent runs as (the demo's unprivileged sshd owns its keys),
+//! and neither is writable by group or others ([`trusted`], pure). An operator's glob
+//! into a directory users can write (`/tmp/*.pub`) publishes nothing from it, and says
+//! so for every file it skips.
+//!
+//! **Bounded.** At most [`MAX_ENTRIES`] entries of a directory are examined per scan
+//! (more is said, not silently ignored), so no directory costs more than that.
+//! Everything printed of a path is escaped ([`crate::escape`]): file names are chosen by
+//! whoever can create files.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -19,6 +33,32 @@ use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
 use super::{judge, judge_certificate, HostKey, HostKeysReport, MAX_FILE_BYTES};
+use crate::escape;
+
+/// Entries of one directory examined per scan at most (`/etc/ssh` holds a few dozen).
+pub const MAX_ENTRIES: usize = 4096;
+
+/// Whether a file or directory with this owner and mode may hold a published host key:
+/// owned by root or by `agent_uid`, not writable by group or others. `what` names it in
+/// the reason. Pure.
+pub fn trusted(what: &str, uid: u32, mode: u32, agent_uid: u32) -> Result<(), String> {
+    if uid != 0 && uid != agent_uid {
+        return Err(format!(
+            "{what} is owned by uid {uid}, not by root or the agent's user (uid {agent_uid}): not published"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{what} is writable by group or others (mode {:04o}): not published",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn agent_uid() -> u32 {
+    nix::unistd::Uid::effective().as_raw()
+}
 
 /// A configured pattern split into its literal directory and its file-name glob.
 #[derive(Debug, Clone)]
@@ -60,7 +100,16 @@ pub fn scan(patterns: &[Pattern]) -> HostKeysReport {
             // No directory yet (first boot): nothing to publish, nothing wrong.
             continue;
         };
+        let mut examined = 0usize;
         for entry in entries.flatten() {
+            examined += 1;
+            if examined > MAX_ENTRIES {
+                report.skipped.push(format!(
+                    "{}: more than {MAX_ENTRIES} entries: the rest not examined",
+                    escape::path(&pattern.dir)
+                ));
+                break;
+            }
             let name = entry.file_name();
             let Some(text) = name.to_str() else { continue };
             if pattern.name.matches(text) && !text.ends_with("-cert.pub") {
@@ -77,7 +126,9 @@ pub fn scan(patterns: &[Pattern]) -> HostKeysReport {
                 }
                 report.keys.push(key);
             }
-            Err(reason) => report.skipped.push(format!("{}: {reason}", path.display())),
+            Err(reason) => report
+                .skipped
+                .push(format!("{}: {reason}", escape::path(path))),
         }
     }
     report
@@ -94,6 +145,13 @@ fn read_key(path: &Path) -> Result<(HostKey, Option<String>), String> {
         Mode::empty(),
     )
     .map_err(|e| format!("cannot open its directory: {e}"))?;
+    let dir_stat = fstat(dir_fd.as_fd()).map_err(|e| format!("cannot stat its directory: {e}"))?;
+    trusted(
+        &format!("its directory {}", escape::path(dir)),
+        dir_stat.st_uid,
+        dir_stat.st_mode,
+        agent_uid(),
+    )?;
     let content = read_file(&dir_fd, name)?.ok_or("gone")?;
     let (key_type, public_key, fingerprint) = judge(&content)?;
     let mut certificate = None;
@@ -108,9 +166,11 @@ fn read_key(path: &Path) -> Result<(HostKey, Option<String>), String> {
         Ok(None) => {}
         Ok(Some(content)) => match judge_certificate(&content, &public_key) {
             Ok(line) => certificate = Some(line),
-            Err(reason) => problem = Some(format!("{}: {reason}", dir.join(cert_name).display())),
+            Err(reason) => {
+                problem = Some(format!("{}: {reason}", escape::path(&dir.join(cert_name))))
+            }
         },
-        Err(reason) => problem = Some(format!("{}: {reason}", dir.join(cert_name).display())),
+        Err(reason) => problem = Some(format!("{}: {reason}", escape::path(&dir.join(cert_name)))),
     }
     Ok((
         HostKey {
@@ -124,7 +184,8 @@ fn read_key(path: &Path) -> Result<(HostKey, Option<String>), String> {
 }
 
 /// The bytes of `dir/name` (`None`: it does not exist), read only when it is a regular
-/// file reached without a symlink and not larger than [`MAX_FILE_BYTES`].
+/// file reached without a symlink, [`trusted`] by its `fstat`, and not larger than
+/// [`MAX_FILE_BYTES`].
 fn read_file(dir: &OwnedFd, name: &OsStr) -> Result<Option<Vec<u8>>, String> {
     let fd = match openat(
         dir.as_fd(),
@@ -145,6 +206,7 @@ fn read_file(dir: &OwnedFd, name: &OsStr) -> Result<Option<Vec<u8>>, String> {
     if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
         return Err("not a regular file".into());
     }
+    trusted("the file", stat.st_uid, stat.st_mode, agent_uid())?;
     if stat.st_size as u64 > MAX_FILE_BYTES {
         return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
     }
@@ -159,6 +221,36 @@ fn read_file(dir: &OwnedFd, name: &OsStr) -> Result<Option<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_root_or_the_agents_user_and_only_when_nobody_else_can_write() {
+        assert!(trusted("the file", 0, 0o100644, 990).is_ok());
+        assert!(trusted("the file", 990, 0o100600, 990).is_ok());
+        assert!(trusted("its directory /etc/ssh", 0, 0o40755, 990).is_ok());
+        let other = trusted("the file", 1001, 0o100644, 990).expect_err("a user's file");
+        assert!(
+            other.contains("uid 1001") && other.contains("not published"),
+            "{other}"
+        );
+        // /tmp: root's, but anyone can create files in it (sticky or not).
+        let tmp = trusted("its directory /tmp", 0, 0o41777, 0).expect_err("/tmp");
+        assert!(tmp.contains("mode 1777"), "{tmp}");
+        assert!(trusted("its directory /k", 0, 0o40775, 0).is_err());
+        assert!(trusted("the file", 0, 0o100666, 0).is_err());
+    }
+
+    #[test]
+    fn a_directory_with_too_many_entries_is_examined_only_so_far() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for n in 0..MAX_ENTRIES + 10 {
+            std::fs::write(dir.path().join(format!("{n}.txt")), b"").expect("write");
+        }
+        let pattern = Pattern::parse(&format!("{}/*.pub", dir.path().display())).expect("pattern");
+        let report = scan(&[pattern]);
+        assert!(report.keys.is_empty());
+        assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+        assert!(report.skipped[0].contains("more than 4096 entries"));
+    }
 
     #[test]
     fn patterns_need_a_literal_absolute_directory() {

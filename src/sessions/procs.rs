@@ -215,9 +215,19 @@ pub fn title_of(cmdline: &[u8]) -> String {
         .replace('\0', " ")
 }
 
-/// Every process on the machine. The uid is the owner of `/proc/PID` (the effective
-/// uid; root for a process that is not dumpable), one `fstat` instead of reading
-/// `status`: a snapshot is taken in every round of ending a session.
+/// Every process on the machine. The uid is the owner of the directory `/proc/PID`,
+/// one `stat` instead of reading `status`: a snapshot is taken in every round of ending
+/// a session.
+///
+/// That owner is the process's effective uid, dumpable or not. proc(5) says the files
+/// under `/proc/PID` belong to root when the dumpable attribute is not 1 (since Linux
+/// 4.11, the root of the process's user namespace), but the kernel exempts the
+/// world-readable directory itself (`task_dump_owner` in fs/proc/base.c: a mode of
+/// exactly `S_IFDIR|0555` keeps the effective ids, for the tools that stat `/proc/PID`
+/// to learn a process's user). So a non-dumpable process of a user (sshd's privilege
+/// separated child, anything after `setuid`) is still seen as that user's here, and
+/// `stat` of a file inside, such as `/proc/PID/stat`, would have said root: the
+/// directory, not a file in it, is what is read. Kernel threads alone are root's.
 pub fn snapshot() -> Vec<ProcStat> {
     use std::os::unix::fs::MetadataExt;
     pids()

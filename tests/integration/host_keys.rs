@@ -374,3 +374,124 @@ fn host_certificates_are_matched_user_certificates_and_non_keys_are_skipped_and_
     let parsed: Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(parsed["host_keys"].as_array().map(Vec::len), Some(3));
 }
+
+/// Runs `script` with `sh -c` as `user` (a real unprivileged account).
+fn as_user(user: &str, script: &str) {
+    let status = Command::new("runuser")
+        .args(["-u", user, "--", "sh", "-c", script])
+        .status()
+        .expect("runuser");
+    assert!(status.success(), "as {user}: {script}");
+}
+
+/// Issue 17, finding 7: an operator's glob into a directory users can write. A real
+/// user's `.pub` there (and a user-owned `.pub` chowned into a root directory) must not
+/// become a host key in the status and `known_hosts`; each is named as skipped; a
+/// file name with ESC and a newline is printed escaped by `host-keys` and logged as one
+/// line.
+#[test]
+fn a_users_public_key_in_a_directory_users_can_write_is_skipped_and_names_are_escaped() {
+    use std::os::unix::fs::PermissionsExt;
+    if !prerequisite(is_root(), "root, to create a user") {
+        return;
+    }
+    let user = ensure_user("pictor-hkmallory");
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let keys = host_keys(dir.path());
+    // The operator's mistake: a world-writable (sticky, like /tmp) directory in a glob.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let mallory = KeyPair::generate(dir.path(), "mallory");
+    let evil_name = "evil\u{1b}[2J\nforged: host key accepted.pub";
+    as_user(
+        &user.name,
+        &format!(
+            "umask 022; echo '{line}' > {shared}/ssh_host_mitm_key.pub; echo '{line}' > \"{shared}/$(printf 'evil\\033[2J\\nforged: host key accepted.pub')\"",
+            line = mallory.public_line,
+            shared = shared.display()
+        ),
+    );
+    assert!(
+        shared.join(evil_name).exists(),
+        "the user made the odd name"
+    );
+    // A user-owned file in the root-owned key directory (0755, not writable by them).
+    let planted = keys.join("ssh_host_planted_key.pub");
+    std::fs::write(&planted, format!("{}\n", mallory.public_line)).expect("write");
+    nix::unistd::chown(&planted, Some(user.uid), Some(user.gid)).expect("chown");
+
+    let mut setup = Setup::new(&server.url, &current_user(), Some(dir.path().join("ak")));
+    setup.extra_api.push_str("heartbeat_seconds = 600\n");
+    setup.host_keys = format!(
+        "[host_keys]\nfiles = [{:?}, {:?}]\n",
+        keys.join("ssh_host_*_key.pub").display().to_string(),
+        shared.join("*.pub").display().to_string()
+    );
+    let sandbox = Sandbox::with(dir, setup, PathBuf::from("/nonexistent"));
+    let _agent = sandbox.start_agent();
+    wait_until(
+        Duration::from_secs(10),
+        "the real host keys reported",
+        || reported(&server).len() >= 3,
+    );
+    let mallory_fp = fingerprint(&sandbox.dir.path().join("mallory.pub"));
+    assert!(
+        reported(&server).iter().all(|(_, fp, _)| *fp != mallory_fp),
+        "the user's key published as a host key: {:?}",
+        reported(&server)
+    );
+    assert_eq!(reported(&server), expected(&keys));
+    wait_until(
+        Duration::from_secs(10),
+        "the user's files named as skipped",
+        || {
+            server.cp.status(INSTANCE).is_some_and(|s| {
+                s["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("3 host key files skipped"))
+            })
+        },
+    );
+    let status: Value = server.cp.status(INSTANCE).expect("status");
+    assert!(
+        !status["host_keys"].to_string().contains(&mallory_fp),
+        "{status}"
+    );
+    assert!(reported(&server).iter().all(|(_, fp, _)| *fp != mallory_fp));
+    assert!(server.cp.set_addresses(INSTANCE, vec!["127.0.0.1".into()]));
+    let served = server.cp.known_hosts(INSTANCE).expect("known_hosts");
+    let mallory_blob = mallory.public_line.split_whitespace().nth(1).expect("blob");
+    assert!(!served.contains(mallory_blob), "{served}");
+
+    let out = sandbox.command(&["host-keys"]).output().expect("host-keys");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(!printed.contains('\u{1b}'), "{printed:?}");
+    assert!(
+        printed.lines().all(|l| !l.starts_with("forged")),
+        "{printed:?}"
+    );
+    assert!(
+        printed.contains("evil\\x1b[2J\\nforged: host key accepted.pub"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("skipped: {}", planted.display()))
+            && printed.contains("owned by uid"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "skipped: {}",
+            shared.join("ssh_host_mitm_key.pub").display()
+        )) && printed.contains("writable by group or others (mode 1777)"),
+        "{printed}"
+    );
+    sandbox.wait_for_log("evil\\x1b[2J\\nforged");
+    let log = sandbox.log();
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(log.lines().all(|l| !l.starts_with("forged")), "{log}");
+}

@@ -672,3 +672,41 @@ fn the_heartbeat_keeps_its_interval_with_session_reporting_off() {
         .as_array()
         .is_some_and(|a| a.is_empty()));
 }
+
+/// Issue 17, finding 11: right after a change the files report still speaks of the
+/// previous set; `status` must not print it as `in sync` under the new one.
+#[test]
+fn status_does_not_vouch_for_a_new_key_set_with_a_files_report_older_than_it() {
+    let server = Server::start();
+    let sandbox = Sandbox::new(&server.url);
+    let a = KeyPair::generate(sandbox.dir.path(), "a");
+    let b = KeyPair::generate(sandbox.dir.path(), "b");
+    server.cp.add_key(a.new_key("key_a"));
+    let agent = sandbox.start_agent();
+    let status = || {
+        let out = sandbox.command(&["status"]).output().expect("status runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(SOON, "key a written and reported in sync", || {
+        contains(&sandbox, &a) && status().contains("  file: in sync\n")
+    });
+    assert!(agent.stop().success());
+    // A new set applied (by `sync --once`, which writes no files report): the report
+    // on disk is now older than the set in force.
+    server.cp.add_key(b.new_key("key_b"));
+    let once = sandbox.command(&["sync", "--once"]).output().expect("sync");
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let report = status();
+    assert!(report.contains("key_b"), "{report}");
+    assert!(!report.contains("  file: in sync\n"), "{report}");
+    assert!(
+        report.contains(
+            "  file: in sync as of the previous key set; not yet confirmed for the set applied at "
+        ),
+        "{report}"
+    );
+}
