@@ -77,17 +77,25 @@ fn last_error(
 /// How long changes are gathered before one status goes out.
 const SETTLE: Duration = Duration::from_millis(20);
 
+/// What a status is made of, each followed for changes.
+pub struct Sources {
+    pub keys: watch::Receiver<KeysReport>,
+    pub sessions: watch::Receiver<Vec<ActiveSession>>,
+    pub host_keys: watch::Receiver<HostKeysReport>,
+    /// The last session ending not proven complete.
+    pub unproven: watch::Receiver<Option<String>>,
+    pub drops: watch::Receiver<Drops>,
+}
+
 /// Runs until dropped.
-pub async fn run(
-    client: Arc<SharedClient>,
-    boot_id: String,
-    interval: Duration,
-    mut keys: watch::Receiver<KeysReport>,
-    mut sessions: watch::Receiver<Vec<ActiveSession>>,
-    mut host_keys: watch::Receiver<HostKeysReport>,
-    mut unproven: watch::Receiver<Option<String>>,
-    mut drops: watch::Receiver<Drops>,
-) {
+pub async fn run(client: Arc<SharedClient>, boot_id: String, interval: Duration, sources: Sources) {
+    let Sources {
+        mut keys,
+        mut sessions,
+        mut host_keys,
+        mut unproven,
+        mut drops,
+    } = sources;
     let mut failures = 0u32;
     let (mut keys_live, mut sessions_live, mut host_keys_live, mut drops_live) =
         (true, true, true, true);

@@ -169,11 +169,13 @@ impl Background {
             self.client.clone(),
             channels.boot_id.clone(),
             self.client.config().heartbeat,
-            channels.report.clone(),
-            channels.active.clone(),
-            channels.host_keys.clone(),
-            channels.unproven.clone(),
-            channels.outbox_drops.clone(),
+            crate::heartbeat::Sources {
+                keys: channels.report.clone(),
+                sessions: channels.active.clone(),
+                host_keys: channels.host_keys.clone(),
+                unproven: channels.unproven.clone(),
+                drops: channels.outbox_drops.clone(),
+            },
         ));
     }
 

@@ -397,7 +397,7 @@ fn a_users_public_key_in_a_directory_users_can_write_is_skipped_and_names_are_es
     }
     let user = ensure_user("pictor-hkmallory");
     let server = Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let keys = host_keys(dir.path());
     // The operator's mistake: a world-writable (sticky, like /tmp) directory in a glob.
