@@ -426,6 +426,36 @@ fn drift_is_repaired_and_logged() {
     sandbox.wait_for_log("the file was deleted");
 }
 
+/// Issue 17 (found by a new user's run): after a burst of twenty account changes, a hand
+/// removal of the managed block is repaired at once, not after the 5 s an edit loop earns:
+/// only repairs of drift slow drift repairs down.
+#[test]
+fn a_burst_of_account_changes_does_not_slow_the_next_drift_repair() {
+    let (server, sandbox, a, _agent) = agent_with_key_a();
+    let burst: Vec<KeyPair> = (0..20)
+        .map(|n| KeyPair::generate(sandbox.dir.path(), &format!("burst{n}")))
+        .collect();
+    for (n, key) in burst.iter().enumerate() {
+        server.cp.add_key(key.new_key(&format!("key_burst{n}")));
+        wait_until(SOON, "burst key written", || contains(&sandbox, key));
+    }
+    for n in 0..20 {
+        assert!(server.cp.delete_key(&format!("key_burst{n}")));
+    }
+    wait_until(SOON, "the burst deleted", || {
+        burst.iter().all(|k| !contains(&sandbox, k))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // The owner removes the managed block by hand (an editor's save: a rename).
+    let owner_only = "# mine\n";
+    let scratch = sandbox.keys_file.with_extension("swp");
+    std::fs::write(&scratch, owner_only).expect("edit");
+    std::fs::rename(&scratch, &sandbox.keys_file).expect("rename");
+    let took = wait_until(SOON, "block back", || contains(&sandbox, &a));
+    eprintln!("hand removal after a burst of 40 changes repaired in {took:?}");
+    assert!(took < Duration::from_secs(1), "repaired in {took:?}");
+}
+
 /// Bytes the process has passed to write(2) and friends (`wchar` of /proc/PID/io).
 fn bytes_written(pid: i32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io");
