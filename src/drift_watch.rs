@@ -25,7 +25,8 @@ pub struct WatchError {
 }
 
 impl DriftWatch {
-    /// Starts the watcher thread; the paths of touched managed files are sent on `tx`.
+    /// Starts the watcher thread; the paths of touched managed files (or of the
+    /// `authorized_keys2` beside them) are sent on `tx`.
     pub fn new(tx: mpsc::UnboundedSender<PathBuf>) -> Result<DriftWatch, WatchError> {
         let dirs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, PathBuf, PathBuf)>>> =
             Default::default();
@@ -38,7 +39,14 @@ impl DriftWatch {
             let dirs = watched.lock().unwrap_or_else(|p| p.into_inner());
             for path in &event.paths {
                 for (dir, file, reported) in dirs.iter() {
-                    if path == file || path == dir {
+                    // The file sshd reads beside the managed one too: its report
+                    // follows it (see `authorized_keys::write::SSHD_SECOND_NAME`).
+                    let second = path.parent() == Some(dir.as_path())
+                        && path.file_name()
+                            == Some(std::ffi::OsStr::new(
+                                crate::authorized_keys::write::SSHD_SECOND_NAME,
+                            ));
+                    if path == file || path == dir || second {
                         let _ = tx.send(reported.clone());
                     }
                 }

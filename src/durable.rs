@@ -149,7 +149,8 @@ pub fn replace_at(
         }
         file.write_all(content).map_err(ReplaceError::Write)?;
         // fdatasync: the data and size are what must survive; the mode was set at
-        // creation and an owner lost in a crash leaves a root-owned file sshd accepts.
+        // creation, and a crash before the rename leaves only this temporary file
+        // (removed by the next write), never a file in place with the wrong owner.
         file.sync_data().map_err(ReplaceError::Write)?;
         if !still_current() {
             return Err(ReplaceError::Superseded);

@@ -109,13 +109,14 @@ pub async fn run(client: Arc<SharedClient>, boot_id: String, interval: Duration,
             let host_keys = host_keys.borrow_and_update().clone();
             let drops_now = *drops.borrow_and_update();
             // A session ended without proof that all of it is gone: said until the
-            // agent restarts, since a detached process of it may still run.
+            // agent restarts, since a detached process of it may still run; always
+            // appended, never hidden behind another error.
             let unproven_now = unproven.borrow_and_update().clone();
-            keys.last_error = last_error(
-                keys.last_error.take(),
-                host_keys.problem().or(unproven_now),
-                drops_shown(&drops_now, drops_reported),
-            );
+            let appended = match (unproven_now, drops_shown(&drops_now, drops_reported)) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            };
+            keys.last_error = last_error(keys.last_error.take(), host_keys.problem(), appended);
             ((keys, sessions, host_keys), drops_now)
         };
         let body = AgentStatus {

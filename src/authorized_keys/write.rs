@@ -115,34 +115,14 @@ pub enum Outcome {
     Unchanged,
     /// The file was replaced; `previous` is what it held before (`None`: it did not
     /// exist), for [`merge::describe_drift`] when the caller wants to say what changed.
-    /// `old_links`: other names sshd reads in the same directory that were hard links of
-    /// the replaced file, and so still hold what it held ([`StaleLink`]).
-    Written {
-        previous: Option<Vec<u8>>,
-        old_links: Vec<StaleLink>,
-    },
+    Written { previous: Option<Vec<u8>> },
 }
 
-/// Another name of a replaced file: it kept the old bytes when the managed name got the
-/// new ones. The agent never writes it (it is not the managed file); it reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleLink {
-    pub path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl StaleLink {
-    /// True while `path` is still that same file (not removed or replaced since).
-    pub fn still_there(&self) -> bool {
-        nix::sys::stat::lstat(&*crate::home_binds::view(&self.path))
-            .is_ok_and(|s| s.st_dev == self.dev && s.st_ino == self.ino)
-    }
-}
-
-/// The names sshd reads by default for a user (`AuthorizedKeysFile`), besides the
-/// managed one: where a second link of the file matters.
-const SSHD_NAMES: [&str; 2] = ["authorized_keys", "authorized_keys2"];
+/// The other name sshd reads by default for a user (`AuthorizedKeysFile
+/// .ssh/authorized_keys .ssh/authorized_keys2`): a copy or a second hard link of the
+/// managed file there keeps deleted keys working, so it is read (never written) and
+/// reported.
+pub const SSHD_SECOND_NAME: &str = "authorized_keys2";
 
 /// Puts `block` (from [`merge::render_block`]) into the user's file, keeping every
 /// foreign byte. Writes nothing when the file already says it.
@@ -220,7 +200,17 @@ fn apply_racing(
         if before == Some(merged.as_slice()) || (before.is_none() && merged.is_empty()) {
             return Ok((Outcome::Unchanged, existing.map(|e| e.stamp)));
         }
-        let links = existing.as_ref().map_or(1, |e| e.links);
+        // A file of root's stays root's (its group and read bits kept, never write bits
+        // for others): an administrator's choice, and its bytes (perhaps root's own,
+        // moved here by the user) are never handed to the user.
+        let (owner, file_mode) = match &existing {
+            Some(e) if e.owner.0 == 0 && !user.uid.is_root() => (
+                (!Uid::effective().is_root())
+                    .then(|| (Uid::from_raw(0), nix::unistd::Gid::from_raw(e.owner.1))),
+                Mode::from_bits_truncate(e.mode & 0o640) | Mode::S_IRUSR | Mode::S_IWUSR,
+            ),
+            _ => (owner, Mode::S_IRUSR | Mode::S_IWUSR),
+        };
         let (previous, identity, old_label) = match existing {
             Some(Existing {
                 bytes,
@@ -233,7 +223,7 @@ fn apply_racing(
         let label = labels.for_replacement(old_label, &user.path(), libc::S_IFREG);
         let mode = FileMode {
             owner,
-            mode: Mode::S_IRUSR | Mode::S_IWUSR,
+            mode: file_mode,
             label: label.as_deref(),
         };
         let still_current = || {
@@ -243,17 +233,7 @@ fn apply_racing(
         match durable::replace_at(&dir, &user.file_name, &merged, mode, still_current) {
             Ok(()) => {
                 durable::remove_stale_temps(&dir, &user.file_name);
-                let old_links = match identity {
-                    Some(old) if links > 1 => other_links(user, &dir, old),
-                    _ => Vec::new(),
-                };
-                return Ok((
-                    Outcome::Written {
-                        previous,
-                        old_links,
-                    },
-                    None,
-                ));
+                return Ok((Outcome::Written { previous }, None));
             }
             Err(ReplaceError::Superseded) => continue,
             Err(source) => {
@@ -271,20 +251,26 @@ fn apply_racing(
     })
 }
 
-/// The names sshd reads in `dir` that are still the replaced file `old`.
-fn other_links(user: &ManagedUser, dir: &OwnedFd, old: FileStamp) -> Vec<StaleLink> {
-    SSHD_NAMES
-        .iter()
-        .filter(|name| OsStr::new(name) != user.file_name)
-        .filter_map(|name| {
-            let stat = fstatat(dir.as_fd(), *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-            (stat.st_dev == old.dev && stat.st_ino == old.ino).then(|| StaleLink {
-                path: user.dir().join(name),
-                dev: old.dev,
-                ino: old.ino,
-            })
-        })
-        .collect()
+/// The file sshd reads beside the managed one ([`SSHD_SECOND_NAME`]), through the same
+/// checks as the managed file, with its stamp (`None`: it does not exist, or is the
+/// managed file itself). Never written.
+pub fn read_second_name(user: &ManagedUser) -> Result<Option<Vec<u8>>, WriteError> {
+    if user.file_name == SSHD_SECOND_NAME {
+        return Ok(None);
+    }
+    let Some(dir) = open_dir(user, false, None, &Labels::Off)? else {
+        return Ok(None);
+    };
+    let name = OsStr::new(SSHD_SECOND_NAME);
+    Ok(read_named(user, &dir, name, &Labels::Off)?.map(|e| e.bytes))
+}
+
+/// The stamp of [`SSHD_SECOND_NAME`] beside the managed file now (`None`: not there).
+pub fn second_name_stamp(user: &ManagedUser) -> Option<FileStamp> {
+    let path = user.dir().join(SSHD_SECOND_NAME);
+    nix::sys::stat::lstat(&*crate::home_binds::view(&path))
+        .ok()
+        .map(|s| FileStamp::from(&s))
 }
 
 /// Reads the user's file through the same checks as a write (`None`: it does not exist).
@@ -493,8 +479,9 @@ struct Existing {
     stamp: FileStamp,
     /// Its SELinux label, when SELinux is on and it has one.
     label: Option<Vec<u8>>,
-    /// How many names it has.
-    links: u64,
+    /// Its owner and group, and its permission bits.
+    owner: (u32, u32),
+    mode: u32,
 }
 
 /// Opens and reads the current file after checking it; `None` when it does not exist.
@@ -503,18 +490,23 @@ fn read_existing(
     dir: &OwnedFd,
     labels: &Labels,
 ) -> Result<Option<Existing>, WriteError> {
-    let path = user.path();
+    read_named(user, dir, &user.file_name, labels)
+}
+
+/// [`read_existing`] for the file `name` in the managed file's directory.
+fn read_named(
+    user: &ManagedUser,
+    dir: &OwnedFd,
+    name: &OsStr,
+    labels: &Labels,
+) -> Result<Option<Existing>, WriteError> {
+    let path = user.dir().join(name);
     let flags = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
         | OFlag::O_CLOEXEC
         | OFlag::O_NOCTTY;
-    let fd = match openat(
-        dir.as_fd(),
-        user.file_name.as_os_str(),
-        flags,
-        Mode::empty(),
-    ) {
+    let fd = match openat(dir.as_fd(), name, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
         Err(errno) => return Err(classify_open_error(user, path, errno, "regular file")),
@@ -561,7 +553,8 @@ fn read_existing(
         bytes,
         stamp: FileStamp::from(&stat),
         label,
-        links,
+        owner: (stat.st_uid, stat.st_gid),
+        mode: stat.st_mode & 0o7777,
     }))
 }
 
@@ -662,22 +655,55 @@ mod tests {
     }
 
     #[test]
-    fn a_users_own_hard_linked_file_is_replaced_and_its_other_name_reported() {
+    fn a_users_own_hard_linked_file_is_replaced_and_its_other_name_read() {
         let dir = tempdir();
         let user = sandbox_user(dir.path());
+        assert_eq!(read_second_name(&user).expect("read"), None);
         apply(&user, &block()).expect("first");
         std::fs::hard_link(user.path(), dir.path().join("authorized_keys2")).expect("link");
-        let Outcome::Written { old_links, .. } = apply(&user, &[]).expect("replaced") else {
-            panic!("the block must be removed")
-        };
+        assert!(matches!(
+            apply(&user, &[]).expect("replaced"),
+            Outcome::Written { .. }
+        ));
         assert_eq!(std::fs::read(user.path()).expect("read"), b"");
-        let kept = std::fs::read(dir.path().join("authorized_keys2")).expect("read");
+        let kept = read_second_name(&user).expect("read").expect("there");
         assert_eq!(kept, block(), "the other name keeps the old bytes");
-        assert_eq!(old_links.len(), 1);
-        assert_eq!(old_links[0].path, dir.path().join("authorized_keys2"));
-        assert!(old_links[0].still_there());
+        let stamp = second_name_stamp(&user);
+        assert!(stamp.is_some());
         std::fs::remove_file(dir.path().join("authorized_keys2")).expect("rm");
-        assert!(!old_links[0].still_there());
+        assert_eq!(second_name_stamp(&user), None);
+    }
+
+    #[test]
+    fn a_file_of_roots_in_a_users_directory_stays_roots() {
+        if !Uid::effective().is_root() {
+            return; // the agent's own files are all it can make as anyone else
+        }
+        let dir = tempdir();
+        let mut user = sandbox_user(dir.path());
+        user.uid = Uid::from_raw(4242);
+        user.gid = nix::unistd::Gid::from_raw(4242);
+        std::os::unix::fs::chown(dir.path(), Some(4242), Some(4242)).expect("chown");
+        std::fs::write(user.path(), "root's secret line\n").expect("write");
+        std::fs::set_permissions(user.path(), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        apply(&user, &block()).expect("written");
+        let meta = std::fs::metadata(user.path()).expect("stat");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (0, 0o600),
+            "still root's"
+        );
+        std::fs::write(user.path(), "").expect("write");
+        std::os::unix::fs::chown(user.path(), Some(4242), Some(4242)).expect("chown");
+        apply(&user, &[]).expect("written");
+        apply(&user, &block()).expect("written");
+        assert_eq!(
+            std::fs::metadata(user.path()).expect("stat").uid(),
+            4242,
+            "the user's"
+        );
     }
 
     #[test]

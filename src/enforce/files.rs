@@ -162,6 +162,13 @@ pub enum Note {
     },
     /// The file holds what it must again.
     CaughtUp { user: String, path: PathBuf },
+    /// A file sshd reads beside the managed one (not the agent's to write) holds keys
+    /// deleted from the account (empty: no longer).
+    SecondNameHolds {
+        user: String,
+        path: PathBuf,
+        key_ids: Vec<String>,
+    },
 }
 
 /// What the shell must do after a call into the core.
@@ -230,6 +237,8 @@ struct Track {
     last_repair: Option<Instant>,
     /// Stale copies of the file, and since when each has been seen.
     stale: Vec<(StaleCopy, OffsetDateTime)>,
+    /// The deleted keys last logged for each stale copy.
+    stale_noted: BTreeMap<PathBuf, Vec<String>>,
 }
 
 impl Track {
@@ -254,6 +263,7 @@ impl Track {
             drift_streak: 0,
             last_repair: None,
             stale: Vec::new(),
+            stale_noted: BTreeMap::new(),
         }
     }
 
@@ -305,9 +315,9 @@ impl Track {
                 path: copy.path.display().to_string(),
                 state: FileState::Behind,
                 error: Some(format!(
-                    "a second hard link of {} that the agent does not manage: it kept the \
-                     file's old content, keys deleted from the account included, and sshd \
-                     reads it; remove it",
+                    "not managed by the agent, but sshd reads it, and it holds a managed \
+                     block (a copy or a second hard link of {}) with keys deleted from the \
+                     account: remove it",
                     self.path.display()
                 )),
                 behind_since: Some(*since),
@@ -501,6 +511,31 @@ impl Files {
             })
             .collect();
         track.stale = attempt.stale_copies.into_iter().zip(seen).collect();
+        let stale_now: BTreeMap<PathBuf, Vec<String>> = track
+            .stale
+            .iter()
+            .map(|(copy, _)| (copy.path.clone(), track.deleted_in(copy)))
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        for (path, ids) in &stale_now {
+            if track.stale_noted.get(path) != Some(ids) {
+                out.notes.push(Note::SecondNameHolds {
+                    user: user.to_owned(),
+                    path: path.clone(),
+                    key_ids: ids.clone(),
+                });
+            }
+        }
+        for path in track.stale_noted.keys() {
+            if !stale_now.contains_key(path) {
+                out.notes.push(Note::SecondNameHolds {
+                    user: user.to_owned(),
+                    path: path.clone(),
+                    key_ids: Vec::new(),
+                });
+            }
+        }
+        track.stale_noted = stale_now;
         match attempt.result {
             Ok(done) => {
                 if let Done::Written { drift: Some(what) } = &done {

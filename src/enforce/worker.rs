@@ -16,7 +16,7 @@ use tracing::{error, warn};
 use super::files::{Attempt, Done, Job, StaleCopy};
 use crate::authorized_keys::merge;
 use crate::authorized_keys::merge::BlockKey;
-use crate::authorized_keys::write::{self, FileStamp, StaleLink};
+use crate::authorized_keys::write::{self, FileStamp};
 use crate::drift_watch::DriftWatch;
 use crate::users::ManagedUser;
 
@@ -24,6 +24,9 @@ use crate::users::ManagedUser;
 /// protects against a crash bringing an older set back; a hung state directory must not
 /// hold a revocation back forever.
 const STATE_WAIT: Duration = Duration::from_secs(5);
+/// How long a write refused for lack of permission is answered from memory while
+/// nothing it was refused on changed; then it is written for real again.
+const REFUSED_RETRY: Duration = Duration::from_secs(600);
 /// Stack of a worker thread: it parses and copies, no deep recursion.
 const STACK_BYTES: usize = 256 * 1024;
 
@@ -117,8 +120,9 @@ fn serve(
     // The block last verified in the file and the file's stamp at that read: a drift
     // check that finds the same stamp has nothing to read.
     let mut verified: Option<(Arc<Vec<u8>>, Option<FileStamp>)> = None;
-    // Other names of a replaced file that still hold its old keys.
-    let mut stale: Vec<(StaleLink, Vec<BlockKey>)> = Vec::new();
+    // The managed keys in the file sshd reads beside the managed one, and its stamp
+    // when read: read again only when it changed.
+    let mut second: Option<(Option<FileStamp>, Vec<BlockKey>)> = None;
     // A write refused for lack of permission, and what it was tried on: tried again only
     // when the block, the file or its directory changed, never rewritten in a loop.
     let mut refused: Option<Refused> = None;
@@ -160,33 +164,16 @@ fn serve(
             refused = Refused::remember(user, &job, &tried);
             tried
         };
-        stale.retain(|(link, _)| link.still_there());
-        for link in std::mem::take(&mut tried.old_links) {
-            if !stale.iter().any(|(known, _)| known.path == link.path) {
-                warn!(user = %user.name, "{:?} was a second hard link of {:?}: it still holds the keys the file held before this write, and sshd reads it; remove it", link.path.display().to_string(), user.path().display().to_string());
-                stale.push((link, tried.old_keys.clone()));
-            }
-        }
-        tried.attempt.stale_copies = stale
-            .iter()
-            .map(|(link, keys)| StaleCopy {
-                path: link.path.clone(),
-                keys: keys.clone(),
-            })
-            .collect();
+        tried.attempt.stale_copies = second_name(user, &mut second);
         if answers.send(tried.attempt).is_err() {
             return;
         }
     }
 }
 
-/// An attempt, with what the write left behind in other names of the file.
+/// An attempt, and whether the kernel refused its write for lack of permission.
 struct Tried {
     attempt: Attempt,
-    old_links: Vec<StaleLink>,
-    /// The managed keys the replaced file held (what its other names still hold).
-    old_keys: Vec<BlockKey>,
-    /// The kernel refused the write for lack of permission.
     permission_refused: bool,
 }
 
@@ -194,8 +181,6 @@ impl Tried {
     fn answer(attempt: Attempt) -> Tried {
         Tried {
             attempt,
-            old_links: Vec::new(),
-            old_keys: Vec::new(),
             permission_refused: false,
         }
     }
@@ -204,6 +189,9 @@ impl Tried {
 /// A write the kernel refused for lack of permission (a sticky directory, an immutable
 /// file), and the stamps it was refused on.
 struct Refused {
+    /// When it was refused: after [`REFUSED_RETRY`] the write is tried for real again
+    /// (a policy that changed, an attribute lifted, leave no stamp behind).
+    at: std::time::Instant,
     block: Arc<Vec<u8>>,
     file: Option<FileStamp>,
     dir: Option<FileStamp>,
@@ -214,6 +202,7 @@ impl Refused {
     /// Remembers `attempt` when it was refused for lack of permission.
     fn remember(user: &ManagedUser, job: &Job, tried: &Tried) -> Option<Refused> {
         tried.permission_refused.then(|| Refused {
+            at: std::time::Instant::now(),
             block: job.block.clone(),
             file: write::stamp(user),
             dir: write::dir_stamp(user),
@@ -223,7 +212,8 @@ impl Refused {
 
     /// The same answer again, without writing, when nothing it was refused on changed.
     fn unchanged(&self, user: &ManagedUser, job: &Job) -> Option<Attempt> {
-        let same = *self.block == *job.block
+        let same = self.at.elapsed() < REFUSED_RETRY
+            && *self.block == *job.block
             && write::stamp(user) == self.file
             && write::dir_stamp(user) == self.dir;
         same.then(|| Attempt {
@@ -251,26 +241,16 @@ fn write_once(
     });
     match result {
         Ok((outcome, stamp)) => {
-            let (done, old_links, old_keys) = match outcome {
-                write::Outcome::Unchanged => (Done::Unchanged, Vec::new(), Vec::new()),
-                write::Outcome::Written {
-                    previous,
-                    old_links,
-                } => {
-                    let old_keys = match (&previous, old_links.is_empty()) {
-                        (Some(bytes), false) => merge::managed_keys(bytes),
-                        _ => Vec::new(),
-                    };
-                    let done = Done::Written {
-                        // The same block as before needed writing: someone changed it.
-                        drift: if same_block {
-                            merge::describe_drift(previous.as_deref(), &job.block)
-                        } else {
-                            None
-                        },
-                    };
-                    (done, old_links, old_keys)
-                }
+            let done = match outcome {
+                write::Outcome::Unchanged => Done::Unchanged,
+                write::Outcome::Written { previous } => Done::Written {
+                    // The same block as before needed writing: someone changed it (even
+                    // when only the block's layout: it still counts as a repair).
+                    drift: same_block.then(|| {
+                        merge::describe_drift(previous.as_deref(), &job.block)
+                            .unwrap_or_else(|| "the managed block's layout was changed".into())
+                    }),
+                },
             };
             *verified = Some((job.block.clone(), stamp));
             Tried {
@@ -282,8 +262,6 @@ fn write_once(
                     contended: false,
                     stale_copies: Vec::new(),
                 },
-                old_links,
-                old_keys,
                 permission_refused: false,
             }
         }
@@ -307,5 +285,29 @@ fn write_once(
                 })
             }
         }
+    }
+}
+
+/// The file sshd reads beside the managed one, when it holds a managed block (a copy or
+/// a second hard link of the managed file, with keys it held then): read again only when
+/// its stamp changed since `cache` was filled.
+fn second_name(
+    user: &ManagedUser,
+    cache: &mut Option<(Option<FileStamp>, Vec<BlockKey>)>,
+) -> Vec<StaleCopy> {
+    let stamp = write::second_name_stamp(user);
+    if cache.as_ref().is_none_or(|(known, _)| *known != stamp) {
+        let keys = match stamp.and_then(|_| write::read_second_name(user).ok().flatten()) {
+            Some(bytes) => merge::managed_keys(&bytes),
+            None => Vec::new(),
+        };
+        *cache = Some((stamp, keys));
+    }
+    match cache {
+        Some((_, keys)) if !keys.is_empty() => vec![StaleCopy {
+            path: user.dir().join(write::SSHD_SECOND_NAME),
+            keys: keys.clone(),
+        }],
+        _ => Vec::new(),
     }
 }

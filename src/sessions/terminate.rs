@@ -113,11 +113,19 @@ pub fn session_processes(
     members
 }
 
-/// The session's own audit session id (pure): its user child's, when set and not the
-/// listener's (an sshd started from a login inherits that login's id, and all its
-/// sessions would share it).
-pub fn own_audit_session(child: Option<u32>, listener: Option<u32>) -> Option<u32> {
-    child.filter(|&id| Some(id) != listener)
+/// The session's own audit session id (pure): its user child's, when set, when the
+/// monitor's parent is still a listening sshd (`listener`: its id; `None` when the
+/// monitor was re-parented, after a listener restart, and nothing says whose id it
+/// inherited), and when no other sshd process carries the same id (`others`): an sshd
+/// started from a login, without `pam_loginuid`, passes that login's id to every one of
+/// its sessions, and then the id names none of them.
+pub fn own_audit_session(
+    child: Option<u32>,
+    listener: Option<Option<u32>>,
+    others: &[Option<u32>],
+) -> Option<u32> {
+    let listener = listener?;
+    child.filter(|&id| Some(id) != listener && !others.contains(&Some(id)))
 }
 
 /// True when the monitor has a child running as `uid`: sshd forks the user's child only
@@ -196,6 +204,7 @@ impl<'a> Ending<'a> {
                 "cannot kill the session's scope; ending its process tree instead"
             );
             self.scope = None;
+            self.audit = session_audit_id(self.monitor, self.uid);
         }
         let me = std::process::id();
         let all = procs::snapshot();
@@ -310,11 +319,17 @@ fn session_audit_id(monitor: &PidFd, uid: u32) -> Option<u32> {
     let child = all
         .iter()
         .find(|p| p.ppid == monitor.pid() && p.uid == uid && !p.zombie)?;
-    let listener = procs::stat(monitor.pid()).map(|m| m.ppid);
-    let id = own_audit_session(
-        procs::audit_session(child.pid),
-        listener.and_then(procs::audit_session),
-    );
+    let parent = procs::stat(monitor.pid()).map(|m| m.ppid)?;
+    // The parent must be an sshd, not pid 1 or a subreaper that took an orphan in.
+    let listener = (parent > 1
+        && procs::facts(parent).is_some_and(|f| procs::is_sshd_name(&f.comm)))
+    .then(|| procs::audit_session(parent));
+    let others: Vec<Option<u32>> = procs::sshd_session_monitors()
+        .into_iter()
+        .filter(|&pid| pid != monitor.pid())
+        .map(procs::audit_session)
+        .collect();
+    let id = own_audit_session(procs::audit_session(child.pid), listener, &others);
     // Read while the monitor was alive: the pids were still the session's.
     (!monitor.exited()).then_some(id).flatten()
 }
@@ -461,14 +476,27 @@ mod tests {
             .collect();
         all.sort();
         assert_eq!(all, [201, 202, 700, 701, 702], "never 800, another login's");
-        assert_eq!(own_audit_session(Some(7), None), Some(7));
-        assert_eq!(own_audit_session(Some(7), Some(3)), Some(7));
+        assert_eq!(own_audit_session(Some(7), Some(None), &[]), Some(7));
         assert_eq!(
-            own_audit_session(Some(3), Some(3)),
+            own_audit_session(Some(7), Some(Some(3)), &[Some(3), None, Some(8)]),
+            Some(7)
+        );
+        assert_eq!(
+            own_audit_session(Some(3), Some(Some(3)), &[]),
             None,
             "inherited from the listener"
         );
-        assert_eq!(own_audit_session(None, None), None);
+        assert_eq!(
+            own_audit_session(Some(7), None, &[]),
+            None,
+            "re-parented: whose id it is cannot be told"
+        );
+        assert_eq!(
+            own_audit_session(Some(7), Some(None), &[Some(7)]),
+            None,
+            "another connection's sshd carries it too"
+        );
+        assert_eq!(own_audit_session(None, Some(None), &[]), None);
         assert_eq!(procs::parse_audit_session("4294967295\n"), None, "unset");
         assert_eq!(procs::parse_audit_session("12"), Some(12));
     }

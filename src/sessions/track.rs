@@ -235,6 +235,16 @@ impl Tracker {
                                     key_id: (lookups.key_id)(&session.user, fp),
                                 });
                                 let first = !session.contested;
+                                if first && session.claims.is_empty() {
+                                    // A session saved by an older agent: its own key is
+                                    // the first claim, kept before it is forgotten.
+                                    if let Some(fp) = &session.fingerprint {
+                                        session.claims.push(Claim {
+                                            fingerprint: fp.clone(),
+                                            key_id: session.key_id.clone(),
+                                        });
+                                    }
+                                }
                                 if let Some(claim) = claim {
                                     if !session.claims.contains(&claim) {
                                         session.claims.push(claim);
@@ -696,6 +706,21 @@ mod tests {
         let session = &tracker.open_sessions()[0];
         assert_eq!(session.claims.len(), 3);
         assert!(!session.lost_its_key(|fp| fp == a || fp == b));
+        // A session saved by an older agent (no claims recorded) keeps its own key as a
+        // claim when it is contested.
+        let mut legacy = session.clone();
+        legacy.contested = false;
+        legacy.claims.clear();
+        legacy.key_id = Some("key_a".into());
+        legacy.fingerprint = Some(a.into());
+        let mut restored = Tracker::new("boot", vec![legacy], Closing::ProcessExit);
+        assert!(feed(&mut restored, unknown).is_empty());
+        let session = &restored.open_sessions()[0];
+        assert!(session.contested);
+        assert!(
+            session.lost_its_key(|fp| fp != a),
+            "its own key still ends it"
+        );
         // The kernel says the process ended.
         assert!(tracker.closed(700, 1, now).is_none(), "another process");
         let closed = tracker.closed(700, 4242, now).expect("closed");

@@ -461,7 +461,7 @@ fn a_second_hard_link_no_longer_keeps_a_deleted_key_and_is_reported() {
         .expect("read")
         .contains(&key_a.canonical()));
     let second_shown = second.display().to_string();
-    wait_until(Duration::from_secs(10), "the second name reported", || {
+    let reported = || {
         server.cp.status(INSTANCE).is_some_and(|status| {
             status["files"].as_array().is_some_and(|files| {
                 files.iter().any(|f| {
@@ -471,6 +471,43 @@ fn a_second_hard_link_no_longer_keeps_a_deleted_key_and_is_reported() {
                 })
             })
         })
-    });
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the second name reported",
+        reported,
+    );
+    // Still reported by an agent started afresh (it reads the file, it does not
+    // remember the link), and no longer once the user removes it.
+    let said = || {
+        sandbox
+            .log()
+            .matches("through this file sshd reads beside the managed one")
+            .count()
+    };
+    assert_eq!(said(), 1, "{}", sandbox.log());
+    drop(_agent);
+    let _agent = sandbox.start_agent();
+    wait_until(
+        Duration::from_secs(10),
+        "said again after a restart",
+        || said() == 2,
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "reported after a restart",
+        reported,
+    );
     std::fs::remove_file(&second).expect("rm");
+    wait_until(
+        Duration::from_secs(10),
+        "no longer reported once removed",
+        || {
+            server.cp.status(INSTANCE).is_some_and(|status| {
+                status["files"]
+                    .as_array()
+                    .is_some_and(|files| files.iter().all(|f| f["path"] != second_shown.as_str()))
+            })
+        },
+    );
 }
