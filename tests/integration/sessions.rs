@@ -492,6 +492,29 @@ fn syslog_file_rotation_and_copytruncate_miss_nothing_and_read_nothing_twice() {
     );
 }
 
+/// `times` logins and logouts of the world's user with its account key, four at a time;
+/// returns how many failed.
+fn log_in_times(w: &World, times: usize) -> usize {
+    let mut running: Vec<Child> = Vec::new();
+    let mut failed = 0;
+    for _ in 0..times {
+        if running.len() >= 4 {
+            let child = running.remove(0);
+            failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
+        }
+        running.push(
+            w.sshd
+                .ssh(w.user, &w.account.private, &["true"])
+                .spawn()
+                .expect("ssh"),
+        );
+    }
+    for child in running {
+        failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
+    }
+    failed
+}
+
 #[test]
 fn outage_1000_logins_kill_9_restart_every_event_arrives_once() {
     if !journal_available() {
@@ -507,26 +530,8 @@ fn outage_1000_logins_kill_9_restart_every_event_arrives_once() {
         .set_fault(Fault::ServerError { status: 503 }, None);
 
     let logins = 1000;
-    let parallel = 4;
     let started = Instant::now();
-    let mut running: Vec<Child> = Vec::new();
-    let mut failed = 0;
-    for _ in 0..logins {
-        if running.len() >= parallel {
-            let child = running.remove(0);
-            failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
-        }
-        running.push(
-            w.sshd
-                .ssh(w.user, &w.account.private, &["true"])
-                .spawn()
-                .expect("ssh"),
-        );
-    }
-    for child in running {
-        failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
-    }
-    assert_eq!(failed, 0, "every login worked");
+    assert_eq!(log_in_times(&w, logins), 0, "every login worked");
     eprintln!("{logins} logins/logouts in {:?}", started.elapsed());
     agent.signal(nix::sys::signal::Signal::SIGKILL);
     drop(agent);
@@ -982,22 +987,7 @@ fn one_users_logins_during_an_outage_do_not_push_out_another_users_events() {
         .cp
         .set_fault(Fault::ServerError { status: 503 }, None);
     assert!(w.sshd.login("pictor-s8b", &bob_key.private), "bob logs in");
-    let mut running: Vec<Child> = Vec::new();
-    for _ in 0..80 {
-        if running.len() >= 4 {
-            let child = running.remove(0);
-            assert!(child.wait_with_output().expect("ssh").status.success());
-        }
-        running.push(
-            w.sshd
-                .ssh(w.user, &w.account.private, &["true"])
-                .spawn()
-                .expect("ssh"),
-        );
-    }
-    for child in running {
-        assert!(child.wait_with_output().expect("ssh").status.success());
-    }
+    assert_eq!(log_in_times(&w, 80), 0, "every login worked");
     w.sandbox.wait_for_log("session events dropped");
     w.server.cp.clear_fault();
     wait_until(
