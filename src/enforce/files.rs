@@ -154,21 +154,16 @@ pub enum Note {
         retry_in: Option<Duration>,
     },
     /// Keys deleted from the account can still log in through this file (the list
-    /// changed; empty again when they are finally gone).
+    /// changed; empty again when they are finally gone). `managed`: the agent's own file,
+    /// retried until they are gone; else the file sshd reads beside it, never written.
     RevokedStillAccepted {
         user: String,
         path: PathBuf,
         key_ids: Vec<String>,
+        managed: bool,
     },
     /// The file holds what it must again.
     CaughtUp { user: String, path: PathBuf },
-    /// A file sshd reads beside the managed one (not the agent's to write) holds keys
-    /// deleted from the account (empty: no longer).
-    SecondNameHolds {
-        user: String,
-        path: PathBuf,
-        key_ids: Vec<String>,
-    },
 }
 
 /// What the shell must do after a call into the core.
@@ -519,19 +514,21 @@ impl Files {
             .collect();
         for (path, ids) in &stale_now {
             if track.stale_noted.get(path) != Some(ids) {
-                out.notes.push(Note::SecondNameHolds {
+                out.notes.push(Note::RevokedStillAccepted {
                     user: user.to_owned(),
                     path: path.clone(),
                     key_ids: ids.clone(),
+                    managed: false,
                 });
             }
         }
         for path in track.stale_noted.keys() {
             if !stale_now.contains_key(path) {
-                out.notes.push(Note::SecondNameHolds {
+                out.notes.push(Note::RevokedStillAccepted {
                     user: user.to_owned(),
                     path: path.clone(),
                     key_ids: Vec::new(),
+                    managed: false,
                 });
             }
         }
@@ -603,6 +600,7 @@ impl Files {
                 user: user.to_owned(),
                 path: track.path.clone(),
                 key_ids: not_removed.clone(),
+                managed: true,
             });
             track.not_removed = not_removed;
         }
@@ -862,6 +860,7 @@ mod tests {
             user: "alice".into(),
             path: "/home/alice/.ssh/authorized_keys".into(),
             key_ids: vec!["k2".into()],
+            managed: true,
         }));
         let report = &files.report()[0];
         assert_eq!(report.state, FileState::Behind);
@@ -910,6 +909,7 @@ mod tests {
             user: "alice".into(),
             path: "/home/alice/.ssh/authorized_keys".into(),
             key_ids: vec![],
+            managed: true,
         }));
         assert!(out
             .notes

@@ -615,26 +615,24 @@ fn log_note(note: Note) {
             user,
             path,
             key_ids,
+            managed,
         } => {
-            if key_ids.is_empty() {
-                info!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), "every deleted key is gone from the file now")
+            let (file, then) = if managed {
+                ("this file", "it is retried until they are gone")
             } else {
-                error!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), key_ids = %key_ids.join(","), "keys deleted from the account can still log in through this file: {}; it is retried until they are gone", key_ids.join(", "))
+                (
+                    "this file sshd reads beside the managed one (a copy or second hard link of it; the agent never writes it)",
+                    "remove it",
+                )
+            };
+            if key_ids.is_empty() {
+                info!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), "no deleted key is left in {file}")
+            } else {
+                error!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), key_ids = %key_ids.join(","), "keys deleted from the account can still log in through {file}: {}; {then}", key_ids.join(", "))
             }
         }
         Note::CaughtUp { user, path } => {
             info!(user = %user, path = %path.display(), "the file holds the keys in force again")
-        }
-        Note::SecondNameHolds {
-            user,
-            path,
-            key_ids,
-        } => {
-            if key_ids.is_empty() {
-                info!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), "no deleted key is left in this file sshd reads beside the managed one")
-            } else {
-                error!(message_id = message_id::REVOCATION_PENDING, user = %user, path = %path.display(), key_ids = %key_ids.join(","), "keys deleted from the account can still log in through this file sshd reads beside the managed one (a copy or second hard link of it; the agent never writes it): {}; remove it", key_ids.join(", "))
-            }
         }
     }
 }

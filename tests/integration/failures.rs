@@ -253,6 +253,14 @@ fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() 
         "{status}"
     );
     assert!(w.text().contains("key_b"), "the truth: it is still there");
+    // Retried on a full disk without leaving a temporary file behind.
+    let leftovers: Vec<String> = std::fs::read_dir(mount.path.join(".ssh"))
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".pictor-tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // The other user's file followed.
     assert!(!w.other_text().contains("key_b"));
     assert!(in_sync_file(&w.server, &current_user()));
