@@ -197,7 +197,7 @@ fn root_owned_agent() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let target = dir.join(format!("pictor-agent-{}", std::process::id()));
-    std::fs::copy(AGENT, &target).expect("copy");
+    std::fs::copy(agent(), &target).expect("copy");
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     target
 }
@@ -323,7 +323,7 @@ fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_s
     let dir = tempdir();
     let run = |args: &[&str]| {
         let start = Instant::now();
-        let out = Command::new(AGENT)
+        let out = Command::new(agent())
             .args(["authorized-keys", "--state-dir"])
             .arg(dir.path())
             .args(args)

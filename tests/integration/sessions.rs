@@ -580,7 +580,7 @@ fn scan_log_prints_the_sessions_of_a_log_file_as_json_lines() {
         "{}/tests/fixtures/sshd/openssh-9.9-sshd-session.log",
         env!("CARGO_MANIFEST_DIR")
     );
-    let out = Command::new(AGENT)
+    let out = Command::new(agent())
         .args(["--config", "/nonexistent", "scan-log", &fixture])
         .output()
         .expect("runs");
@@ -613,7 +613,7 @@ fn scan_log_prints_the_sessions_of_a_log_file_as_json_lines() {
         );
     }
     // And from standard input.
-    let mut child = Command::new(AGENT)
+    let mut child = Command::new(agent())
         .args(["--config", "/nonexistent", "scan-log", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -690,7 +690,7 @@ fn a_large_noisy_log_yields_exactly_its_logins() {
         text.push_str(&logins.replace("sshd[30", &format!("sshd[{}", 100 + round)));
     }
     std::fs::write(&path, &text).expect("write");
-    let out = Command::new(AGENT)
+    let out = Command::new(agent())
         .args(["--config", "/nonexistent", "scan-log"])
         .arg(&path)
         .output()

@@ -13,7 +13,15 @@ use pictor_control_plane::{ControlPlane, NewKey};
 
 pub use crate::safe_tempdir::tempdir;
 
-pub const AGENT: &str = env!("CARGO_BIN_EXE_pictor-agent");
+/// The agent binary under test: `PICTOR_AGENT_BIN` when set (scripts/aarch64-tests.sh
+/// points it at the aarch64 build, run through qemu-user), else this build's own.
+pub fn agent() -> &'static str {
+    static AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("PICTOR_AGENT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pictor-agent").to_owned())
+    });
+    &AGENT
+}
 pub const INSTANCE: &str = "inst_test";
 pub const TOKEN: &str = "test-token-0123456789";
 
@@ -230,7 +238,7 @@ impl Sandbox {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(AGENT);
+        let mut command = Command::new(agent());
         command.arg("--config").arg(&self.config).args(args);
         command
     }
