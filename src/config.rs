@@ -31,6 +31,9 @@ pub enum ConfigError {
     Syntax { path: PathBuf, message: String },
     #[error("configuration key {key}: {problem}")]
     Invalid { key: String, problem: String },
+    /// No `[[users]]`, and the image's default login user cannot be told.
+    #[error("no [[users]] entry, and the image's default login user cannot be found: {0}; add a [[users]] entry naming the local account whose keys are managed")]
+    LoginUser(#[from] crate::login_user::LoginUserError),
 }
 
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -45,6 +48,8 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub api: ApiConfig,
     pub users: Vec<UserConfig>,
+    /// The image's default login user, managed for want of `[[users]]`, with why.
+    pub login_user: Option<crate::login_user::LoginUser>,
     pub sessions: SessionsConfig,
     pub state_dir: PathBuf,
     /// The group given read access to `STATE_DIR/authorized-keys.json`.
@@ -529,6 +534,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             terminate_on_revoke: raw.sessions.terminate_on_revoke,
         },
         users,
+        login_user: None,
         state_dir: raw.state.dir,
         command_group: raw.state.authorized_keys_command_group,
         log_level: raw.log.level,

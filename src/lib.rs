@@ -5,7 +5,8 @@
 //!
 //! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading).
 //! - [`login_user`]: the image's default login user, managed when there is no
-//!   `[[users]]`: cloud-init's `default_user` and os-release's `ID` read (pure).
+//!   `[[users]]`: chosen from cloud-init's `default_user` or os-release (pure), the
+//!   files read by [`login_user::distro_files`].
 //! - [`api`]: the control plane's HTTP API; [`api::model`] holds the wire types,
 //!   [`api::token`] reads the token file, [`api::shared`] the client shared by the tasks.
 //! - [`keys`]: validation of account keys, expiry, and the key set in force (pure).
