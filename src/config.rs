@@ -47,6 +47,9 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub api: ApiConfig,
+    /// Empty as parsed when the file has no `[[users]]`: then
+    /// [`crate::login_user::distro_files::fill_in`] puts the image's default login user
+    /// here, and in `login_user`, before anything runs.
     pub users: Vec<UserConfig>,
     /// The image's default login user, managed for want of `[[users]]`, with why.
     pub login_user: Option<crate::login_user::LoginUser>,
@@ -289,7 +292,9 @@ fn default_log_level() -> String {
     "info".to_owned()
 }
 
-/// Reads and validates the configuration file at `path`.
+/// Reads and validates the configuration file at `path`. Without `[[users]]`, `users`
+/// is empty: the commands that manage users run
+/// [`crate::login_user::distro_files::fill_in`] on it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -436,12 +441,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    if raw.users.is_empty() {
-        return Err(invalid(
-            "users",
-            "at least one [[users]] entry is needed: the local accounts whose keys are managed",
-        ));
-    }
     let mut users: Vec<UserConfig> = Vec::with_capacity(raw.users.len());
     for (index, user) in raw.users.into_iter().enumerate() {
         let key = format!("users[{index}].name");
@@ -667,9 +666,13 @@ name = "ubuntu"
     }
 
     #[test]
-    fn users_are_required_unique_and_paths_absolute() {
+    fn users_are_optional_unique_and_paths_absolute() {
         let none = MINIMAL.replace("[[users]]\nname = \"ubuntu\"\n", "");
-        assert!(error_of(&none).contains("users"));
+        let parsed = parse(&none).expect("no [[users]] is valid");
+        assert!(parsed.users.is_empty());
+        assert_eq!(parsed.login_user, None, "parsing reads no other file");
+        let empty = format!("users = []\n{none}");
+        assert!(parse(&empty).expect("valid").users.is_empty());
         let twice = format!("{MINIMAL}[[users]]\nname = \"ubuntu\"\n");
         assert!(error_of(&twice).contains("listed twice"));
         let relative = format!("{MINIMAL}authorized_keys = \"keys\"\n");

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use super::distro_files::read;
+use super::distro_files::{fill_in_at, read};
 use super::*;
 
 fn file(path: &str, text: &str) -> TextFile {
@@ -211,6 +211,28 @@ fn the_configuration_error_tells_the_operator_what_to_do() {
     );
 }
 
+const CONFIG: &str = "[api]\nbase_url = \"https://api.pictor.example\"\ninstance_id = \"i\"\ntoken_file = \"/etc/pictor-agent/token\"\n";
+
+#[test]
+fn apply_manages_the_login_user_with_every_default() {
+    let config = crate::config::parse(CONFIG).expect("valid");
+    let user = LoginUser {
+        name: "rocky".into(),
+        reason: Reason::OsRelease { id: "rocky".into() },
+        ignored: Vec::new(),
+    };
+    let config = apply(config, user.clone());
+    assert_eq!(
+        config.users,
+        [crate::config::UserConfig {
+            name: "rocky".into(),
+            authorized_keys: None,
+            write_authorized_keys: true,
+        }]
+    );
+    assert_eq!(config.login_user, Some(user));
+}
+
 // The distribution fixtures, read through the I/O edge: tests/fixtures/distros/NAME is
 // the root of one image (see the README there).
 
@@ -363,5 +385,26 @@ fn the_edge_follows_cloud_init_on_odd_entries_and_refuses_what_it_cannot_read() 
     assert_eq!(
         e.to_string(),
         "cannot read /etc/cloud/cloud.cfg.d/60-big.cfg: not UTF-8 text"
+    );
+}
+
+#[test]
+fn fill_in_leaves_configured_users_alone_and_fails_with_a_config_error() {
+    let configured =
+        crate::config::parse(&format!("{CONFIG}[[users]]\nname = \"alice\"\n")).expect("valid");
+    let kept = fill_in_at(configured.clone(), &fixture("no-such-image")).expect("untouched");
+    assert_eq!(kept, configured);
+
+    let bare = crate::config::parse(CONFIG).expect("valid");
+    let e = fill_in_at(bare.clone(), &fixture("no-such-image")).expect_err("nothing to go by");
+    assert!(matches!(e, crate::config::ConfigError::LoginUser(_)));
+    assert!(e.to_string().contains("add a [[users]] entry"));
+
+    let ubuntu = fill_in_at(bare, &fixture("ubuntu-24.04")).expect("from cloud-init");
+    assert_eq!(ubuntu.users.len(), 1);
+    assert_eq!(ubuntu.users[0].name, "ubuntu");
+    assert_eq!(
+        ubuntu.login_user.map(|u| u.reason.to_string()).as_deref(),
+        Some("cloud-init default_user in /etc/cloud/cloud.cfg")
     );
 }
