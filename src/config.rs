@@ -680,6 +680,27 @@ name = "ubuntu"
     }
 
     #[test]
+    fn the_packaged_file_is_valid_and_leaves_the_users_to_the_image() {
+        let shipped = include_str!("../packaging/config.toml");
+        let config = parse(shipped).expect("packaging/config.toml is valid");
+        assert!(
+            config.users.is_empty(),
+            "no [[users]]: the image's default login user is managed"
+        );
+        // Its commented example, uncommented, is valid too.
+        let example = shipped
+            .replace(
+                "#[[users]]\n#name = \"ubuntu\"",
+                "[[users]]\nname = \"ubuntu\"",
+            )
+            .replace("#authorized_keys = ", "authorized_keys = ");
+        let users = parse(&example).expect("the example is valid").users;
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].name, "ubuntu");
+        assert!(users[0].authorized_keys.is_some());
+    }
+
+    #[test]
     fn the_command_group_is_configurable_and_checked() {
         let set = format!("{MINIMAL}\n[state]\nauthorized_keys_command_group = \"sshkeys\"\n");
         assert_eq!(parse(&set).expect("valid").command_group, "sshkeys");
