@@ -99,7 +99,8 @@ pub fn main() -> ExitCode {
     }
     let loaded = config::load(&cli.config);
     init_logging(loaded.as_ref().ok().map(|c| c.log_level.as_str()));
-    let config = match loaded {
+    // Without [[users]], the image's default login user, for every command below.
+    let config = match loaded.and_then(crate::login_user::distro_files::fill_in) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("pictor-agent: {e}");
@@ -186,13 +187,30 @@ fn check_config(path: &std::path::Path, config: &Config) -> ExitCode {
     }
     if ok {
         println!("{}: configuration is valid", path.display());
+        if let Some(line) = login_user_line(config) {
+            println!("{line}");
+        }
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
 }
 
+/// Says which account is managed for want of `[[users]]`, and why; `None` with them.
+fn login_user_line(config: &Config) -> Option<String> {
+    config.login_user.as_ref().map(|user| {
+        format!(
+            "login user: {} (no [[users]] configured; {})",
+            crate::escape::escaped(&user.name),
+            crate::escape::escaped(&user.reason.to_string())
+        )
+    })
+}
+
 fn status(config: &Config) -> ExitCode {
+    if let Some(line) = login_user_line(config) {
+        println!("{line}");
+    }
     let applied = match state::load_applied(&config.state_dir) {
         Ok(Some(applied)) => applied,
         Ok(None) => {
@@ -534,6 +552,26 @@ mod tests {
         assert_eq!(
             stale,
             "  file: in sync as of the previous key set; not yet confirmed for the set applied at 2026-11-25T07:00:59.271Z"
+        );
+    }
+
+    #[test]
+    fn status_says_which_login_user_is_managed_and_why_only_without_users() {
+        let text =
+            "[api]\nbase_url = \"https://a.example\"\ninstance_id = \"i\"\ntoken_file = \"/t\"\n";
+        let bare = config::parse(text).expect("valid");
+        assert_eq!(login_user_line(&bare), None);
+        let user = crate::login_user::LoginUser {
+            name: "ec2-user".into(),
+            reason: crate::login_user::Reason::CloudInit {
+                path: "/etc/cloud/cloud.cfg".into(),
+            },
+            ignored: Vec::new(),
+        };
+        let config = crate::login_user::apply(bare, user);
+        assert_eq!(
+            login_user_line(&config).as_deref(),
+            Some("login user: ec2-user (no [[users]] configured; cloud-init default_user in /etc/cloud/cloud.cfg)")
         );
     }
 }

@@ -31,6 +31,9 @@ pub enum ConfigError {
     Syntax { path: PathBuf, message: String },
     #[error("configuration key {key}: {problem}")]
     Invalid { key: String, problem: String },
+    /// No `[[users]]`, and the image's default login user cannot be told.
+    #[error("no [[users]] entry, and the image's default login user cannot be found: {0}; add a [[users]] entry naming the local account whose keys are managed")]
+    LoginUser(#[from] crate::login_user::LoginUserError),
 }
 
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -44,7 +47,12 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub api: ApiConfig,
+    /// Empty as parsed when the file has no `[[users]]`: then
+    /// [`crate::login_user::distro_files::fill_in`] puts the image's default login user
+    /// here, and in `login_user`, before anything runs.
     pub users: Vec<UserConfig>,
+    /// The image's default login user, managed for want of `[[users]]`, with why.
+    pub login_user: Option<crate::login_user::LoginUser>,
     pub sessions: SessionsConfig,
     pub state_dir: PathBuf,
     /// The group given read access to `STATE_DIR/authorized-keys.json`.
@@ -284,7 +292,9 @@ fn default_log_level() -> String {
     "info".to_owned()
 }
 
-/// Reads and validates the configuration file at `path`.
+/// Reads and validates the configuration file at `path`. Without `[[users]]`, `users`
+/// is empty: the commands that manage users run
+/// [`crate::login_user::distro_files::fill_in`] on it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -431,12 +441,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    if raw.users.is_empty() {
-        return Err(invalid(
-            "users",
-            "at least one [[users]] entry is needed: the local accounts whose keys are managed",
-        ));
-    }
     let mut users: Vec<UserConfig> = Vec::with_capacity(raw.users.len());
     for (index, user) in raw.users.into_iter().enumerate() {
         let key = format!("users[{index}].name");
@@ -529,6 +533,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             terminate_on_revoke: raw.sessions.terminate_on_revoke,
         },
         users,
+        login_user: None,
         state_dir: raw.state.dir,
         command_group: raw.state.authorized_keys_command_group,
         log_level: raw.log.level,
@@ -661,13 +666,38 @@ name = "ubuntu"
     }
 
     #[test]
-    fn users_are_required_unique_and_paths_absolute() {
+    fn users_are_optional_unique_and_paths_absolute() {
         let none = MINIMAL.replace("[[users]]\nname = \"ubuntu\"\n", "");
-        assert!(error_of(&none).contains("users"));
+        let parsed = parse(&none).expect("no [[users]] is valid");
+        assert!(parsed.users.is_empty());
+        assert_eq!(parsed.login_user, None, "parsing reads no other file");
+        let empty = format!("users = []\n{none}");
+        assert!(parse(&empty).expect("valid").users.is_empty());
         let twice = format!("{MINIMAL}[[users]]\nname = \"ubuntu\"\n");
         assert!(error_of(&twice).contains("listed twice"));
         let relative = format!("{MINIMAL}authorized_keys = \"keys\"\n");
         assert!(error_of(&relative).contains("users[0].authorized_keys"));
+    }
+
+    #[test]
+    fn the_packaged_file_is_valid_and_leaves_the_users_to_the_image() {
+        let shipped = include_str!("../packaging/config.toml");
+        let config = parse(shipped).expect("packaging/config.toml is valid");
+        assert!(
+            config.users.is_empty(),
+            "no [[users]]: the image's default login user is managed"
+        );
+        // Its commented example, uncommented, is valid too.
+        let example = shipped
+            .replace(
+                "#[[users]]\n#name = \"ubuntu\"",
+                "[[users]]\nname = \"ubuntu\"",
+            )
+            .replace("#authorized_keys = ", "authorized_keys = ");
+        let users = parse(&example).expect("the example is valid").users;
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].name, "ubuntu");
+        assert!(users[0].authorized_keys.is_some());
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! The map of the crate (data flows top to bottom):
 //!
 //! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading).
+//! - [`login_user`]: the image's default login user, managed when there is no
+//!   `[[users]]`: chosen from cloud-init's `default_user` or os-release (pure), the
+//!   files read by [`login_user::distro_files`].
 //! - [`api`]: the control plane's HTTP API; [`api::model`] holds the wire types,
 //!   [`api::token`] reads the token file, [`api::shared`] the client shared by the tasks.
 //! - [`keys`]: validation of account keys, expiry, and the key set in force (pure).
@@ -60,6 +63,7 @@ pub mod home_binds;
 pub mod host_keys;
 pub mod keys;
 pub mod logging;
+pub mod login_user;
 pub mod outbox;
 pub mod schedule;
 pub mod selinux;

@@ -53,6 +53,18 @@ pub enum UserError {
     Lookup { user: String, source: nix::Error },
 }
 
+/// True when `name` is an account of the account database (NSS); a lookup that fails
+/// is logged and counts as no account.
+pub fn account_exists(name: &str) -> bool {
+    match User::from_name(name) {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            tracing::warn!(user = %name, "cannot look the account up: {e}");
+            false
+        }
+    }
+}
+
 /// Looks a configured user up in the account database.
 pub fn resolve(config: &UserConfig) -> Result<ManagedUser, UserError> {
     let account = User::from_name(&config.name)

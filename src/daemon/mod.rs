@@ -49,6 +49,30 @@ pub async fn resolve_users(config: &Config) -> Vec<ManagedUser> {
         .unwrap_or_default()
 }
 
+/// Logs the account managed for want of `[[users]]` and why (INFO), and what was passed
+/// over on the way (WARN); nothing with `[[users]]`.
+pub fn log_login_user(config: &Config) {
+    let Some(user) = &config.login_user else {
+        return;
+    };
+    for ignored in &user.ignored {
+        warn!("{ignored}");
+    }
+    info!(user = %user.name, reason = %user.reason, "no [[users]] configured: managing the image's default login user {} ({})", user.name, user.reason);
+}
+
+/// Reads the configuration file again, with the login user chosen again when it has no
+/// `[[users]]` (on the blocking pool: the account lookup is NSS). `Err` says why not.
+async fn load_config(path: &Path) -> Result<Config, String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        config::load(&path).and_then(crate::login_user::distro_files::fill_in)
+    })
+    .await
+    .map_err(|e| format!("the configuration could not be loaded: {e}"))?
+    .map_err(|e| e.to_string())
+}
+
 /// An optional deadline as a future that never fires when there is none.
 async fn until(at: Option<Instant>) {
     match at {
@@ -70,6 +94,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         None => None,
     };
 
+    log_login_user(&config);
     let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<PathBuf>();
     let watch_files = Arc::new(Mutex::new(DriftWatch::new(drift_tx)?));
     let users = resolve_users(&config).await;
@@ -237,7 +262,7 @@ async fn reload(
     channels: &Channels,
 ) {
     crate::service::reloading();
-    let new_config = match config::load(path) {
+    let new_config = match load_config(path).await {
         Ok(config) => config,
         Err(e) => {
             error!("SIGHUP: {e}; keeping the running configuration");
@@ -246,6 +271,9 @@ async fn reload(
         }
     };
     let changes = reload::changes(enforcer.config(), &new_config);
+    if new_config.login_user != enforcer.config().login_user {
+        log_login_user(&new_config);
+    }
     let users = resolve_users(&new_config).await;
     if changes.log_level {
         if let Err(e) = crate::logging::set_level(&new_config.log_level) {

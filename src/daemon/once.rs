@@ -25,6 +25,7 @@ const STATE_WAIT: Duration = Duration::from_secs(30);
 
 /// `Err` says what failed.
 pub async fn sync_once(config: Config) -> Result<OnceReport, String> {
+    super::log_login_user(&config);
     let client = crate::api::ApiClient::new(&config.api).map_err(|e| e.to_string())?;
     let fetched = sync::fetch_full(&client).await.map_err(|e| e.to_string())?;
     let users = super::resolve_users(&config).await;
