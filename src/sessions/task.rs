@@ -498,6 +498,12 @@ impl SessionsTask {
                 };
                 return tracker.opened_and_gone(&parsed, message, now, seen, &lookups);
             }
+            Err(refusal @ Refusal::Pidfd { .. }) => {
+                // Not a doubtful line but a host that cannot hold processes (a seccomp
+                // filter or kernel without pidfd_open): no session can be proven here.
+                warn!(pid = record.pid, "cannot prove a login: {refusal}");
+                return Vec::new();
+            }
             Err(refusal) => {
                 debug!(pid = record.pid, "login line not believed: {refusal}");
                 return Vec::new();
