@@ -564,6 +564,8 @@ fn is_valid_log_filter(filter: &str) -> bool {
             };
             LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
         })
+        // What the logger will parse it with, so a valid file never logs at a default.
+        && filter.parse::<tracing_subscriber::filter::Targets>().is_ok()
 }
 
 fn absolute(key: &str, path: &Path) -> Result<(), ConfigError> {

@@ -12,9 +12,10 @@ use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, Layer, Registry};
 
 /// Stable journal `MESSAGE_ID`s (`journalctl MESSAGE_ID=<id>`).
 pub mod message_id {
@@ -52,12 +53,17 @@ pub fn detect() -> Target {
 }
 
 /// The handle that swaps the level filter on reload; set by [`init`].
-static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> = std::sync::OnceLock::new();
+static LEVEL: std::sync::OnceLock<reload::Handle<Targets, Registry>> = std::sync::OnceLock::new();
 
-fn level_filter(level: &str) -> EnvFilter {
-    EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+/// `RUST_LOG` when it parses, else `level`, else `info`. Both take the configuration's
+/// syntax: a level, or comma-separated `target=level` directives (no span or field
+/// filters, which would cost a regular-expression engine in the binary).
+fn level_filter(level: &str) -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|env| env.parse().ok())
+        .or_else(|| level.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
 }
 
 /// Sets up logging once; `level` is the configured filter (`RUST_LOG`, when set, wins).
@@ -94,7 +100,9 @@ pub fn set_level(level: &str) -> Result<(), String> {
     if std::env::var_os("RUST_LOG").is_some() {
         return Ok(());
     }
-    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    let filter: Targets = level
+        .parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
     match LEVEL.get() {
         Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
         None => Ok(()),
@@ -181,6 +189,17 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn configured_directives_filter_by_target() {
+        let filter: Targets = "warn,pictor_agent=debug".parse().expect("directives");
+        assert!(filter.would_enable("pictor_agent::sessions", &Level::DEBUG));
+        assert!(!filter.would_enable("pictor_agent::sessions", &Level::TRACE));
+        assert!(filter.would_enable("hyper", &Level::WARN));
+        assert!(!filter.would_enable("hyper", &Level::INFO));
+        let level: Targets = "error".parse().expect("a level");
+        assert!(!level.would_enable("pictor_agent", &Level::WARN));
+    }
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
