@@ -80,19 +80,32 @@ pub const DEFAULT_LOG_FILES: [&str; 2] = ["/var/log/auth.log", "/var/log/secure"
 
 /// Resolves the configured choice on this machine.
 pub fn choose(choice: SourceChoice, log_file: Option<&Path>) -> Source {
+    decide(choice, log_file, &|path| path.exists())
+}
+
+/// The choice, given which paths `exists` says are there. `auto` takes the journal
+/// wherever journald runs, even where sshd also logs to a file through rsyslog (EL 9
+/// and 10 fill both the journal and `/var/log/secure`): only the journal's trusted
+/// fields prove who sent a line. Without journald (containers), the configured file,
+/// else the first of [`DEFAULT_LOG_FILES`] that exists, else `auth.log` (waited for).
+pub fn decide(
+    choice: SourceChoice,
+    log_file: Option<&Path>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Source {
     let file = || {
         log_file.map(Path::to_path_buf).unwrap_or_else(|| {
             DEFAULT_LOG_FILES
                 .iter()
                 .map(PathBuf::from)
-                .find(|p| p.exists())
+                .find(|p| exists(p))
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_FILES[0]))
         })
     };
     match choice {
         SourceChoice::Journal => Source::Journal,
         SourceChoice::File => Source::File(file()),
-        SourceChoice::Auto if Path::new("/run/systemd/journal/socket").exists() => Source::Journal,
+        SourceChoice::Auto if exists(Path::new("/run/systemd/journal/socket")) => Source::Journal,
         SourceChoice::Auto => Source::File(file()),
     }
 }
@@ -747,6 +760,43 @@ mod tests {
         let huge = r#"{"__CURSOR":"","__REALTIME_TIMESTAMP":"1000000000000000000000000000000000000","_PID":"1","_UID":"0","_COMM":"sshd","_EXE":"/sshd","MESSAGE":""}"#;
         let (record, _, _) = parse_journal_entry(huge, ticks).expect("entry");
         assert_eq!(record.map(|r| r.at), Some(None));
+    }
+
+    /// The paths each kind of image has, as `decide` sees them.
+    fn image(paths: &'static [&'static str]) -> impl Fn(&Path) -> bool {
+        move |path| paths.iter().any(|p| Path::new(p) == path)
+    }
+
+    #[test]
+    fn auto_takes_the_journal_wherever_journald_runs() {
+        const JOURNAL: &str = "/run/systemd/journal/socket";
+        // EL 9 and 10: journald, and rsyslog writing /var/log/secure beside it.
+        let el9 = image(&[JOURNAL, "/var/log/secure"]);
+        assert_eq!(decide(SourceChoice::Auto, None, &el9), Source::Journal);
+        // Debian 12 and 13, Ubuntu 24.04 cloud images: journald; auth.log only with rsyslog.
+        let debian = image(&[JOURNAL, "/var/log/auth.log"]);
+        assert_eq!(decide(SourceChoice::Auto, None, &debian), Source::Journal);
+        // A container without systemd: the file that exists, Ubuntu's or the EL family's.
+        let ubuntu_container = image(&["/var/log/auth.log"]);
+        assert_eq!(
+            decide(SourceChoice::Auto, None, &ubuntu_container),
+            Source::File(PathBuf::from("/var/log/auth.log"))
+        );
+        let el_container = image(&["/var/log/secure"]);
+        assert_eq!(
+            decide(SourceChoice::Auto, None, &el_container),
+            Source::File(PathBuf::from("/var/log/secure"))
+        );
+        // Neither yet (rsyslog not started): auth.log, waited for.
+        assert_eq!(
+            decide(SourceChoice::Auto, None, &image(&[])),
+            Source::File(PathBuf::from("/var/log/auth.log"))
+        );
+        // `file` on EL 9 reads /var/log/secure although the journal is there.
+        assert_eq!(
+            decide(SourceChoice::File, None, &el9),
+            Source::File(PathBuf::from("/var/log/secure"))
+        );
     }
 
     #[test]

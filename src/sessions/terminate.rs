@@ -510,11 +510,16 @@ mod tests {
             Some("/user.slice/user-1000.slice/session-c2.scope")
         );
         for (cgroup, uid) in [
-            (scope, 1001),                                           // another user's
-            ("/system.slice/ssh.service", 1000),                     // the listener's
-            ("/init.scope", 1000),                                   // pid 1's
+            (scope, 1001),                        // another user's
+            ("/system.slice/ssh.service", 1000),  // the listener's (Debian, Ubuntu)
+            ("/system.slice/sshd.service", 1000), // the listener's (EL family)
+            (
+                "/system.slice/system-sshd.slice/sshd@1-10.0.0.1:22-10.0.0.2:5.service",
+                1000,
+            ), // per-connection socket units
+            ("/init.scope", 1000),                // pid 1's
             ("/user.slice/user-1000.slice/user@1000.service", 1000), // the user manager
-            ("/user.slice/user-1000.slice", 1000),                   // the whole slice
+            ("/user.slice/user-1000.slice", 1000), // the whole slice
             ("/user.slice/user-1000.slice/session-7.scope/x", 1000), // below it
             ("/user.slice/user-1000.slice/session-.scope", 1000),
             ("/user.slice/user-1000.slice/session-../../x.scope", 1000),
