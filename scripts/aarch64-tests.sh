@@ -3,8 +3,8 @@
 #   1. the library's unit tests, compiled for aarch64 by Debian's rustc-web and run by
 #      qemu-aarch64 as cargo's runner;
 #   2. the integration suite (tests/integration, x86_64 test code: the reference control
-#      plane, sshd, ssh, journald) with PICTOR_AGENT_BIN pointing at the portable aarch64
-#      agent (scripts/portable.sh), run through qemu. Outside the shipped unit: qemu's
+#      plane, sshd, ssh, journald) with PICTOR_AGENT_BIN pointing at the aarch64 agent
+#      unpacked from the arm64 .deb (scripts/package.sh), run through qemu. Outside the shipped unit: qemu's
 #      translator needs writable and executable memory, which MemoryDenyWriteExecute=yes
 #      forbids, as it should for the native binary.
 # Usage: scripts/aarch64-tests.sh [TEST FILTER]...   (filters go to the integration suite)
@@ -13,7 +13,22 @@ cd "$(dirname "$0")/.."
 
 tools=${PICTOR_TOOLS:-/opt/pictor-build}
 export PATH="$tools/venv/bin:$PATH"
-agent=$PWD/target/aarch64-unknown-linux-gnu/release/pictor-agent
+# The agent as the arm64 .deb ships it (scripts/package.sh), unpacked: what is tested is
+# what installs. Without the package (a developer's run), the build output; under CI the
+# package must be there.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+deb=target/packages/pictor-agent_${version}-1_arm64.deb
+if [ -f "$deb" ]; then
+    rm -rf target/aarch64-deb
+    dpkg-deb -x "$deb" target/aarch64-deb
+    agent=$PWD/target/aarch64-deb/usr/bin/pictor-agent
+    echo "testing the agent of $deb"
+elif [ -n "${CI:-}" ]; then
+    echo "no $deb: run scripts/package.sh first" >&2; exit 1
+else
+    agent=$PWD/target/aarch64-unknown-linux-gnu/release/pictor-agent
+    echo "no $deb: testing the build output $agent"
+fi
 [ -x "$agent" ] || { echo "no $agent: run scripts/portable.sh aarch64" >&2; exit 1; }
 command -v qemu-aarch64 >/dev/null || { echo "no qemu-aarch64: run scripts/toolchains.sh" >&2; exit 1; }
 

@@ -49,20 +49,31 @@ scripts/bench.sh --quick
 # The unit, offline: exposure at most 2.0 (the threshold counts tenths).
 systemd-analyze security --offline=true --threshold=20 systemd/pictor-agent.service >/dev/null
 
-# Packages, and the system test under real systemd in a container (root only).
+# Portable binaries for x86_64 and aarch64, packages for both, the aarch64 build tested
+# under qemu, and the system test under real systemd in containers (root only: the
+# toolchains and the containers need it).
 if [ "$(id -u)" = 0 ]; then
+    scripts/toolchains.sh
     scripts/package.sh >/dev/null
-    cargo deb --no-build --quiet --deb-revision 2 --output target/packages/   # the "upgrade"
-    cargo build --release --quiet -p pictor-control-plane
+    # The "upgrade": the same portable binary, a later package revision.
+    cargo deb --no-build --no-strip --quiet --target x86_64-unknown-linux-gnu --deb-revision 2 \
+        --output target/packages/
+    scripts/aarch64-tests.sh
+    # The reference control plane runs inside the containers too: built portable, like
+    # the agent, so that Debian 11's glibc 2.31 runs it.
+    PATH="${PICTOR_TOOLS:-/opt/pictor-build}/venv/bin:$PATH" cargo zigbuild --release --locked --quiet \
+        --target x86_64-unknown-linux-gnu.2.17 -p pictor-control-plane
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-    # Debian 12 (systemd 252, OpenSSH 9.2) and Debian 13 (systemd 257, OpenSSH 10.0).
-    for suite in bookworm trixie; do
+    # Debian 11 (systemd 247, OpenSSH 8.4), 12 (systemd 252, OpenSSH 9.2) and 13
+    # (systemd 257, OpenSSH 10.0), each from the portable .deb.
+    for suite in bullseye bookworm trixie; do
         tests/system/nspawn.sh --suite "$suite" "target/packages/pictor-agent_${version}-1_amd64.deb" \
-            "target/packages/pictor-agent_${version}-2_amd64.deb" target/release/pictor-control-plane
+            "target/packages/pictor-agent_${version}-2_amd64.deb" \
+            target/x86_64-unknown-linux-gnu/release/pictor-control-plane
     done
 elif [ -n "${CI:-}" ]; then
-    echo "the package and system tests need root" >&2
+    echo "the portable builds, packages and system tests need root" >&2
     exit 1
 else
-    echo "SKIPPED: packages and the systemd system test (need root)"
+    echo "SKIPPED: portable builds, packages, aarch64 tests and the systemd system tests (need root)"
 fi
