@@ -51,6 +51,8 @@ chmod 0640 /etc/pictor-agent/config.toml
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable pictor-agent.service
+    # An upgrade is not a crash loop: earlier restarts must not hold it at StartLimitBurst.
+    systemctl reset-failed pictor-agent.service 2>/dev/null || true
     systemctl try-restart pictor-agent.service
 fi
 echo "pictor-agent installed: set instance_id and base_url in /etc/pictor-agent/config.toml,"

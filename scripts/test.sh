@@ -48,6 +48,8 @@ scripts/bench.sh --quick
 
 # The unit, offline: exposure at most 2.0 (the threshold counts tenths).
 systemd-analyze security --offline=true --threshold=20 systemd/pictor-agent.service >/dev/null
+# ... and no ordering cycle at boot, with sshd started by ssh.service or by ssh.socket.
+scripts/unit-order.sh
 
 # Portable binaries for x86_64 and aarch64, packages for both, the aarch64 build tested
 # under qemu, and the system test under real systemd in containers (root only: the
@@ -65,9 +67,13 @@ if [ "$(id -u)" = 0 ]; then
         --target x86_64-unknown-linux-gnu.2.17 -p pictor-control-plane
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
     # Debian 11 (systemd 247, OpenSSH 8.4), 12 (systemd 252, OpenSSH 9.2) and 13
-    # (systemd 257, OpenSSH 10.0), each from the portable .deb.
+    # (systemd 257, OpenSSH 10.0), each from the portable .deb; on Debian 12 the arm64
+    # .deb is installed too and its agent run under qemu.
     for suite in bullseye bookworm trixie; do
-        tests/system/nspawn.sh --suite "$suite" "target/packages/pictor-agent_${version}-1_amd64.deb" \
+        arm64=""
+        [ "$suite" = bookworm ] && arm64="target/packages/pictor-agent_${version}-1_arm64.deb"
+        PICTOR_NSPAWN_ARM64_DEB=$arm64 tests/system/nspawn.sh --suite "$suite" \
+            "target/packages/pictor-agent_${version}-1_amd64.deb" \
             "target/packages/pictor-agent_${version}-2_amd64.deb" \
             target/x86_64-unknown-linux-gnu/release/pictor-control-plane
     done

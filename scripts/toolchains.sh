@@ -6,7 +6,8 @@
 #   - Debian's second Rust compiler (rustc-web/cargo-web, bookworm-security) with its
 #     aarch64 standard library (libstd-rust-web-dev:arm64, multiarch): rustup's
 #     toolchain here has no aarch64 target, and `rustup target add` may not answer;
-#   - qemu-user and an aarch64 C library, to run the aarch64 binary and its tests.
+#   - qemu-user and an aarch64 C library, to run the aarch64 binary and its tests, and
+#     qemu-user-static to run the arm64 package's agent inside a container (nspawn.sh).
 # Idempotent: a second run checks and returns. Needs root (apt-get, dpkg).
 set -euo pipefail
 
@@ -28,7 +29,7 @@ fi
 missing=()
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 for pkg in rustc-web cargo-web libstd-rust-web-dev:arm64 libc6:arm64 libselinux1:arm64 \
-    qemu-user libc6-arm64-cross binutils file; do
+    qemu-user qemu-user-static libc6-arm64-cross binutils file; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

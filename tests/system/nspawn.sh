@@ -28,6 +28,10 @@ case "$suite" in
     *) echo "unknown suite $suite" >&2; exit 2 ;;
 esac
 deb=$(realpath "$1"); deb2=$(realpath "$2"); cp_bin=$(realpath "$3")
+# PICTOR_NSPAWN_ARM64_DEB: also install the arm64 .deb (bookworm only: its libc6:arm64
+# comes from the host's mirror and must be the tree's libc6 version) and run its agent
+# under qemu-aarch64-static.
+arm64_deb=${PICTOR_NSPAWN_ARM64_DEB:+$(realpath "$PICTOR_NSPAWN_ARM64_DEB")}
 cache=${PICTOR_NSPAWN_CACHE:-/var/cache/pictor-agent-test}
 captures=${PICTOR_SYSTEM_CAPTURES:-$(pwd)/target/system-captures}
 started=$(date +%s)
@@ -84,6 +88,18 @@ cp -a --reflink=auto "$cache/$tree" "$root"
 mkdir -p "$share"
 cp "$deb" "$share/agent.deb"; cp "$deb2" "$share/agent-upgrade.deb"; cp "$cp_bin" "$share/pictor-control-plane"
 printf 'system-test-token' > "$share/token"
+if [ -n "$arm64_deb" ]; then
+    cp "$arm64_deb" "$share/agent-arm64.deb"
+    command -v qemu-aarch64-static >/dev/null || fail "no qemu-aarch64-static: run scripts/toolchains.sh"
+    cp "$(command -v qemu-aarch64-static)" "$share/qemu-aarch64-static"
+    # The arm64 C library at exactly the tree's version (multiarch: Multi-Arch: same).
+    mkdir -p "$share/arm64"
+    for lib in libc6 libgcc-s1 $(awk '$1 == "Package:" && $2 ~ /^gcc-[0-9]+-base$/ { print $2 }' "$root/var/lib/dpkg/status"); do
+        version=$(awk -v p="$lib" '$1 == "Package:" { hit = ($2 == p) } hit && $1 == "Version:" { print $2; exit }' "$root/var/lib/dpkg/status")
+        (cd "$share/arm64" && apt-get download -q=2 "$lib:arm64=$version" 2>/dev/null) \
+            || fail "cannot download $lib:arm64 $version, the cached tree's version (remove $cache/$tree if the mirror moved on)"
+    done
+fi
 # The control plane's admin credential: every /admin call (reads too) sends it.
 admin_token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 printf '%s' "$admin_token" > "$share/admin-token"
@@ -334,9 +350,13 @@ admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\
 wait_for 5 "key back in alice's authorized_keys" ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
 
 if [ "$suite" = trixie ]; then
-    step "sshd socket-activated (ssh.socket, Ubuntu 22.10+'s layout): the agent is ordered before it, starts with no sshd running, and still reports and ends logins"
-    ct systemctl show -p Before --value pictor-agent | tr ' ' '\n' | grep -qx ssh.socket \
-        || fail "the unit is not ordered before ssh.socket"
+    step "sshd socket-activated (ssh.socket, Ubuntu 22.10+'s layout): no ordering cycle at boot, the agent starts with no sshd running, and still reports and ends logins"
+    ct systemctl show -p Before --value pictor-agent | tr ' ' '\n' | grep -qx ssh.service \
+        || fail "the unit is not ordered before ssh.service, which the socket starts"
+    # A boot's start transaction with the socket (systemd-analyze logs any cycle it breaks).
+    ct sh -c 'printf "[Unit]\nWants=pictor-agent.service ssh.socket sockets.target basic.target multi-user.target\n" >/run/boot-order-test.target'
+    cycle=$(ct sh -c 'SYSTEMD_LOG_LEVEL=info systemd-analyze verify --man=no /run/boot-order-test.target 2>&1 | grep -i "ordering cycle" || true')
+    [ -z "$cycle" ] || fail "ordering cycle at boot with ssh.socket: $cycle"
     ct systemctl disable -q --now ssh.service
     ct systemctl enable -q --now ssh.socket
     ct systemctl restart pictor-agent
@@ -379,5 +399,50 @@ step "purge removes configuration and state"
 ct dpkg -P pictor-agent >/dev/null
 ct test ! -e /etc/pictor-agent || fail "/etc/pictor-agent left after purge"
 ct test ! -e /var/lib/pictor-agent || fail "/var/lib/pictor-agent left after purge"
+
+if [ -n "$arm64_deb" ]; then
+    step "the arm64 .deb installs (dpkg, multiarch) and its agent, run under qemu outside the unit, syncs keys, reports a real login and ends it on deletion"
+    ct dpkg --add-architecture arm64
+    ct sh -c 'dpkg -i /share/arm64/*.deb' >"$work/arm64-libc.log" 2>&1 \
+        || fail "libc6:arm64 did not install: $(cat "$work/arm64-libc.log")"
+    ct dpkg -i /share/agent-arm64.deb >"$work/arm64-install.log" 2>&1 \
+        || fail "the arm64 .deb did not install: $(cat "$work/arm64-install.log")"
+    [ "$(ct dpkg-query -W -f '${Architecture}' pictor-agent)" = arm64 ] || fail "pictor-agent:arm64 not installed"
+    grep -q "not started yet" "$work/arm64-install.log" || fail "the arm64 postinst did not say what is missing"
+    # ELF e_machine (offset 18, little-endian): 0xb7 is EM_AARCH64.
+    [ "$(ct od -An -tx1 -j18 -N2 /usr/bin/pictor-agent | tr -d ' \n')" = b700 ] \
+        || fail "/usr/bin/pictor-agent is not an aarch64 ELF"
+    ct sh -c 'cat > /etc/pictor-agent/config.toml <<EOF
+[api]
+base_url = "http://127.0.0.1:8080"
+instance_id = "sys"
+token_file = "/etc/pictor-agent/token"
+heartbeat_seconds = 5
+
+[[users]]
+name = "alice"
+
+[sessions]
+log_source = "journal"
+EOF'
+    ct install -m 0600 /share/token /etc/pictor-agent/token
+    # Not the shipped unit: qemu translates code into memory it then executes, which
+    # MemoryDenyWriteExecute=yes forbids (as it should, for the native binary).
+    ct systemd-run -q --unit=pictor-agent-arm64 /share/qemu-aarch64-static /usr/bin/pictor-agent run \
+        --config /etc/pictor-agent/config.toml
+    ct ssh-keygen -q -t ed25519 -N '' -f /root/arm_key
+    admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_arm\",\"name\":\"arm\",\"public_key\":\"$(ct cat /root/arm_key.pub)\"}" >/dev/null
+    wait_for 20 "key_arm in alice's authorized_keys (the arm64 agent)" ct grep -q "pictor-key-id=key_arm" /home/alice/.ssh/authorized_keys
+    terminated=$(admin http://127.0.0.1:8080/admin/instances/sys/events | grep -o '"session_terminated"' | wc -l)
+    ct sh -c "setsid ssh -i /root/arm_key $ssh_opts alice@127.0.0.1 'sleep 3007' </dev/null >/dev/null 2>&1 &"
+    wait_for 20 "sleep 3007 running" ct pgrep -f '^sleep 3007$'
+    wait_for 20 "the arm64 agent reports the login with key_arm" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\"[^}]*\"key_arm\"\|\"key_arm\"[^}]*\"session_opened\"'"
+    admin -X DELETE http://127.0.0.1:8080/admin/keys/key_arm >/dev/null
+    wait_for 20 "key_arm's session ended by the arm64 agent" sh -c "! nsenter -t $init -a -- pgrep -f '^sleep 3007\$'"
+    wait_for 20 "session_terminated reported by the arm64 agent" sh -c "[ \"\$(nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/events | grep -o '\"session_terminated\"' | wc -l)\" -gt $terminated ]"
+    ct grep -q "pictor-key-id=key_arm" /home/alice/.ssh/authorized_keys && fail "key_arm still in alice's authorized_keys"
+    ct systemctl stop pictor-agent-arm64
+    ct dpkg -P pictor-agent >/dev/null
+fi
 
 echo "SYSTEM TEST PASSED ($suite) in $(( $(date +%s) - started )) s"
