@@ -84,7 +84,7 @@ pub fn init(level: &str) {
                     .fmt_fields(escaped_fields())
                     .with_writer(std::io::stderr)
                     .with_target(false)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_ansi(false)
                     .with_filter(filter),
             )
             .try_init()
