@@ -175,7 +175,9 @@ exposure_at_most_2() {
 exposure_at_most_2 || fail "exposure is above 2.0"
 
 step "configure and start: active and READY"
-ct sh -c 'cat > /etc/pictor-agent/config.toml <<EOF
+# The agent's configuration for these tests: alice's keys, sessions from the journal.
+configure_agent() {
+    ct sh -c 'cat > /etc/pictor-agent/config.toml <<EOF
 [api]
 base_url = "http://127.0.0.1:8080"
 instance_id = "sys"
@@ -188,7 +190,9 @@ name = "alice"
 [sessions]
 log_source = "journal"
 EOF'
-ct install -m 0600 /share/token /etc/pictor-agent/token
+    ct install -m 0600 /share/token /etc/pictor-agent/token
+}
+configure_agent
 ct systemctl start pictor-agent
 [ "$(ct systemctl is-active pictor-agent)" = active ] || fail "not active: $(ct journalctl -u pictor-agent --no-pager | tail -20)"
 status_text=$(ct systemctl show -p StatusText --value pictor-agent)
@@ -412,20 +416,7 @@ if [ -n "$arm64_deb" ]; then
     # ELF e_machine (offset 18, little-endian): 0xb7 is EM_AARCH64.
     [ "$(ct od -An -tx1 -j18 -N2 /usr/bin/pictor-agent | tr -d ' \n')" = b700 ] \
         || fail "/usr/bin/pictor-agent is not an aarch64 ELF"
-    ct sh -c 'cat > /etc/pictor-agent/config.toml <<EOF
-[api]
-base_url = "http://127.0.0.1:8080"
-instance_id = "sys"
-token_file = "/etc/pictor-agent/token"
-heartbeat_seconds = 5
-
-[[users]]
-name = "alice"
-
-[sessions]
-log_source = "journal"
-EOF'
-    ct install -m 0600 /share/token /etc/pictor-agent/token
+    configure_agent
     # Not the shipped unit: qemu translates code into memory it then executes, which
     # MemoryDenyWriteExecute=yes forbids (as it should, for the native binary).
     ct systemd-run -q --unit=pictor-agent-arm64 /share/qemu-aarch64-static /usr/bin/pictor-agent run \
