@@ -17,7 +17,7 @@
 # $PICTOR_SYSTEM_CAPTURES (default target/system-captures) as SUITE-sshd.log, and read
 # back through `pictor-agent scan-log`.
 # Usage: tests/system/nspawn.sh [--suite bullseye|bookworm|trixie] DEB DEB_UPGRADE CONTROL_PLANE_BINARY
-set -euo pipefail
+set -Eeuo pipefail
 
 suite=bookworm
 if [ "${1:-}" = --suite ]; then suite=$2; shift 2; fi
@@ -45,6 +45,9 @@ fail() {
     exit 1
 }
 step() { echo "--- [$suite] $*"; }
+# A command that fails outside `|| fail` (set -e) names itself instead of ending the
+# test silently.
+trap 'echo "SYSTEM TEST FAILED ($suite): line $LINENO (called from ${BASH_LINENO[*]}): \"$BASH_COMMAND\" exited $?" >&2' ERR
 
 # A cached minimal Debian with systemd, dbus, sshd, curl.
 # libpam-systemd: sshd's sessions get logind scopes, as on every real host.
@@ -365,7 +368,7 @@ if [ "$suite" = trixie ]; then
     ct systemctl enable -q --now ssh.socket
     ct systemctl restart pictor-agent
     ! ct pgrep -x sshd >/dev/null || fail "an sshd runs before the first connection"
-    opened=$(admin http://127.0.0.1:8080/admin/instances/sys/events | grep -o '"session_opened"' | wc -l)
+    opened=$(admin http://127.0.0.1:8080/admin/instances/sys/events | { grep -o '"session_opened"' || true; } | wc -l)
     ct sh -c "setsid ssh -i /root/alice_key $ssh_opts alice@127.0.0.1 'sleep 3006' </dev/null >/dev/null 2>&1 &"
     wait_for 20 "sleep 3006 running" ct pgrep -f '^sleep 3006$'
     [ "$(ct systemctl is-active ssh.service)" = active ] || fail "ssh.service was not started by its socket"
@@ -375,8 +378,13 @@ if [ "$suite" = trixie ]; then
     [ "$(ct systemctl is-active ssh.service)" = active ] || fail "ssh.service is not active after the revocation"
     admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_alice\",\"name\":\"laptop\",\"public_key\":\"$pub\"}" >/dev/null
     wait_for 5 "key back in alice's authorized_keys" ct grep -q "pictor-key-id=key_alice" /home/alice/.ssh/authorized_keys
+    # Back to ssh.service: the socket-started sshd is stopped first (it still holds the
+    # listening socket, and a second sshd could not bind it).
     ct systemctl disable -q --now ssh.socket
-    ct systemctl enable -q --now ssh.service
+    ct systemctl stop ssh.service
+    ct systemctl reset-failed ssh.service
+    ct systemctl enable -q --now ssh.service \
+        || fail "ssh.service did not start again: $(ct journalctl -u ssh.service -n 10 --no-pager)"
 fi
 
 step "stop: stopped cleanly, keys stay"
@@ -424,7 +432,7 @@ if [ -n "$arm64_deb" ]; then
     ct ssh-keygen -q -t ed25519 -N '' -f /root/arm_key
     admin -X POST http://127.0.0.1:8080/admin/keys -d "{\"id\":\"key_arm\",\"name\":\"arm\",\"public_key\":\"$(ct cat /root/arm_key.pub)\"}" >/dev/null
     wait_for 20 "key_arm in alice's authorized_keys (the arm64 agent)" ct grep -q "pictor-key-id=key_arm" /home/alice/.ssh/authorized_keys
-    terminated=$(admin http://127.0.0.1:8080/admin/instances/sys/events | grep -o '"session_terminated"' | wc -l)
+    terminated=$(admin http://127.0.0.1:8080/admin/instances/sys/events | { grep -o '"session_terminated"' || true; } | wc -l)
     ct sh -c "setsid ssh -i /root/arm_key $ssh_opts alice@127.0.0.1 'sleep 3007' </dev/null >/dev/null 2>&1 &"
     wait_for 20 "sleep 3007 running" ct pgrep -f '^sleep 3007$'
     wait_for 20 "the arm64 agent reports the login with key_arm" sh -c "nsenter -t $init -a -- curl -fsS -H 'authorization: Bearer $admin_token' http://127.0.0.1:8080/admin/instances/sys/events | grep -q '\"session_opened\"[^}]*\"key_arm\"\|\"key_arm\"[^}]*\"session_opened\"'"
