@@ -165,6 +165,16 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     let real = opened(&s.server, s.mallory).remove(0);
     assert_eq!(real["key_id"], "key_a");
     let port = real["source_port"].as_u64().expect("port");
+    // The login is logged before sshd forks the user's child and sets its title.
+    wait_until(
+        Duration::from_secs(10),
+        "both monitors and the attacker's child titled",
+        || {
+            monitor_of(s.victim).is_some()
+                && monitor_of(s.mallory).is_some()
+                && child_of(s.mallory).is_some()
+        },
+    );
     let victim_monitor = monitor_of(s.victim).expect("victim's monitor");
     let own_monitor = monitor_of(s.mallory).expect("own monitor");
     let own_child = child_of(s.mallory).expect("own child");
