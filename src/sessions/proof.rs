@@ -103,7 +103,12 @@ pub fn verify_monitor(pid: u32, user: &str, written_by: u64) -> Result<PidFd, Re
     match held {
         Ok(Ok((pidfd, ()))) => Ok(pidfd),
         Ok(Err(refusal)) => Err(refusal),
-        Err(rustix::io::Errno::SRCH) => Err(Refusal::NoProcess(pid)),
+        // Gone, or a thread's id, which anyone can name in a forged line (pidfd_open
+        // takes only a process's; its /proc entry is not a process's): no process to
+        // hold. Not the host failing to hold processes, which is logged loudly.
+        Err(rustix::io::Errno::SRCH | rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {
+            Err(Refusal::NoProcess(pid))
+        }
         Err(e) => Err(Refusal::Pidfd {
             pid,
             error: e.to_string(),
@@ -162,5 +167,25 @@ mod tests {
             verify_monitor(u32::MAX, "root", u64::MAX).err(),
             Some(Refusal::NoProcess(u32::MAX))
         );
+    }
+
+    #[test]
+    fn a_thread_id_named_by_a_line_is_no_process_not_a_host_failure() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid takes no arguments and cannot fail.
+            let tid = unsafe { libc::gettid() };
+            tx.send(tid as u32).expect("send");
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().expect("tid");
+        assert_ne!(tid, std::process::id());
+        assert_eq!(
+            verify_monitor(tid, "root", u64::MAX).err(),
+            Some(Refusal::NoProcess(tid))
+        );
+        done_tx.send(()).expect("release");
+        thread.join().expect("join");
     }
 }
