@@ -1,9 +1,11 @@
-//! The command line: `run`, `sync --once`, `check-config`, `status`.
+//! The command line: [`args`] reads it, [`main`] runs the command it names.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+mod args;
+
+pub use args::{parse, Cli, Command, Parsed, UsageError};
 
 use crate::config::{self, Config};
 use crate::daemon;
@@ -11,70 +13,23 @@ use crate::state;
 use crate::timefmt;
 use crate::users;
 
-/// Keeps this instance's authorized_keys in step with the Pictor account's SSH keys.
-#[derive(Debug, Parser)]
-#[command(name = "pictor-agent", version, about, long_about = None)]
-pub struct Cli {
-    /// Configuration file.
-    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
-    pub config: PathBuf,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the daemon: follow the key list and keep authorized_keys in step.
-    /// SIGTERM/SIGINT stop it; SIGHUP reloads the configuration.
-    Run,
-    /// Fetch the key list once, apply it, and exit (0 when it worked).
-    Sync {
-        /// Required: one fetch and apply, then exit.
-        #[arg(long, required = true)]
-        once: bool,
-    },
-    /// Validate the configuration file and exit (0 when it is valid).
-    CheckConfig,
-    /// Show what is in force: version, when applied, keys per user, rejected keys, and
-    /// the active SSH sessions per key.
-    Status,
-    /// Print the host keys the status reports (`[host_keys] files`), with their
-    /// fingerprints and certificates, and the files skipped with why. Exit 1 when a file
-    /// was skipped.
-    HostKeys {
-        /// The JSON the status carries (`host_keys`), plus `skipped`.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print the systemd drop-in that makes the directories of managed files outside
-    /// /home and /root writable under the packaged unit (nothing when there are none).
-    /// The packages' generator runs it at boot and at `systemctl daemon-reload`.
-    UnitPaths,
-    /// Read an auth.log/secure file (or `-` for standard input) and print the logins and
-    /// sessions found in it as JSON lines, one event a line, with the API's field names.
-    ScanLog {
-        /// The log file, or `-` for standard input.
-        file: PathBuf,
-    },
-    /// For sshd's AuthorizedKeysCommand: print the keys in force for USER (only the one
-    /// with FINGERPRINT, sshd's %f, when given) from the agent's state, without network.
-    /// Exit 0, with no output when there is nothing; on a missing or damaged state file,
-    /// nothing printed, a message on stderr, exit 1; never more than 2 s.
-    AuthorizedKeys {
-        /// The local user sshd asks about (%u).
-        user: String,
-        /// The fingerprint of the key offered (%f), `SHA256:...`.
-        fingerprint: Option<String>,
-        /// The agent's state directory (default: from --config if readable, else
-        /// /var/lib/pictor-agent).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
-    },
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse(std::env::args_os().skip(1)) {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("pictor-agent {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("pictor-agent: {e}\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
     if let Command::AuthorizedKeys {
         user,
         fingerprint,
@@ -119,7 +74,7 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Sync { .. } => match runtime().map(|rt| rt.block_on(daemon::sync_once(config))) {
+        Command::Sync => match runtime().map(|rt| rt.block_on(daemon::sync_once(config))) {
             Ok(Ok(report)) => {
                 println!(
                     "synced: {} file(s) written, {} unchanged",
