@@ -17,7 +17,8 @@
 //! - [`users`]: local accounts and where their managed files live; [`home_binds`]:
 //!   where the packaged service sees `/home` and `/root`.
 //! - [`state`]: the state directory's one layer (applied set, sessions, files report):
-//!   versioned formats, explicit modes, atomic durable writes.
+//!   versioned formats, explicit modes, atomic durable writes (the event loop's saves on
+//!   tokio's blocking pool).
 //! - [`durable`]: the one atomic, durable file replace everything else uses.
 //! - [`selinux`]: the SELinux labels of the files sshd reads (kept on replace, the
 //!   policy's on create; nothing at all without SELinux).
@@ -36,7 +37,9 @@
 //! - [`enforce`]: every managed file's wanted and verified state: [`enforce::files`] is
 //!   the pure core (what to write, when to retry, what to report), [`enforce::worker`]
 //!   the per-user I/O threads, [`enforce::command_file`] the AuthorizedKeysCommand
-//!   file's thread, [`enforce::Enforcer`] the shell around them.
+//!   file's writer, [`enforce::Enforcer`] the shell around them.
+//! - [`latest_writer`]: writes handed off the event loop to tokio's blocking pool,
+//!   newest first (the command file, the files report).
 //! - [`daemon`]: the thin main loop (signals, timers, readiness), with
 //!   [`daemon::tasks`] (the background tasks), [`daemon::reload`] (what SIGHUP changes)
 //!   and [`daemon::once`] (`sync --once`).
@@ -62,6 +65,7 @@ pub mod heartbeat;
 pub mod home_binds;
 pub mod host_keys;
 pub mod keys;
+pub mod latest_writer;
 pub mod logging;
 pub mod login_user;
 pub mod outbox;

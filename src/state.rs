@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use crate::durable::{self, FileMode};
 use crate::enforce::files::FileReport;
 use crate::keys::KeySet;
+use crate::latest_writer::LatestWriter;
 
 /// A kind of file in the state directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +232,9 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     })
 }
 
-/// [`save`] on a thread of its own, then `then` with the result on that thread: the
-/// caller goes on at once (the content is encoded before this returns).
+/// [`save`] on tokio's blocking pool, then `then` with the result on that thread: the
+/// caller goes on at once (the content is encoded before this returns). Call on the
+/// runtime.
 pub fn save_then<T: Serialize>(
     dir: &Path,
     kind: Kind,
@@ -240,53 +242,40 @@ pub fn save_then<T: Serialize>(
     then: impl FnOnce(Result<(), StateError>) + Send + 'static,
 ) -> Result<(), StateError> {
     let prepared = Prepared::new(dir, kind, value)?;
-    let path = prepared.path.clone();
-    std::thread::Builder::new()
-        .name("state-save".into())
-        .spawn(move || then(prepared.write()))
-        .map(|_| ())
-        .map_err(|source| StateError::Write {
-            path,
-            source: durable::ReplaceError::Write(source),
-        })
+    drop(tokio::task::spawn_blocking(move || then(prepared.write())));
+    Ok(())
 }
 
-/// Saves files reports on a thread of its own, newest first: the main loop hands a
-/// report over and goes on; reports that pile up while one is written collapse into
-/// the newest.
+/// Saves files reports off the event loop, newest first: the main loop hands a report
+/// over and goes on; reports that pile up while one is written collapse into the newest.
 pub struct FilesWriter {
-    latest: std::sync::mpsc::Sender<FilesReport>,
+    writer: LatestWriter<FilesReport>,
 }
 
 impl FilesWriter {
-    pub fn start(dir: PathBuf) -> std::io::Result<FilesWriter> {
-        let (latest, queue) = std::sync::mpsc::channel::<FilesReport>();
-        std::thread::Builder::new()
-            .name("files-report".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let mut failed = false;
-                while let Ok(mut report) = queue.recv() {
-                    while let Ok(newer) = queue.try_recv() {
-                        report = newer;
-                    }
-                    match save(&dir, FILES, &report) {
-                        Ok(()) => failed = false,
-                        Err(e) if !failed => {
+    pub fn new(dir: PathBuf) -> FilesWriter {
+        // Logged once per run of failures, not once per report.
+        let failing = std::sync::atomic::AtomicBool::new(false);
+        FilesWriter {
+            writer: LatestWriter::new(move |report: FilesReport| {
+                use std::sync::atomic::Ordering;
+                match save(&dir, FILES, &report) {
+                    Ok(()) => failing.store(false, Ordering::Relaxed),
+                    Err(e) => {
+                        if !failing.swap(true, Ordering::Relaxed) {
                             tracing::warn!(
                                 "{e}; `pictor-agent status` shows an older files report"
                             );
-                            failed = true;
                         }
-                        Err(_) => {}
                     }
                 }
-            })?;
-        Ok(FilesWriter { latest })
+            }),
+        }
     }
 
+    /// Call on the runtime.
     pub fn save(&self, files: Vec<FileReport>) {
-        let _ = self.latest.send(FilesReport {
+        self.writer.submit(FilesReport {
             written_at: crate::timefmt::now(),
             files,
         });
@@ -366,8 +355,8 @@ mod tests {
         assert!(load_applied(dir.path()).is_err());
     }
 
-    #[test]
-    fn a_save_on_its_own_thread_calls_back_once_in_place_or_with_why_not() {
+    #[tokio::test]
+    async fn a_save_off_the_loop_calls_back_once_in_place_or_with_why_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (tx, rx) = std::sync::mpsc::channel();
         let path = dir.path().to_owned();

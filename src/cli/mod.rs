@@ -105,21 +105,19 @@ pub fn main() -> ExitCode {
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     limit_malloc_arenas();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+    daemon::runtime().map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 /// The daemon has a few threads that allocate a little each (an I/O thread per user, the
-/// sessions thread, the files report): glibc would give each its own malloc arena, a
-/// few hundred KiB of resident memory apiece for nothing. Two arenas serve them all.
+/// sessions thread, the blocking pool's writes): glibc would give each its own malloc
+/// arena, tens to hundreds of KiB of resident memory apiece for nothing. One arena serves
+/// them all; nothing here allocates hard enough from two threads at once to contend.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable of the allocator; it is called before any
     // thread of ours exists, and M_ARENA_MAX takes any positive value.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

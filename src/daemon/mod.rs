@@ -49,6 +49,16 @@ pub async fn resolve_users(config: &Config) -> Vec<ManagedUser> {
         .unwrap_or_default()
 }
 
+/// A current-thread runtime as the agent's loops need it (the main loop, the sessions
+/// thread): timers and I/O, and room for 64 I/O events a poll, not tokio's 1,024 (the
+/// agent watches a handful of descriptors; each slot is memory held for good).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_io_events_per_tick(64)
+        .build()
+}
+
 /// Logs the account managed for want of `[[users]]` and why (INFO), and what was passed
 /// over on the way (WARN); nothing with `[[users]]`.
 pub fn log_login_user(config: &Config) {
@@ -138,13 +148,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     // After every event: the key set to the sessions task (every time: time passed,
     // keys may have expired), and, once the files have answered, the report, readiness
     // and the status line.
-    let files_writer = match crate::state::FilesWriter::start(enforcer.config().state_dir.clone()) {
-        Ok(writer) => Some(writer),
-        Err(e) => {
-            warn!("cannot start the files report thread: {e}; `pictor-agent status` cannot show the files");
-            None
-        }
-    };
+    let files_writer = crate::state::FilesWriter::new(enforcer.config().state_dir.clone());
     let publish = |enforcer: &Enforcer, ready: &mut readiness::Readiness| {
         keys_tx.send_replace(enforcer.key_set());
         if enforcer.settling(Instant::now()) {
@@ -153,9 +157,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         report_tx.send_if_modified(|current| {
             let next = enforcer.report(timefmt::now());
             if current.files != next.files {
-                if let Some(writer) = &files_writer {
-                    writer.save(next.files.clone());
-                }
+                files_writer.save(next.files.clone());
             }
             let changed = *current != next;
             *current = next;

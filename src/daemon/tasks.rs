@@ -77,9 +77,7 @@ pub struct SessionsThread {
 
 impl SessionsThread {
     fn start(task: sessions::task::SessionsTask) -> std::io::Result<SessionsThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = super::runtime()?;
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();
         std::thread::Builder::new()

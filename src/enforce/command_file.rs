@@ -1,17 +1,20 @@
 //! The AuthorizedKeysCommand's file (`authorized-keys.json` in the state directory),
-//! written on a thread of its own: its group lookup (NSS) and its fsyncs never hold up
-//! the main loop. Writes that pile up collapse into the newest.
+//! written off the event loop ([`LatestWriter`]): its group lookup (NSS) and its fsyncs
+//! never hold up the main loop. Writes that pile up collapse into the newest.
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::authorized_keys::command::{self, CommandFile, Readers, WriteError};
+use crate::latest_writer::LatestWriter;
 
 /// How a write went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
+    /// The number [`CommandFileWriter::write`] gave the write; writes handed over before
+    /// it and not written were replaced by it.
+    pub number: u64,
     /// `Err`: the file could not be written (it may still grant a revoked key).
     pub result: Result<(), String>,
     /// Why the file is readable by the agent only (its group is missing or cannot be
@@ -20,39 +23,40 @@ pub struct Written {
 }
 
 struct Order {
+    number: u64,
     dir: PathBuf,
     group: String,
     file: CommandFile,
 }
 
-/// The handle of the writing thread.
+/// Hands writes of the file off the event loop.
 pub struct CommandFileWriter {
-    orders: mpsc::Sender<Order>,
+    writer: LatestWriter<Order>,
+    handed_over: u64,
 }
 
 impl CommandFileWriter {
-    /// Starts the thread; each write's outcome goes to `answers`.
-    pub fn start(answers: UnboundedSender<Written>) -> std::io::Result<CommandFileWriter> {
-        let (orders, queue) = mpsc::channel::<Order>();
-        std::thread::Builder::new()
-            .name("command-file".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                while let Ok(mut order) = queue.recv() {
-                    while let Ok(newer) = queue.try_recv() {
-                        order = newer;
-                    }
-                    if answers.send(write(&order)).is_err() {
-                        return;
-                    }
-                }
-            })?;
-        Ok(CommandFileWriter { orders })
+    /// Each write's outcome goes to `answers`.
+    pub fn new(answers: UnboundedSender<Written>) -> CommandFileWriter {
+        CommandFileWriter {
+            writer: LatestWriter::new(move |order: Order| {
+                let _ = answers.send(write(&order));
+            }),
+            handed_over: 0,
+        }
     }
 
-    /// Queues a write of `file` (never blocks).
-    pub fn write(&self, dir: PathBuf, group: String, file: CommandFile) -> bool {
-        self.orders.send(Order { dir, group, file }).is_ok()
+    /// Queues a write of `file` (never blocks); its number, which the answer carries.
+    pub fn write(&mut self, dir: PathBuf, group: String, file: CommandFile) -> u64 {
+        self.handed_over += 1;
+        let number = self.handed_over;
+        self.writer.submit(Order {
+            number,
+            dir,
+            group,
+            file,
+        });
+        number
     }
 }
 
@@ -81,6 +85,7 @@ fn write(order: &Order) -> Written {
         ),
     };
     Written {
+        number: order.number,
         result: result.map_err(|e| e.to_string()),
         private,
     }

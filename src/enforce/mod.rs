@@ -63,13 +63,15 @@ pub struct Enforcer {
     command_file_private: Option<String>,
     /// The set or the users changed: the command file is written once the files answered.
     command_file_pending: bool,
-    /// Command-file writes handed over and not answered yet.
-    command_file_writing: usize,
-    command_writer: Option<command_file::CommandFileWriter>,
+    /// The number of the last command-file write handed over, and of the last answered:
+    /// a write is out while they differ (a newer write replaces one not yet written).
+    command_file_sent: u64,
+    command_file_answered: u64,
+    command_writer: command_file::CommandFileWriter,
 }
 
-/// Where the enforcer's threads answer: the I/O threads ([`Enforcer::finished`]) and
-/// the command file's ([`Enforcer::command_file_written`]).
+/// Where the enforcer's I/O answers: the users' threads ([`Enforcer::finished`]) and
+/// the command file's writer ([`Enforcer::command_file_written`]).
 pub struct Answers {
     pub files: mpsc::UnboundedReceiver<Attempt>,
     pub command_file: mpsc::UnboundedReceiver<command_file::Written>,
@@ -85,13 +87,7 @@ impl Enforcer {
     ) -> (Enforcer, Answers) {
         let (answers, receiver) = mpsc::unbounded_channel();
         let (command_tx, command_rx) = mpsc::unbounded_channel();
-        let command_writer = match command_file::CommandFileWriter::start(command_tx) {
-            Ok(writer) => Some(writer),
-            Err(e) => {
-                error!("cannot start the AuthorizedKeysCommand file's thread: {e}");
-                None
-            }
-        };
+        let command_writer = command_file::CommandFileWriter::new(command_tx);
         let mut enforcer = Enforcer {
             config,
             users: Vec::new(),
@@ -105,7 +101,8 @@ impl Enforcer {
             command_file_error: None,
             command_file_private: None,
             command_file_pending: false,
-            command_file_writing: 0,
+            command_file_sent: 0,
+            command_file_answered: 0,
             command_writer,
         };
         enforcer.set_users(users);
@@ -392,33 +389,23 @@ impl Enforcer {
     }
 
     /// Keeps the `authorized-keys` command's file in step with the set and the users:
-    /// hands it to its writing thread; the outcome comes back to
-    /// [`Enforcer::command_file_written`].
+    /// hands it to its writer; the outcome comes back to [`Enforcer::command_file_written`].
+    /// Call on the runtime.
     pub fn write_command_file(&mut self) {
         let Some(applied) = &self.applied else { return };
         let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
         let file = crate::authorized_keys::command::build(&applied.key_set, &users);
-        let Some(writer) = &self.command_writer else {
-            return;
-        };
-        self.command_file_writing += 1;
-        if !writer.write(
+        self.command_file_sent = self.command_writer.write(
             self.config.state_dir.clone(),
             self.config.command_group.clone(),
             file,
-        ) {
-            self.command_file_writing -= 1;
-            self.command_file_written(command_file::Written {
-                result: Err("its writing thread has ended".into()),
-                private: None,
-            });
-        }
+        );
     }
 
     /// Takes the outcome of a command-file write: logs what changed (once), and keeps
     /// the error for the report and the retry timer.
     pub fn command_file_written(&mut self, written: command_file::Written) {
-        self.command_file_writing = self.command_file_writing.saturating_sub(1);
+        self.command_file_answered = self.command_file_answered.max(written.number);
         let path = self
             .config
             .state_dir
@@ -457,7 +444,7 @@ impl Enforcer {
 
     /// True while a command-file write is out.
     pub fn command_file_writing(&self) -> bool {
-        self.command_file_writing > 0
+        self.command_file_answered < self.command_file_sent
     }
 
     /// True while the AuthorizedKeysCommand file lags the set in force.
