@@ -129,6 +129,9 @@ pub fn replace_at(
     check_space(dir, content.len())?;
     let mut temp = temp_prefix(name);
     temp.push(format!("{}.{:016x}", std::process::id(), fastrand::u64(..)));
+    // Listed as ours until it is renamed or removed: another write of the same name in
+    // this process must not take it for a dead writer's.
+    let _in_flight = InFlight::enter(&temp);
     let fd = openat(
         dir.as_fd(),
         temp.as_os_str(),
@@ -247,24 +250,50 @@ pub fn remove_stale_temps(dir: &OwnedFd, name: &OsStr) {
         .filter_map(Result::ok)
         .map(|entry| OsStr::from_bytes(entry.file_name().to_bytes()).to_owned())
         .filter(|entry| entry.as_bytes().starts_with(prefix.as_bytes()))
-        .filter(|entry| !writer_alive(&entry.as_bytes()[prefix.len()..]))
+        .filter(|entry| !writer_alive(entry, prefix.len()))
         .collect();
     for entry in stale {
         let _ = unlinkat(dir.as_fd(), entry.as_os_str(), UnlinkatFlags::NoRemoveDir);
     }
 }
 
-/// True when the pid embedded in a temp name (`PID.RANDOM`) is a live process.
-fn writer_alive(suffix: &[u8]) -> bool {
+/// The temporary files this process is writing (their names: a pid and 64 random bits
+/// make them unique across directories).
+static IN_FLIGHT: std::sync::Mutex<Vec<OsString>> = std::sync::Mutex::new(Vec::new());
+
+/// A temporary name listed in [`IN_FLIGHT`] while this lives.
+struct InFlight(OsString);
+
+impl InFlight {
+    fn enter(temp: &OsStr) -> InFlight {
+        in_flight().push(temp.to_owned());
+        InFlight(temp.to_owned())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        in_flight().retain(|name| *name != self.0);
+    }
+}
+
+fn in_flight() -> std::sync::MutexGuard<'static, Vec<OsString>> {
+    IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// True when the temp file `name` (`PREFIX` `PID.RANDOM`) may still be written: its pid
+/// is a live process other than this one, or it is one of this process's own writes in
+/// flight. This process's pid on a file it is not writing means an earlier agent with
+/// the same pid (a restart in a container often gets it again) left it behind.
+fn writer_alive(name: &OsStr, prefix_len: usize) -> bool {
+    let suffix = &name.as_bytes()[prefix_len..];
     let pid = std::str::from_utf8(suffix)
         .ok()
         .and_then(|s| s.split('.').next())
         .and_then(|s| s.parse::<i32>().ok());
     match pid {
-        Some(pid) if pid > 0 => {
-            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-                && pid != std::process::id() as i32
-        }
+        Some(pid) if pid == std::process::id() as i32 => in_flight().iter().any(|n| n == name),
+        Some(pid) if pid > 0 => nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok(),
         _ => false,
     }
 }
@@ -316,6 +345,33 @@ mod tests {
             replace_at(&fd, OsStr::new("f"), b"new", OWNER_ONLY, || true).expect_err("rename");
         assert!(matches!(err, ReplaceError::Rename(_)), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn a_write_in_flight_is_not_taken_for_a_dead_writers_by_another_of_the_same_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fd = open_dir(dir.path());
+        let name = OsStr::new("f");
+        // A second write of the same name finishes (and cleans up) while the first one
+        // is between its fsync and its rename.
+        replace_at(&fd, name, b"first", OWNER_ONLY, || {
+            replace_at(&fd, name, b"second", OWNER_ONLY, || true).expect("second write");
+            remove_stale_temps(&fd, name);
+            true
+        })
+        .expect("the first write's temporary file was left alone");
+        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"first");
+        // A file with this process's pid that no write holds is a dead agent's.
+        let left = dir.path().join(format!(
+            ".f.pictor-tmp.{}.00000000000000aa",
+            std::process::id()
+        ));
+        std::fs::write(&left, b"half").expect("write");
+        remove_stale_temps(&fd, name);
+        assert!(
+            !left.exists(),
+            "an earlier agent's temp with the same pid is removed"
+        );
     }
 
     #[test]

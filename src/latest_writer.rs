@@ -18,18 +18,30 @@ struct Slot<T> {
 pub struct LatestWriter<T> {
     slot: Arc<Mutex<Slot<T>>>,
     write: Arc<dyn Fn(T) + Send + Sync>,
+    /// Folds a value still waiting into the one that replaces it (default: the newer).
+    merge: fn(T, T) -> T,
 }
 
 impl<T: Send + 'static> LatestWriter<T> {
     /// `write` does the blocking work for one value (and says how it went, if anyone
     /// needs to know, through what it captured).
     pub fn new(write: impl Fn(T) + Send + Sync + 'static) -> LatestWriter<T> {
+        LatestWriter::merging(write, |_older, newer| newer)
+    }
+
+    /// As [`LatestWriter::new`], with `merge(waiting, newer)` making the value that
+    /// replaces one still waiting (to keep what the older one carried beside its data).
+    pub fn merging(
+        write: impl Fn(T) + Send + Sync + 'static,
+        merge: fn(T, T) -> T,
+    ) -> LatestWriter<T> {
         LatestWriter {
             slot: Arc::new(Mutex::new(Slot {
                 waiting: None,
                 busy: false,
             })),
             write: Arc::new(write),
+            merge,
         }
     }
 
@@ -37,7 +49,10 @@ impl<T: Send + 'static> LatestWriter<T> {
     pub fn submit(&self, value: T) {
         {
             let mut slot = lock(&self.slot);
-            slot.waiting = Some(value);
+            slot.waiting = Some(match slot.waiting.take() {
+                Some(older) => (self.merge)(older, value),
+                None => value,
+            });
             if slot.busy {
                 return;
             }
@@ -99,5 +114,29 @@ mod tests {
         release_tx.send(()).expect("release 5");
         assert_eq!(done.recv().expect("5 written"), 5);
         assert!(started.try_recv().is_err(), "nothing else was written");
+    }
+
+    #[tokio::test]
+    async fn a_merge_keeps_what_replaced_values_carried() {
+        let (started_tx, started) = mpsc::channel::<Vec<u32>>();
+        let (release_tx, release) = mpsc::channel::<()>();
+        let release = Mutex::new(release);
+        let writer = LatestWriter::merging(
+            move |values: Vec<u32>| {
+                let _ = started_tx.send(values);
+                let _ = release.lock().expect("lock").recv();
+            },
+            |mut older, newer| {
+                older.extend(newer);
+                older
+            },
+        );
+        writer.submit(vec![1]);
+        assert_eq!(started.recv().expect("first write"), vec![1]);
+        writer.submit(vec![2]);
+        writer.submit(vec![3]);
+        release_tx.send(()).expect("release 1");
+        assert_eq!(started.recv().expect("second write"), vec![2, 3]);
+        release_tx.send(()).expect("release 2");
     }
 }

@@ -232,18 +232,63 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     })
 }
 
-/// [`save`] on tokio's blocking pool, then `then` with the result on that thread: the
-/// caller goes on at once (the content is encoded before this returns). Call on the
-/// runtime.
-pub fn save_then<T: Serialize>(
-    dir: &Path,
-    kind: Kind,
-    value: &T,
-    then: impl FnOnce(Result<(), StateError>) + Send + 'static,
-) -> Result<(), StateError> {
-    let prepared = Prepared::new(dir, kind, value)?;
-    drop(tokio::task::spawn_blocking(move || then(prepared.write())));
-    Ok(())
+/// What a caller of [`Saver::save_then`] is told once its value, or a newer one, is in
+/// place (or why the write failed). Runs on the writing thread.
+pub type Then = Box<dyn FnOnce(Result<(), &StateError>) + Send>;
+
+struct Pending {
+    prepared: Prepared,
+    then: Vec<Then>,
+}
+
+/// Saves of one state file off the event loop, in order: one write at a time, on tokio's
+/// blocking pool, and a value handed over while another is written replaces any still
+/// waiting. So the file on disk never goes back to an older value, however the writes
+/// are scheduled, and each caller hears once a value at least as new as its own is
+/// durable.
+pub struct Saver {
+    writer: LatestWriter<Pending>,
+}
+
+impl Default for Saver {
+    fn default() -> Saver {
+        Saver {
+            writer: LatestWriter::merging(
+                |pending: Pending| {
+                    let result = pending.prepared.write();
+                    for then in pending.then {
+                        then(result.as_ref().map(|_| ()));
+                    }
+                },
+                |mut older, newer| {
+                    older.then.extend(newer.then);
+                    Pending {
+                        prepared: newer.prepared,
+                        then: older.then,
+                    }
+                },
+            ),
+        }
+    }
+}
+
+impl Saver {
+    /// Hands `value` over for `dir`/`kind` (encoded before this returns) and goes on at
+    /// once; `then` is told how it went. Call on the runtime.
+    pub fn save_then<T: Serialize>(
+        &self,
+        dir: &Path,
+        kind: Kind,
+        value: &T,
+        then: impl FnOnce(Result<(), &StateError>) + Send + 'static,
+    ) -> Result<(), StateError> {
+        let prepared = Prepared::new(dir, kind, value)?;
+        self.writer.submit(Pending {
+            prepared,
+            then: vec![Box::new(then)],
+        });
+        Ok(())
+    }
 }
 
 /// Saves files reports off the event loop, newest first: the main loop hands a report
@@ -357,14 +402,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_save_off_the_loop_calls_back_once_in_place_or_with_why_not() {
+        let saver = Saver::default();
         let dir = tempfile::tempdir().expect("tempdir");
         let (tx, rx) = std::sync::mpsc::channel();
         let path = dir.path().to_owned();
-        save_then(dir.path(), APPLIED, &sample(), move |result| {
-            let on_disk = load_applied(&path).expect("readable");
-            let _ = tx.send((result.is_ok(), on_disk));
-        })
-        .expect("started");
+        saver
+            .save_then(dir.path(), APPLIED, &sample(), move |result| {
+                let on_disk = load_applied(&path).expect("readable");
+                let _ = tx.send((result.is_ok(), on_disk));
+            })
+            .expect("started");
         let (ok, on_disk) = rx.recv().expect("called back");
         assert!(ok);
         assert_eq!(on_disk, Some(sample()), "in place when called back");
@@ -373,11 +420,44 @@ mod tests {
         std::fs::create_dir(other.path().join(APPLIED.name)).expect("mkdir");
         std::fs::write(other.path().join(APPLIED.name).join("x"), b"").expect("write");
         let (tx, rx) = std::sync::mpsc::channel();
-        save_then(other.path(), APPLIED, &sample(), move |result| {
-            let _ = tx.send(result.map_err(|e| e.to_string()));
-        })
-        .expect("started");
+        saver
+            .save_then(other.path(), APPLIED, &sample(), move |result| {
+                let _ = tx.send(result.map_err(|e| e.to_string()));
+            })
+            .expect("started");
         let error = rx.recv().expect("called back").expect_err("rename fails");
         assert!(error.contains("applied.json"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saves_in_a_burst_all_succeed_and_leave_the_newest_in_place() {
+        // Each save used to run on a thread of its own: a burst raced, a finished save's
+        // clean-up removed another's temporary file (same pid), and an older set could
+        // land last.
+        let saver = Saver::default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rounds = 200;
+        for round in 0..rounds {
+            let mut applied = sample();
+            applied.key_set.version = format!("v{round}");
+            let tx = tx.clone();
+            saver
+                .save_then(dir.path(), APPLIED, &applied, move |result| {
+                    let _ = tx.send(result.map_err(|e| e.to_string()));
+                })
+                .expect("handed over");
+        }
+        drop(tx);
+        let results: Vec<Result<(), String>> = rx.iter().collect();
+        assert_eq!(results.len(), rounds, "every caller hears once");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let on_disk = load_applied(dir.path()).expect("readable").expect("saved");
+        assert_eq!(on_disk.key_set.version, format!("v{}", rounds - 1));
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(APPLIED.name)]);
     }
 }

@@ -68,6 +68,8 @@ pub struct Enforcer {
     command_file_sent: u64,
     command_file_answered: u64,
     command_writer: command_file::CommandFileWriter,
+    /// `applied.json`'s writes, in order.
+    applied_saver: state::Saver,
 }
 
 /// Where the enforcer's I/O answers: the users' threads ([`Enforcer::finished`]) and
@@ -104,6 +106,7 @@ impl Enforcer {
             command_file_sent: 0,
             command_file_answered: 0,
             command_writer,
+            applied_saver: state::Saver::default(),
         };
         enforcer.set_users(users);
         let answers = Answers {
@@ -193,12 +196,17 @@ impl Enforcer {
         };
         let gate = StateGate::new();
         let opener = gate.clone();
-        let saved = state::save_then(&self.config.state_dir, state::APPLIED, &applied, move |r| {
-            if let Err(e) = r {
-                error!("{e}");
-            }
-            opener.open();
-        });
+        let saved = self.applied_saver.save_then(
+            &self.config.state_dir,
+            state::APPLIED,
+            &applied,
+            move |r| {
+                if let Err(e) = r {
+                    error!("{e}");
+                }
+                opener.open();
+            },
+        );
         if let Err(e) = saved {
             // Enforce anyway: a revocation must bite even when the state disk is full.
             error!("{e}");
