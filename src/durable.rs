@@ -237,9 +237,24 @@ fn check_space(dir: &OwnedFd, len: usize) -> Result<(), ReplaceError> {
 }
 
 /// Removes temporary files for `name` left by an agent that was killed mid-write
-/// (their process is gone). Best effort: the directory is small and this runs only
-/// after a write.
+/// (their process is gone). Only the first call for a directory and name in this
+/// process's life lists the directory: a live agent removes its own temporary files on
+/// every failure, so later calls would find nothing new (and each listing costs a 32 kB
+/// buffer). Best effort.
 pub fn remove_stale_temps(dir: &OwnedFd, name: &OsStr) {
+    static CLEANED: std::sync::Mutex<Vec<(u64, u64, OsString)>> = std::sync::Mutex::new(Vec::new());
+    let Ok(at) = nix::sys::stat::fstat(dir.as_fd()) else {
+        return;
+    };
+    #[allow(clippy::unnecessary_cast)] // the libc types differ between architectures
+    let key = (at.st_dev as u64, at.st_ino as u64, name.to_owned());
+    {
+        let mut cleaned = CLEANED.lock().unwrap_or_else(|p| p.into_inner());
+        if cleaned.contains(&key) {
+            return;
+        }
+        cleaned.push(key);
+    }
     let prefix = temp_prefix(name);
     let Ok(dup) = dir.try_clone() else { return };
     let Ok(mut listing) = nix::dir::Dir::from_fd(dup) else {
@@ -362,16 +377,38 @@ mod tests {
         .expect("the first write's temporary file was left alone");
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"first");
         // A file with this process's pid that no write holds is a dead agent's.
-        let left = dir.path().join(format!(
+        let other = tempfile::tempdir().expect("tempdir");
+        let left = other.path().join(format!(
             ".f.pictor-tmp.{}.00000000000000aa",
             std::process::id()
         ));
         std::fs::write(&left, b"half").expect("write");
-        remove_stale_temps(&fd, name);
+        remove_stale_temps(&open_dir(other.path()), name);
         assert!(
             !left.exists(),
             "an earlier agent's temp with the same pid is removed"
         );
+    }
+
+    #[test]
+    fn a_directory_is_listed_for_dead_writers_once_per_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fd = open_dir(dir.path());
+        let first = dir.path().join(".g.pictor-tmp.2147483632.00000000000000aa");
+        std::fs::write(&first, b"half").expect("write");
+        remove_stale_temps(&fd, OsStr::new("g"));
+        assert!(!first.exists());
+        // Left later (by another process): not looked for again, even through another
+        // descriptor of the same directory.
+        let later = dir.path().join(".g.pictor-tmp.2147483632.00000000000000bb");
+        std::fs::write(&later, b"half").expect("write");
+        remove_stale_temps(&open_dir(dir.path()), OsStr::new("g"));
+        assert!(later.exists());
+        // Another name in the same directory has its own first time.
+        let other = dir.path().join(".h.pictor-tmp.2147483632.00000000000000cc");
+        std::fs::write(&other, b"half").expect("write");
+        remove_stale_temps(&fd, OsStr::new("h"));
+        assert!(!other.exists());
     }
 
     #[test]

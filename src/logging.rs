@@ -4,18 +4,25 @@
 //! searches for (`journalctl MESSAGE_ID=...`); elsewhere, human-readable lines on stderr.
 //! The level comes from the configuration, and `RUST_LOG` overrides it.
 //!
+//! The subscriber is this module's own [`Logger`]: events only (the agent opens no
+//! spans, and those of its libraries are not recorded), filtered by `tracing-subscriber`'s
+//! `Targets`. `tracing-subscriber`'s registry and formatter would cost a 32 kB span
+//! table and their code, resident for the agent's whole life, for nothing it uses.
+//!
 //! Every message and field value is escaped ([`crate::escape::escaped`]) on both ways
 //! out, whatever the call site wrote: a path or name a user chose can neither start a
 //! terminal escape sequence nor split a log line into one they forged.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::{Mutex, RwLock};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, Layer, Registry};
 
 /// Stable journal `MESSAGE_ID`s (`journalctl MESSAGE_ID=<id>`).
 pub mod message_id {
@@ -52,8 +59,8 @@ pub fn detect() -> Target {
     }
 }
 
-/// The handle that swaps the level filter on reload; set by [`init`].
-static LEVEL: std::sync::OnceLock<reload::Handle<Targets, Registry>> = std::sync::OnceLock::new();
+/// The installed logger, for [`set_level`]; set by [`init`].
+static LOGGER: std::sync::OnceLock<std::sync::Arc<Logger>> = std::sync::OnceLock::new();
 
 /// `RUST_LOG` when it parses, else `level`, else `info`. Both take the configuration's
 /// syntax: a level, or comma-separated `target=level` directives (no span or field
@@ -68,30 +75,16 @@ fn level_filter(level: &str) -> Targets {
 
 /// Sets up logging once; `level` is the configured filter (`RUST_LOG`, when set, wins).
 pub fn init(level: &str) {
-    let (filter, handle) = reload::Layer::new(level_filter(level));
-    let journal = match detect() {
-        Target::Journal => systemd_journal_logger::JournalLog::new().ok(),
-        Target::Stderr => None,
+    let output = match detect() {
+        Target::Journal => systemd_journal_logger::JournalLog::new()
+            .map(Output::Journal)
+            .unwrap_or_else(|_| Output::Lines(Mutex::new(Box::new(std::io::stderr())))),
+        Target::Stderr => Output::Lines(Mutex::new(Box::new(std::io::stderr()))),
     };
-    let installed = match journal {
-        Some(journal) => tracing_subscriber::registry()
-            .with(JournalLayer { journal }.with_filter(filter))
-            .try_init()
-            .is_ok(),
-        None => tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(escaped_fields())
-                    .with_writer(std::io::stderr)
-                    .with_target(false)
-                    .with_ansi(false)
-                    .with_filter(filter),
-            )
-            .try_init()
-            .is_ok(),
-    };
-    if installed {
-        let _ = LEVEL.set(handle);
+    let logger = std::sync::Arc::new(Logger::new(level_filter(level), output));
+    let dispatch = tracing::Dispatch::from(logger.clone());
+    if tracing::dispatcher::set_global_default(dispatch).is_ok() {
+        let _ = LOGGER.set(logger);
     }
 }
 
@@ -103,31 +96,117 @@ pub fn set_level(level: &str) -> Result<(), String> {
     let filter: Targets = level
         .parse()
         .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
-    match LEVEL.get() {
-        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
-        None => Ok(()),
+    if let Some(logger) = LOGGER.get() {
+        logger.set_filter(filter);
+    }
+    Ok(())
+}
+
+/// Where events go.
+enum Output {
+    /// One entry each, the fields as journal fields.
+    Journal(systemd_journal_logger::JournalLog),
+    /// One line each (stderr; a buffer in tests).
+    Lines(Mutex<Box<dyn std::io::Write + Send>>),
+}
+
+/// The agent's `tracing` subscriber: see the module's documentation.
+pub struct Logger {
+    filter: RwLock<Targets>,
+    output: Output,
+}
+
+impl Logger {
+    fn new(filter: Targets, output: Output) -> Logger {
+        Logger {
+            filter: RwLock::new(filter),
+            output,
+        }
+    }
+
+    fn set_filter(&self, filter: Targets) {
+        *self.filter.write().unwrap_or_else(|p| p.into_inner()) = filter;
+        // The most verbose level any directive allows is cached by every call site.
+        tracing::callsite::rebuild_interest_cache();
+    }
+
+    fn filter(&self) -> std::sync::RwLockReadGuard<'_, Targets> {
+        self.filter.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The stderr formatter's fields: `message` as written, others `name=value`, each
-/// escaped.
-fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-        let text = format!("{value:?}");
-        let text = crate::escape::escaped(&text);
-        if field.name() == "message" {
-            write!(writer, "{text}")
+impl Subscriber for Logger {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if metadata.is_span() {
+            Interest::never()
         } else {
-            write!(writer, "{field}={text}")
+            // Asked at each event: the filter can be reloaded.
+            Interest::sometimes()
         }
-    })
-    .delimited(" ")
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        let filter = self.filter();
+        let most = filter
+            .iter()
+            .map(|(_, level)| level)
+            .chain(filter.default_level())
+            .max()
+            .unwrap_or(LevelFilter::OFF);
+        Some(most)
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.is_event()
+            && self
+                .filter()
+                .would_enable(metadata.target(), metadata.level())
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        // Never called for an enabled span (there are none); an id all the same.
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        match &self.output {
+            Output::Journal(journal) => to_journal(journal, event.metadata(), fields),
+            Output::Lines(out) => {
+                let line = stderr_line(crate::timefmt::now(), event.metadata().level(), &fields);
+                // One write per line, so lines from two threads never interleave.
+                let _ = out
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .write_all(line.as_bytes());
+            }
+        }
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
 }
 
-/// Sends each event to journald as one entry, its fields as journal fields.
-struct JournalLayer {
-    journal: systemd_journal_logger::JournalLog,
+/// `2026-12-06T23:44:24.450490Z  WARN message key=value ...`, newline-terminated; the
+/// message and values escaped already ([`Fields`]).
+fn stderr_line(at: time::OffsetDateTime, level: &Level, fields: &Fields) -> String {
+    let mut line = format!(
+        "{} {:>5} {}",
+        crate::timefmt::format(at),
+        level,
+        fields.message
+    );
+    for (key, value) in &fields.pairs {
+        let _ = write!(line, " {key}={value}");
+    }
+    line.push('\n');
+    line
 }
 
 #[derive(Default)]
@@ -152,37 +231,38 @@ impl Visit for Fields {
     }
 }
 
-impl<S: Subscriber> Layer<S> for JournalLayer {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        // The readable message carries the fields too, for `journalctl` without `-o verbose`.
-        let mut message = fields.message;
-        for (key, value) in fields.pairs.iter().filter(|(k, _)| k != "message_id") {
-            let _ = write!(message, " {key}={value}");
-        }
-        let level = match *event.metadata().level() {
-            Level::ERROR => log::Level::Error,
-            Level::WARN => log::Level::Warn,
-            Level::INFO => log::Level::Info,
-            Level::DEBUG => log::Level::Debug,
-            Level::TRACE => log::Level::Trace,
-        };
-        let pairs: Vec<(&str, &str)> = fields
-            .pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let pairs = pairs.as_slice();
-        let _ = self.journal.journal_send(
-            &log::Record::builder()
-                .level(level)
-                .target(event.metadata().target())
-                .args(format_args!("{message}"))
-                .key_values(&pairs)
-                .build(),
-        );
+/// Sends an event to journald as one entry, its fields as journal fields.
+fn to_journal(
+    journal: &systemd_journal_logger::JournalLog,
+    metadata: &Metadata<'_>,
+    fields: Fields,
+) {
+    // The readable message carries the fields too, for `journalctl` without `-o verbose`.
+    let mut message = fields.message;
+    for (key, value) in fields.pairs.iter().filter(|(k, _)| k != "message_id") {
+        let _ = write!(message, " {key}={value}");
     }
+    let level = match *metadata.level() {
+        Level::ERROR => log::Level::Error,
+        Level::WARN => log::Level::Warn,
+        Level::INFO => log::Level::Info,
+        Level::DEBUG => log::Level::Debug,
+        Level::TRACE => log::Level::Trace,
+    };
+    let pairs: Vec<(&str, &str)> = fields
+        .pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let pairs = pairs.as_slice();
+    let _ = journal.journal_send(
+        &log::Record::builder()
+            .level(level)
+            .target(metadata.target())
+            .args(format_args!("{message}"))
+            .key_values(&pairs)
+            .build(),
+    );
 }
 
 #[cfg(test)]
@@ -216,24 +296,53 @@ mod tests {
 
     const FORGED: &str = "k\u{1b}[2J\nJan  1 00:00:00 host sshd[1]: Accepted publickey for root";
 
+    fn buffered(filter: &str) -> (Logger, Buffer) {
+        let buffer = Buffer::default();
+        let output = Output::Lines(Mutex::new(Box::new(buffer.clone())));
+        let logger = Logger::new(filter.parse().expect("directives"), output);
+        (logger, buffer)
+    }
+
+    fn text(buffer: &Buffer) -> String {
+        String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8")
+    }
+
     #[test]
     fn a_user_chosen_name_never_splits_a_stderr_line_nor_reaches_the_terminal_raw() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .fmt_fields(escaped_fields())
-                .with_ansi(false)
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let (logger, buffer) = buffered("info");
+        tracing::subscriber::with_default(logger, || {
             let path = std::path::Path::new(FORGED);
             tracing::warn!(path = %path.display(), "skipped {}", path.display());
         });
-        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+        let text = text(&buffer);
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(!text.trim_end().contains(['\u{1b}', '\n']), "{text}");
-        assert!(text.contains("k\\x1b[2J\\nJan"), "{text}");
+        assert!(text.contains(" WARN skipped k\\x1b[2J\\nJan"), "{text}");
+        assert!(text.contains(" path=k\\x1b[2J\\nJan"), "{text}");
+    }
+
+    #[test]
+    fn events_are_filtered_by_target_and_level_and_reloaded_filters_apply() {
+        let (logger, buffer) = buffered("warn,pictor_agent::sessions=debug");
+        let logger = std::sync::Arc::new(logger);
+        let dispatch = tracing::Dispatch::from(logger.clone());
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(target: "pictor_agent::sync", "hidden: info elsewhere");
+            tracing::debug!(target: "pictor_agent::sessions", "shown: debug for sessions");
+            tracing::error!(target: "hyper", "shown: error anywhere");
+            logger.set_filter("info".parse().expect("level"));
+            tracing::info!(target: "pictor_agent::sync", "shown: info after the reload");
+            tracing::debug!(target: "pictor_agent::sessions", "hidden: debug after it");
+            // Spans are not recorded, and events inside one are still logged.
+            let span = tracing::info_span!("work");
+            let _entered = span.enter();
+            tracing::warn!("shown: inside a span");
+        });
+        let text = text(&buffer);
+        let shown: Vec<&str> = text.lines().filter(|l| l.contains("shown:")).collect();
+        assert_eq!(shown.len(), 4, "{text}");
+        assert!(!text.contains("hidden:"), "{text}");
+        assert!(shown[1].contains("ERROR shown: error anywhere"), "{text}");
     }
 
     #[test]
