@@ -2,7 +2,7 @@
 //! Pure: nothing here reads a file or prints.
 //!
 //! A small hand-made grammar over `lexopt` rather than clap: eight commands with four
-//! options between them did not need clap's 250 kB of code, and an idle agent keeps
+//! options between them did not need clap's 170 kB of code, and an idle agent keeps
 //! nearly all of its code resident (docs/performance.md).
 
 use std::ffi::OsString;
