@@ -396,11 +396,6 @@ impl Files {
         self.tracks.remove(user);
     }
 
-    /// The users tracked.
-    pub fn users(&self) -> impl Iterator<Item = &str> {
-        self.tracks.keys().map(String::as_str)
-    }
-
     /// Sets what `user`'s file must hold. A different block is a new generation, sent at
     /// once; the same block is sent only when the file is not known to hold it.
     pub fn want(

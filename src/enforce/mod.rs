@@ -510,7 +510,8 @@ impl Enforcer {
 
     /// How long until the next key expires (capped, so clock jumps are caught).
     pub fn until_next_expiry(&self, now: OffsetDateTime) -> Option<Duration> {
-        expiry_wait(self.applied.as_ref()?.key_set.next_expiry(now)?, now)
+        let at = self.applied.as_ref()?.key_set.next_expiry(now)?;
+        Some(expiry_wait(at, now))
     }
 
     /// Switches to a new configuration and its users (resolved by the caller): users no
@@ -550,9 +551,9 @@ impl Enforcer {
 
 /// How long the expiry timer sleeps for a key expiring `at`: until then (at once when
 /// past), but never more than [`EXPIRY_RECHECK`], so a clock that jumps is caught.
-pub fn expiry_wait(at: OffsetDateTime, now: OffsetDateTime) -> Option<Duration> {
+pub fn expiry_wait(at: OffsetDateTime, now: OffsetDateTime) -> Duration {
     let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
-    Some(wait.min(EXPIRY_RECHECK))
+    wait.min(EXPIRY_RECHECK)
 }
 
 /// Resolves the configured users (NSS: may block; call it off the runtime). One that
@@ -642,8 +643,8 @@ mod tests {
         let soon = now + time::Duration::seconds(5);
         let late = now + time::Duration::hours(3);
         let past = now - time::Duration::seconds(1);
-        assert_eq!(expiry_wait(soon, now), Some(Duration::from_secs(5)));
-        assert_eq!(expiry_wait(late, now), Some(EXPIRY_RECHECK));
-        assert_eq!(expiry_wait(past, now), Some(Duration::ZERO));
+        assert_eq!(expiry_wait(soon, now), Duration::from_secs(5));
+        assert_eq!(expiry_wait(late, now), EXPIRY_RECHECK);
+        assert_eq!(expiry_wait(past, now), Duration::ZERO);
     }
 }

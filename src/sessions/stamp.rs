@@ -78,11 +78,6 @@ impl LocalZone {
     pub fn tzif(data: &[u8]) -> Result<LocalZone, ZoneError> {
         backend::Zone::tzif(data).map(LocalZone)
     }
-
-    /// A zone by its name in the system's zone database (`America/New_York`).
-    pub fn named(name: &str) -> Result<LocalZone, ZoneError> {
-        backend::Zone::named(name).map(LocalZone)
-    }
 }
 
 /// What placing a stamp in time needs: the zone of local stamps and the reference
@@ -124,10 +119,6 @@ impl StampContext {
 
     pub fn reference(&self) -> OffsetDateTime {
         self.reference
-    }
-
-    pub fn zone(&self) -> &LocalZone {
-        &self.zone
     }
 
     /// The instant a stamp names (in UTC), or `None` when it cannot be read.
@@ -519,12 +510,6 @@ mod backend {
 
         pub fn tzif(data: &[u8]) -> Result<Zone, ZoneError> {
             TimeZone::from_tz_data(data).map(Zone::new).map_err(error)
-        }
-
-        pub fn named(name: &str) -> Result<Zone, ZoneError> {
-            TimeZone::from_posix_tz(&format!(":{name}"))
-                .map(Zone::new)
-                .map_err(error)
         }
 
         /// The wall-clock time of `at` here.

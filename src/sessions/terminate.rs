@@ -41,8 +41,6 @@ pub enum TerminateError {
     NotHeld(String),
     #[error("session {0}: unknown user")]
     UnknownUser(String),
-    #[error("session {0}: two logins were logged for its connection (one forged): the key that opened it is unknown, so it is not ended")]
-    Contested(String),
     #[error("session {session}: processes still running after {rounds} rounds: {left}")]
     Survivors {
         session: String,
