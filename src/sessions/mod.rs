@@ -4,12 +4,12 @@
 //! [`procs`]), held by a pidfd ([`pidfd`]) until its process ends, ended exactly
 //! ([`terminate`]), and run as one task ([`task`]).
 
+#[cfg(test)]
+mod openssh_release_tests;
 pub mod parse;
 pub mod pidfd;
 pub mod procs;
 pub mod proof;
-#[cfg(test)]
-mod releases;
 pub mod source;
 pub mod stamp;
 pub mod task;
