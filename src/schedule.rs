@@ -92,14 +92,8 @@ impl Schedule {
             }
             Outcome::Failed { retry_after } => {
                 self.failures = self.failures.saturating_add(1);
-                let exponent = (self.failures - 1).min(20);
-                let ceiling = BACKOFF_BASE
-                    .saturating_mul(1 << exponent)
-                    .min(self.backoff_max);
-                let jittered = ceiling.mul_f64(random);
-                let floor = retry_after.unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER);
                 Next {
-                    delay: jittered.max(floor),
+                    delay: backoff_delay(self.failures, self.backoff_max, retry_after, random),
                     wait: self.long_poll,
                 }
             }
@@ -118,6 +112,14 @@ impl Schedule {
     }
 }
 
+/// The one exponential backoff: `first × 2^(failures-1)` (`failures` = 1 after the first
+/// failure), at most `max`. Callers add their jitter: full jitter for the control plane
+/// ([`backoff_delay`]), half for a local file ([`crate::enforce::files::retry_delay`]).
+pub fn backoff_ceiling(first: Duration, failures: u32, max: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    first.saturating_mul(1 << exponent).min(max)
+}
+
 /// The delay after the `failures`-th failure in a row: full jitter over
 /// `BACKOFF_BASE × 2^(failures-1)` capped at `max`, never less than `retry_after`
 /// (itself capped at [`MAX_RETRY_AFTER`]). Shared by every call that retries.
@@ -127,8 +129,7 @@ pub fn backoff_delay(
     retry_after: Option<Duration>,
     random: f64,
 ) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << exponent).min(max);
+    let ceiling = backoff_ceiling(BACKOFF_BASE, failures, max);
     let jittered = ceiling.mul_f64(random.clamp(0.0, 1.0));
     jittered.max(retry_after.unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }

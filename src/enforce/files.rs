@@ -177,8 +177,7 @@ pub struct Output {
 /// [`RETRY_FIRST`], capped at [`RETRY_CAP`], scaled by `jitter` in `[0.5, 1.0]` so that
 /// instances failing together do not retry together.
 pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let ceiling = RETRY_FIRST.saturating_mul(1 << exponent).min(RETRY_CAP);
+    let ceiling = crate::schedule::backoff_ceiling(RETRY_FIRST, failures, RETRY_CAP);
     ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
