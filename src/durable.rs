@@ -242,18 +242,18 @@ fn check_space(dir: &OwnedFd, len: usize) -> Result<(), ReplaceError> {
 /// every failure, so later calls would find nothing new (and each listing costs a 32 kB
 /// buffer). Best effort.
 pub fn remove_stale_temps(dir: &OwnedFd, name: &OsStr) {
-    static CLEANED: std::sync::Mutex<Vec<(u64, u64, OsString)>> = std::sync::Mutex::new(Vec::new());
+    static CLEANED: std::sync::Mutex<Cleaned> = std::sync::Mutex::new(Cleaned::new());
     let Ok(at) = nix::sys::stat::fstat(dir.as_fd()) else {
         return;
     };
     #[allow(clippy::unnecessary_cast)] // the libc types differ between architectures
     let key = (at.st_dev as u64, at.st_ino as u64, name.to_owned());
-    {
-        let mut cleaned = CLEANED.lock().unwrap_or_else(|p| p.into_inner());
-        if cleaned.contains(&key) {
-            return;
-        }
-        cleaned.push(key);
+    let first = CLEANED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .first_time(key, CLEANED_MAX);
+    if !first {
+        return;
     }
     let prefix = temp_prefix(name);
     let Ok(dup) = dir.try_clone() else { return };
@@ -269,6 +269,37 @@ pub fn remove_stale_temps(dir: &OwnedFd, name: &OsStr) {
         .collect();
     for entry in stale {
         let _ = unlinkat(dir.as_fd(), entry.as_os_str(), UnlinkatFlags::NoRemoveDir);
+    }
+}
+
+/// How many directories and names [`remove_stale_temps`] remembers having looked at.
+const CLEANED_MAX: usize = 1024;
+
+/// The directories (device, inode) and names already looked at for dead writers'
+/// files, oldest first and at most a given number: a user who replaces their `.ssh`
+/// before every write makes a new directory each time, and must not make this grow
+/// without bound. One forgotten is only looked at again.
+struct Cleaned {
+    seen: std::collections::VecDeque<(u64, u64, OsString)>,
+}
+
+impl Cleaned {
+    const fn new() -> Cleaned {
+        Cleaned {
+            seen: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// True the first time `key` is seen (since it was last forgotten).
+    fn first_time(&mut self, key: (u64, u64, OsString), max: usize) -> bool {
+        if self.seen.contains(&key) {
+            return false;
+        }
+        if self.seen.len() >= max {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(key);
+        true
     }
 }
 
@@ -388,6 +419,23 @@ mod tests {
             !left.exists(),
             "an earlier agent's temp with the same pid is removed"
         );
+    }
+
+    #[test]
+    fn the_directories_remembered_as_looked_at_are_bounded() {
+        let mut cleaned = Cleaned::new();
+        let key = |ino: u64| (1, ino, OsString::from("authorized_keys"));
+        assert!(cleaned.first_time(key(1), 2));
+        assert!(!cleaned.first_time(key(1), 2));
+        assert!(cleaned.first_time(key(2), 2));
+        // A third directory (a `.ssh` swapped again): the oldest is forgotten.
+        assert!(cleaned.first_time(key(3), 2));
+        assert_eq!(cleaned.seen.len(), 2);
+        assert!(
+            cleaned.first_time(key(1), 2),
+            "forgotten, so looked at again"
+        );
+        assert!(!cleaned.first_time(key(3), 2));
     }
 
     #[test]
