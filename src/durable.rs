@@ -278,7 +278,8 @@ const CLEANED_MAX: usize = 1024;
 /// The directories (device, inode) and names already looked at for dead writers'
 /// files, oldest first and at most a given number: a user who replaces their `.ssh`
 /// before every write makes a new directory each time, and must not make this grow
-/// without bound. One forgotten is only looked at again.
+/// without bound. One forgotten is only looked at again. A directory made later with a
+/// reused inode is taken as looked at: its dead writers' files wait for the next start.
 struct Cleaned {
     seen: std::collections::VecDeque<(u64, u64, OsString)>,
 }
@@ -397,7 +398,7 @@ mod tests {
     fn a_write_in_flight_is_not_taken_for_a_dead_writers_by_another_of_the_same_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fd = open_dir(dir.path());
-        let name = OsStr::new("f");
+        let name = OsStr::new("inflight");
         // A second write of the same name finishes (and cleans up) while the first one
         // is between its fsync and its rename.
         replace_at(&fd, name, b"first", OWNER_ONLY, || {
@@ -406,11 +407,14 @@ mod tests {
             true
         })
         .expect("the first write's temporary file was left alone");
-        assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"first");
+        assert_eq!(
+            std::fs::read(dir.path().join("inflight")).expect("read"),
+            b"first"
+        );
         // A file with this process's pid that no write holds is a dead agent's.
         let other = tempfile::tempdir().expect("tempdir");
         let left = other.path().join(format!(
-            ".f.pictor-tmp.{}.00000000000000aa",
+            ".inflight.pictor-tmp.{}.00000000000000aa",
             std::process::id()
         ));
         std::fs::write(&left, b"half").expect("write");
@@ -459,15 +463,19 @@ mod tests {
         assert!(!other.exists());
     }
 
+    // The tests that call remove_stale_temps use a name each: a temporary directory of
+    // another test may get the same inode, and (directory, name) is listed once.
     #[test]
     fn stale_temps_of_dead_writers_are_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         // pid 0x7fff_fff0 is beyond pid_max, so certainly not running.
-        let stale = dir.path().join(".f.pictor-tmp.2147483632.00000000000000aa");
+        let stale = dir
+            .path()
+            .join(".stale.pictor-tmp.2147483632.00000000000000aa");
         std::fs::write(&stale, b"half").expect("write");
-        let unrelated = dir.path().join(".f.other");
+        let unrelated = dir.path().join(".stale.other");
         std::fs::write(&unrelated, b"keep").expect("write");
-        remove_stale_temps(&open_dir(dir.path()), OsStr::new("f"));
+        remove_stale_temps(&open_dir(dir.path()), OsStr::new("stale"));
         assert!(!stale.exists());
         assert!(unrelated.exists());
     }
