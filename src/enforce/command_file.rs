@@ -46,8 +46,13 @@ impl CommandFileWriter {
         }
     }
 
-    /// Queues a write of `file` (never blocks); its number, which the answer carries.
-    pub fn write(&mut self, dir: PathBuf, group: String, file: CommandFile) -> u64 {
+    /// The number of the last write handed over (0: none yet).
+    pub fn handed_over(&self) -> u64 {
+        self.handed_over
+    }
+
+    /// Queues a write of `file` (never blocks); the answer carries its number.
+    pub fn write(&mut self, dir: PathBuf, group: String, file: CommandFile) {
         self.handed_over += 1;
         let number = self.handed_over;
         self.writer.submit(Order {
@@ -56,7 +61,6 @@ impl CommandFileWriter {
             group,
             file,
         });
-        number
     }
 }
 

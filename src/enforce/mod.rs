@@ -63,9 +63,8 @@ pub struct Enforcer {
     command_file_private: Option<String>,
     /// The set or the users changed: the command file is written once the files answered.
     command_file_pending: bool,
-    /// The number of the last command-file write handed over, and of the last answered:
-    /// a write is out while they differ (a newer write replaces one not yet written).
-    command_file_sent: u64,
+    /// The number of the last command-file write answered: a write is out while the
+    /// writer has handed over a later one (a newer write replaces one not yet written).
     command_file_answered: u64,
     command_writer: command_file::CommandFileWriter,
     /// `applied.json`'s writes, in order.
@@ -103,7 +102,6 @@ impl Enforcer {
             command_file_error: None,
             command_file_private: None,
             command_file_pending: false,
-            command_file_sent: 0,
             command_file_answered: 0,
             command_writer,
             applied_saver: state::Saver::default(),
@@ -403,7 +401,7 @@ impl Enforcer {
         let Some(applied) = &self.applied else { return };
         let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
         let file = crate::authorized_keys::command::build(&applied.key_set, &users);
-        self.command_file_sent = self.command_writer.write(
+        self.command_writer.write(
             self.config.state_dir.clone(),
             self.config.command_group.clone(),
             file,
@@ -452,7 +450,7 @@ impl Enforcer {
 
     /// True while a command-file write is out.
     pub fn command_file_writing(&self) -> bool {
-        self.command_file_answered < self.command_file_sent
+        self.command_file_answered < self.command_writer.handed_over()
     }
 
     /// True while the AuthorizedKeysCommand file lags the set in force.
