@@ -90,7 +90,7 @@ fn main() {
     let process_start = |_| None;
     let seen = Seen {
         proof: pictor_agent::sessions::proof::Proof::LogText,
-        at: 0,
+        at: pictor_agent::sessions::boot_clock::BootTicks::new(0),
     };
     let lookups = Lookups {
         key_id: &key_id,
@@ -142,7 +142,7 @@ fn unclosed(n: usize) -> f64 {
     };
     let seen = Seen {
         proof: pictor_agent::sessions::proof::Proof::LogText,
-        at: 0,
+        at: pictor_agent::sessions::boot_clock::BootTicks::new(0),
     };
     let now = time::OffsetDateTime::now_utc();
     let stamps = pictor_agent::sessions::parse::StampContext::utc(now);

@@ -422,7 +422,7 @@ fn scan_log(file: &std::path::Path, keys: Option<crate::keys::KeySet>) -> ExitCo
     let process_start = |_| None;
     let seen = Seen {
         proof: crate::sessions::proof::Proof::LogText,
-        at: 0,
+        at: crate::sessions::boot_clock::BootTicks::new(0),
     };
     let lookups = Lookups {
         key_id: &key_id,

@@ -1,15 +1,19 @@
 //! Who is logged in with which key: sshd's log is parsed ([`parse`], pure), correlated
 //! into sessions ([`track`], pure), read from the journal or a syslog file ([`source`]),
 //! believed only when the kernel vouches for it ([`proof`], over the facts of
-//! [`procs`]), held by a pidfd ([`pidfd`]) until its process ends, ended exactly
-//! ([`terminate`]), and run as one task ([`task`]).
+//! [`procs`]), held by a pidfd ([`pidfd`]) until its process ends, ended when
+//! [`revocation`] (pure: every decision about ending a session) says so, exactly
+//! ([`terminate`]), and run as one task ([`task`]). Process start times, when a line was
+//! read and when a key left are moments on the kernel's boot clock ([`boot_clock`]).
 
+pub mod boot_clock;
 #[cfg(test)]
 mod openssh_release_tests;
 pub mod parse;
 pub mod pidfd;
 pub mod procs;
 pub mod proof;
+pub mod revocation;
 pub mod source;
 pub mod stamp;
 pub mod task;
@@ -73,8 +77,8 @@ pub struct Session {
     pub source_port: u16,
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
-    /// The monitor's start time (clock ticks since boot), to tell a reused pid apart.
-    pub process_start: Option<u64>,
+    /// The monitor's start time, to tell a reused pid apart.
+    pub process_start: Option<boot_clock::BootTicks>,
     /// How the key was learnt: from journald's trusted fields, or a syslog file's text.
     #[serde(default = "legacy_proof")]
     pub proof: proof::Proof,
@@ -86,9 +90,9 @@ pub struct Session {
     /// Every key a login line claimed for this connection (the first one included).
     #[serde(default)]
     pub claims: Vec<Claim>,
-    /// When the agent read the login (ticks since boot).
+    /// When the agent read the login.
     #[serde(default)]
-    pub seen_at: u64,
+    pub seen_at: boot_clock::BootTicks,
 }
 
 /// A key a login line named for a connection, and the account key it was then.

@@ -249,7 +249,7 @@ fn track(text: &str) -> (Vec<SessionEvent>, usize) {
     };
     let seen = Seen {
         proof: Proof::LogText,
-        at: 0,
+        at: crate::sessions::boot_clock::BootTicks::new(0),
     };
     let now = crate::timefmt::parse("2026-11-30T00:00:00Z").expect("time");
     let stamps = StampContext::utc(now);

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
+use super::boot_clock::BootTicks;
 use super::procs;
 
 /// A held process, proven to be the one that started at `start`.
@@ -15,7 +16,7 @@ use super::procs;
 pub struct PidFd {
     fd: OwnedFd,
     pid: u32,
-    start: u64,
+    start: BootTicks,
 }
 
 impl PidFd {
@@ -24,7 +25,7 @@ impl PidFd {
     /// so they are its own (a pid is not reused before its process ends).
     pub fn open_checked<T, E>(
         pid: u32,
-        check: impl FnOnce() -> Result<(u64, T), E>,
+        check: impl FnOnce() -> Result<(BootTicks, T), E>,
     ) -> Result<Result<(PidFd, T), E>, rustix::io::Errno> {
         let raw = Pid::from_raw(i32::try_from(pid).map_err(|_| rustix::io::Errno::SRCH)?)
             .ok_or(rustix::io::Errno::SRCH)?;
@@ -40,8 +41,8 @@ impl PidFd {
         Ok(Ok((held, value)))
     }
 
-    /// Holds `pid` if it is still the process that started at `start` (ticks since boot).
-    pub fn open_same(pid: u32, start: u64) -> Option<PidFd> {
+    /// Holds `pid` if it is still the process that started at `start`.
+    pub fn open_same(pid: u32, start: BootTicks) -> Option<PidFd> {
         let checked = PidFd::open_checked(pid, || match procs::stat(pid) {
             Some(s) if s.start == start && !s.zombie => Ok((start, ())),
             _ => Err(()),
@@ -56,8 +57,8 @@ impl PidFd {
         self.pid
     }
 
-    /// The held process's start time, ticks since boot.
-    pub fn start(&self) -> u64 {
+    /// The held process's start time.
+    pub fn start(&self) -> BootTicks {
         self.start
     }
 
@@ -106,7 +107,10 @@ mod tests {
             .expect("sleep runs");
         let pid = child.id();
         let start = procs::stat(pid).expect("stat").start;
-        assert!(PidFd::open_same(pid, start + 1).is_none(), "another start");
+        assert!(
+            PidFd::open_same(pid, start.plus_ticks(1)).is_none(),
+            "another start"
+        );
         let held = PidFd::open_same(pid, start).expect("held");
         assert!(!held.exited());
         held.signal(Signal::KILL).expect("signalled");

@@ -7,7 +7,8 @@
 //! without a running sshd.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use super::boot_clock::BootTicks;
 
 /// One process as `/proc/PID/stat` and `/proc/PID/status` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +17,8 @@ pub struct ProcStat {
     pub ppid: u32,
     /// Session id (`setsid`).
     pub sid: u32,
-    /// Start time in clock ticks since boot (field 22 of `stat`).
-    pub start: u64,
+    /// Start time on the boot clock (field 22 of `stat`).
+    pub start: BootTicks,
     /// Real user id.
     pub uid: u32,
     /// Effective user id.
@@ -112,9 +113,9 @@ pub fn monitor_title_user(title: &str) -> Option<&str> {
 }
 
 /// The pure check of a login claim: process `facts` is root's sshd monitor of `user`,
-/// alive, and started no later than `written_by` (ticks since boot at which the line
+/// alive, and started no later than `written_by` (the moment on the boot clock the line
 /// had certainly been written), give or take one tick of the kernel's rounding.
-pub fn check_monitor(facts: &ProcFacts, user: &str, written_by: u64) -> Result<(), Refusal> {
+pub fn check_monitor(facts: &ProcFacts, user: &str, written_by: BootTicks) -> Result<(), Refusal> {
     let stat = &facts.stat;
     if stat.zombie {
         return Err(Refusal::NoProcess(stat.pid));
@@ -138,7 +139,7 @@ pub fn check_monitor(facts: &ProcFacts, user: &str, written_by: u64) -> Result<(
             title: facts.title.clone(),
         });
     }
-    if stat.start > written_by.saturating_add(1) {
+    if stat.start > written_by.plus_ticks(1) {
         return Err(Refusal::StartedAfter { pid: stat.pid });
     }
     Ok(())
@@ -190,7 +191,7 @@ fn parse_stat_line(pid: u32, stat: &str, uid: u32, euid: u32) -> Option<ProcStat
         zombie: matches!(fields.first(), Some(&"Z") | Some(&"X")),
         ppid: fields.get(1)?.parse().ok()?,
         sid: fields.get(3)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
+        start: BootTicks::new(fields.get(19)?.parse().ok()?),
         uid,
         euid,
     })
@@ -282,42 +283,6 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
         .find(|root| root.join("cgroup.procs").exists() && !root.join("tasks").exists())
 }
 
-/// The kernel's clock ticks per second (`CLK_TCK`).
-pub fn clock_ticks_per_second() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|&t| t > 0)
-        .map(|t| t as u64)
-        .unwrap_or(100)
-}
-
-/// Now, in the clock process start times use: ticks since boot (CLOCK_BOOTTIME).
-pub fn ticks_since_boot_now() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    to_ticks(Duration::new(
-        now.tv_sec.max(0) as u64,
-        now.tv_nsec.clamp(0, 999_999_999) as u32,
-    ))
-}
-
-/// A journal entry's `__MONOTONIC_TIMESTAMP` (CLOCK_MONOTONIC, µs) in ticks since boot:
-/// the two clocks differ by the time the machine spent suspended, measured now.
-pub fn monotonic_us_to_ticks(monotonic_us: u64) -> u64 {
-    let boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let suspended_ns = (boot.tv_sec as i128 * 1_000_000_000 + boot.tv_nsec as i128)
-        - (mono.tv_sec as i128 * 1_000_000_000 + mono.tv_nsec as i128);
-    let at_ns = (monotonic_us as i128 * 1000 + suspended_ns.max(0)).max(0);
-    to_ticks(Duration::from_nanos(at_ns.min(u64::MAX as i128) as u64))
-}
-
-fn to_ticks(since_boot: Duration) -> u64 {
-    let per_second = clock_ticks_per_second();
-    since_boot.as_secs() * per_second
-        + u64::from(since_boot.subsec_nanos()) * per_second / 1_000_000_000
-}
-
 /// This boot's id, as the kernel gives it (32 hex digits, dashes removed).
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -348,7 +313,7 @@ mod tests {
                 pid,
                 ppid: 100,
                 sid: 100,
-                start: 5000,
+                start: BootTicks::new(5000),
                 uid: 0,
                 euid: 0,
                 zombie: false,
@@ -410,19 +375,19 @@ mod tests {
     #[test]
     fn a_login_is_believed_only_from_the_users_own_root_monitor_started_in_time() {
         let ok = monitor(200, "sshd: alice [priv]");
-        assert_eq!(check_monitor(&ok, "alice", 5000), Ok(()));
+        assert_eq!(check_monitor(&ok, "alice", BootTicks::new(5000)), Ok(()));
         assert_eq!(
-            check_monitor(&ok, "alice", 4999),
+            check_monitor(&ok, "alice", BootTicks::new(4999)),
             Ok(()),
             "one tick of rounding"
         );
         assert_eq!(
-            check_monitor(&ok, "alice", 4998),
+            check_monitor(&ok, "alice", BootTicks::new(4998)),
             Err(Refusal::StartedAfter { pid: 200 })
         );
         // Another user's monitor.
         assert!(matches!(
-            check_monitor(&ok, "mallory", 6000),
+            check_monitor(&ok, "mallory", BootTicks::new(6000)),
             Err(Refusal::NotTheUsersMonitor { .. })
         ));
         // The listener.
@@ -431,7 +396,7 @@ mod tests {
             "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
         );
         assert!(matches!(
-            check_monitor(&listener, "alice", 6000),
+            check_monitor(&listener, "alice", BootTicks::new(6000)),
             Err(Refusal::NotTheUsersMonitor { .. })
         ));
         // The user's own process calling itself sshd.
@@ -439,25 +404,25 @@ mod tests {
         fake.stat.uid = 1000;
         fake.stat.euid = 1000;
         assert!(matches!(
-            check_monitor(&fake, "alice", 6000),
+            check_monitor(&fake, "alice", BootTicks::new(6000)),
             Err(Refusal::NotSshd { .. })
         ));
         let mut named = ok.clone();
         named.comm = "bash".to_owned();
         assert!(matches!(
-            check_monitor(&named, "alice", 6000),
+            check_monitor(&named, "alice", BootTicks::new(6000)),
             Err(Refusal::NotSshd { .. })
         ));
         let mut exiting = ok.clone();
         exiting.title = String::new();
         assert_eq!(
-            check_monitor(&exiting, "alice", 6000),
+            check_monitor(&exiting, "alice", BootTicks::new(6000)),
             Err(Refusal::Exiting(200))
         );
         let mut zombie = ok.clone();
         zombie.stat.zombie = true;
         assert_eq!(
-            check_monitor(&zombie, "alice", 6000),
+            check_monitor(&zombie, "alice", BootTicks::new(6000)),
             Err(Refusal::NoProcess(200))
         );
         let all = [ok, listener, fake, named];
@@ -476,7 +441,7 @@ mod tests {
                 pid: 4242,
                 ppid: 100,
                 sid: 4242,
-                start: 98765,
+                start: BootTicks::new(98765),
                 uid: 1000,
                 euid: 0,
                 zombie: false
@@ -491,7 +456,7 @@ mod tests {
     fn our_own_process_is_read_and_started_before_now() {
         let me = stat(std::process::id()).expect("self");
         assert!(!me.zombie);
-        assert!(me.start <= ticks_since_boot_now());
+        assert!(me.start <= super::super::boot_clock::now());
         assert_eq!(stat(u32::MAX), None);
         assert_eq!(boot_id().len(), 32);
     }

@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::boot_clock::{self, BootTicks};
 use super::pidfd::PidFd;
 use super::procs::{self, Refusal};
 
@@ -35,27 +36,27 @@ pub enum Proof {
 /// Where a record came from, with what the kernel said about its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// A journal entry: its trusted fields, and when journald received it (ticks since
-    /// boot, from `__MONOTONIC_TIMESTAMP`).
+    /// A journal entry: its trusted fields, and when journald received it (from
+    /// `__MONOTONIC_TIMESTAMP`).
     Journal {
         uid: Option<u32>,
         comm: Option<String>,
         exe: Option<String>,
-        written_by: Option<u64>,
+        written_by: Option<BootTicks>,
     },
     /// A syslog file line: nothing but its text. It was written by the time it was read.
-    File { read_at: u64 },
+    File { read_at: BootTicks },
 }
 
 impl Origin {
-    /// The latest time (ticks since boot) the line can have been written.
-    pub fn written_by(&self) -> u64 {
+    /// The latest moment the line can have been written.
+    pub fn written_by(&self) -> BootTicks {
         match self {
             Origin::Journal {
                 written_by: Some(t),
                 ..
             } => *t,
-            Origin::Journal { .. } => procs::ticks_since_boot_now(),
+            Origin::Journal { .. } => boot_clock::now(),
             Origin::File { read_at } => *read_at,
         }
     }
@@ -93,8 +94,8 @@ pub fn trusted_sender(
 }
 
 /// Proves that `pid` is the monitor of `user`'s connection that logged a line written
-/// by `written_by` (ticks since boot), and holds it.
-pub fn verify_monitor(pid: u32, user: &str, written_by: u64) -> Result<PidFd, Refusal> {
+/// by `written_by`, and holds it.
+pub fn verify_monitor(pid: u32, user: &str, written_by: BootTicks) -> Result<PidFd, Refusal> {
     let held = PidFd::open_checked(pid, || {
         let facts = procs::facts(pid).ok_or(Refusal::NoProcess(pid))?;
         procs::check_monitor(&facts, user, written_by)?;
@@ -162,9 +163,9 @@ mod tests {
     fn a_user_process_is_never_a_verified_monitor() {
         // This test process: not root's sshd, whatever user is claimed.
         let me = std::process::id();
-        assert!(verify_monitor(me, "root", u64::MAX).is_err());
+        assert!(verify_monitor(me, "root", BootTicks::MAX).is_err());
         assert_eq!(
-            verify_monitor(u32::MAX, "root", u64::MAX).err(),
+            verify_monitor(u32::MAX, "root", BootTicks::MAX).err(),
             Some(Refusal::NoProcess(u32::MAX))
         );
     }
@@ -182,7 +183,7 @@ mod tests {
         let tid = rx.recv().expect("tid");
         assert_ne!(tid, std::process::id());
         assert_eq!(
-            verify_monitor(tid, "root", u64::MAX).err(),
+            verify_monitor(tid, "root", BootTicks::MAX).err(),
             Some(Refusal::NoProcess(tid))
         );
         done_tx.send(()).expect("release");

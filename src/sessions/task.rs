@@ -14,16 +14,18 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use super::parse::{parse_message, Record, SshdMessage};
+use super::boot_clock::{self, BootTicks};
+use super::parse::{parse_message, Record};
 use super::pidfd::PidFd;
 use super::procs;
-use super::procs::Refusal;
-use super::proof::{self, Proof};
+use super::proof;
+use super::revocation::{
+    self, Aftermath, Attempt, HostFacts, LineUse, Policy, RecentlyRevoked, Unproven, Verdict,
+};
 use super::source::{self, LogItem, Position, Source};
 use super::terminate::{self, Ending, TerminateError};
 use super::track::{Closing, Lookups, Seen, Tracker};
 use super::{ActiveSession, Session, SessionEvent};
-use crate::keys::AccountKey;
 use crate::keys::KeySet;
 use crate::outbox::Outbox;
 use crate::state;
@@ -89,7 +91,7 @@ pub fn unproven_ending(session_id: &str) -> String {
 #[derive(Default)]
 struct Held {
     fds: HashMap<String, PidFd>,
-    exits: JoinSet<(u32, u64)>,
+    exits: JoinSet<(u32, BootTicks)>,
 }
 
 impl Held {
@@ -118,36 +120,44 @@ impl Held {
     }
 }
 
-/// A session whose login was read from a syslog file is ended only after this long
-/// without a second, contradicting login logged for its connection (see the README,
-/// "What file mode guarantees").
-const FILE_MODE_SETTLE: Duration = Duration::from_secs(1);
+/// The host's facts the revocation verdicts ask for: the held pidfds, the user database
+/// and `/proc`.
+impl HostFacts for Held {
+    fn held(&self, session: &Session) -> bool {
+        self.fds.contains_key(&session.session_id)
+    }
+
+    fn uid(&self, user: &str) -> Option<u32> {
+        nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    }
+
+    fn has_user_child(&self, session: &Session, uid: u32) -> bool {
+        self.fds.get(&session.session_id).is_some_and(|monitor| {
+            terminate::has_user_child(&procs::snapshot(), monitor.pid(), uid)
+        })
+    }
+}
+
+/// The tokio instant of a moment on the boot clock (now, if it has passed).
+fn deadline(at: BootTicks) -> tokio::time::Instant {
+    tokio::time::Instant::now() + at.since(boot_clock::now(), boot_clock::rate())
+}
 
 impl SessionsTask {
     /// Runs until the task is dropped.
     pub async fn run(self) {
         let saved = load_state(&self.state_dir);
         let now = timefmt::now();
-        let (open, position) = if saved.boot_id == self.boot_id {
-            (saved.open, saved.position)
-        } else {
-            // Another boot: its sessions ended with it; a journal cursor is still good.
-            let position = saved
-                .position
-                .filter(|p| matches!(p, Position::Journal { .. }));
-            (saved.open, position)
-        };
+        let revocation::Resumed { open, position } =
+            revocation::resume(&saved.boot_id, saved.open, saved.position, &self.boot_id);
         let mut held = Held::default();
         // The sessions of this boot whose monitor is the same process still are held
         // again; the rest ended while the agent was down.
-        for session in &open {
-            if !session.session_id.starts_with(&self.boot_id) {
-                continue;
-            }
-            if let Some(pidfd) = session
-                .process_start
-                .and_then(|start| PidFd::open_same(session.monitor_pid, start))
-            {
+        for (session, pid, start) in revocation::to_hold_again(&open, &self.boot_id) {
+            if let Some(pidfd) = PidFd::open_same(pid, start) {
                 held.hold(&session.session_id, pidfd);
             }
         }
@@ -194,11 +204,7 @@ impl SessionsTask {
         let _reader = AbortOnDrop(reader);
         // Keys revoked while the agent was down end their sessions now.
         let mut revoked = RecentlyRevoked::default();
-        revoked.update(
-            self.keys.borrow().as_deref(),
-            now,
-            procs::ticks_since_boot_now(),
-        );
+        revoked.update(self.keys.borrow().as_deref(), now, boot_clock::now());
         let mut keys = self.keys.clone();
         keys.mark_unchanged();
         let mut settle = self.revoke(&mut tracker, &mut state, &held).await;
@@ -216,7 +222,7 @@ impl SessionsTask {
                     revoked.update(
                         self.keys.borrow().as_deref(),
                         timefmt::now(),
-                        procs::ticks_since_boot_now(),
+                        boot_clock::now(),
                     );
                     if changed.is_err() {
                         return;
@@ -264,7 +270,7 @@ impl SessionsTask {
                         }
                         // A session learnt of after its key went (the log lags a little)
                         // ends now.
-                        if events.iter().any(|e| e.kind == super::EventKind::SessionOpened && e.key_id.is_some()) {
+                        if revocation::review_after(&events) {
                             settle = self.revoke(&mut tracker, &mut state, &held).await;
                         }
                         last_save = tokio::time::Instant::now();
@@ -293,11 +299,8 @@ impl SessionsTask {
         }
     }
 
-    /// Ends the live sessions whose key is no longer in force for their user (deleted,
-    /// expired or rejected), and reports each as `session_terminated`; a contested
-    /// session when any account key claimed for it is ([`Session::lost_its_key`]).
-    /// Sessions of keys the agent does not manage (key id unknown at login),
-    /// certificates and password logins are never touched. Returns when to look again: at
+    /// Ends the live sessions the revocation review says to end ([`revocation::review`]),
+    /// and reports each as `session_terminated`. Returns when to review again: at
     /// file-mode sessions too young to be ended yet, and at sessions that could not be
     /// ended.
     async fn revoke(
@@ -306,125 +309,126 @@ impl SessionsTask {
         state: &mut SessionsState,
         held: &Held,
     ) -> Option<tokio::time::Instant> {
-        if !self.terminate_on_revoke {
-            return None;
-        }
         let keys = self.keys.borrow().clone()?;
-        let now = timefmt::now();
-        let revoked: Vec<Session> = tracker
-            .open_sessions()
-            .iter()
-            .filter(|s| {
-                let in_force = keys.in_force_for(&s.user, now);
-                s.lost_its_key(|fp| in_force.iter().any(|k| k.matches_fingerprint(fp)))
-            })
-            .cloned()
-            .collect();
-        let mut wake = None;
-        for session in revoked {
-            let Some(monitor) = held.fds.get(&session.session_id) else {
-                warn!("{}", TerminateError::NotHeld(session.session_id.clone()));
-                continue;
-            };
-            let Some(uid) = nix::unistd::User::from_name(&session.user)
-                .ok()
-                .flatten()
-                .map(|u| u.uid.as_raw())
-            else {
-                warn!(
-                    "{}",
-                    TerminateError::UnknownUser(session.session_id.clone())
-                );
-                continue;
-            };
-            if session.proof == Proof::LogText {
-                let settle_ticks = FILE_MODE_SETTLE.as_secs() * procs::clock_ticks_per_second();
-                let age = procs::ticks_since_boot_now().saturating_sub(session.seen_at);
-                if age < settle_ticks {
-                    let left = Duration::from_millis(
-                        (settle_ticks - age) * 1000 / procs::clock_ticks_per_second() + 10,
-                    );
-                    let at = tokio::time::Instant::now() + left;
-                    wake = Some(wake.map_or(at, |w: tokio::time::Instant| w.min(at)));
-                    continue;
-                }
-                // sshd forks the user's child only once authentication has succeeded
-                // (after logging it): without one, the login line cannot be its.
-                if !terminate::has_user_child(&procs::snapshot(), monitor.pid(), uid) {
+        let policy = Policy {
+            terminate_on_revoke: self.terminate_on_revoke,
+        };
+        let rate = boot_clock::rate();
+        let review = revocation::review(
+            policy,
+            tracker.open_sessions(),
+            &keys,
+            timefmt::now(),
+            boot_clock::now(),
+            rate,
+            held,
+        );
+        let mut wake = review.look_again;
+        for (session, verdict) in review.verdicts {
+            let uid = match verdict {
+                Verdict::End { uid } => uid,
+                Verdict::Wait { .. } => continue,
+                Verdict::Skip(reason) => {
                     warn!(
                         session_id = %session.session_id,
-                        "not ending a session read from a syslog file: its sshd has no \
-                         process of the user, so its login line is not proven"
+                        "not ending a session of a revoked key: {reason}"
                     );
                     continue;
                 }
-            }
-            let outcome = match Ending::start(&session.session_id, monitor, uid) {
-                Ok(mut ending) => loop {
-                    ending.round();
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    if ending.done() {
-                        break Ok((
-                            ending.scope().is_some(),
-                            ending.signalled(),
-                            ending.proven_complete(),
-                        ));
-                    }
-                    if ending.rounds >= 500 {
-                        break Err(ending.give_up());
-                    }
+            };
+            let Some(monitor) = held.fds.get(&session.session_id) else {
+                continue;
+            };
+            let result = self.end(&session, monitor, uid).await;
+            let attempt = match &result {
+                Ok(ended) => Attempt::Ended {
+                    proven_complete: ended.proven_complete,
                 },
-                Err(e) => Err(e),
-            };
-            let at = timefmt::now();
-            let events: Vec<SessionEvent> = match outcome {
-                Ok((scope, processes, complete)) => {
-                    if complete {
-                        warn!(
-                            user = %session.user,
-                            key_id = session.key_id.as_deref().unwrap_or("-"),
-                            fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
-                            session_id = %session.session_id,
-                            scope,
-                            processes,
-                            complete,
-                            "session terminated: its key is no longer in force"
-                        );
-                    } else {
-                        let what = unproven_ending(&session.session_id);
-                        error!(
-                            user = %session.user,
-                            key_id = session.key_id.as_deref().unwrap_or("-"),
-                            fingerprint = session.fingerprint.as_deref().unwrap_or("-"),
-                            session_id = %session.session_id,
-                            scope,
-                            processes,
-                            complete,
-                            "{what}"
-                        );
-                        self.unproven.send_replace(Some(what));
-                    }
-                    tracker
-                        .terminated(&session.session_id, at)
-                        .into_iter()
-                        .collect()
-                }
-                Err(TerminateError::Gone(_)) => {
-                    // Ended by itself: its exit is reported as a close by its waiter.
-                    Vec::new()
-                }
+                Err(TerminateError::Gone(_)) => Attempt::AlreadyGone,
                 Err(e) => {
-                    // Not ended (survivors, or its scope could not be read): tried again
-                    // in a second, for as long as the key stays revoked.
-                    error!("{e}; trying again in 1 s");
-                    let at = tokio::time::Instant::now() + Duration::from_secs(1);
-                    wake = Some(wake.map_or(at, |w: tokio::time::Instant| w.min(at)));
-                    Vec::new()
+                    error!("{e}; trying again in {:?}", revocation::RETRY_ENDING);
+                    Attempt::Failed
                 }
             };
+            let events: Vec<SessionEvent> =
+                match revocation::aftermath(attempt, boot_clock::now(), rate) {
+                    Aftermath::Terminated { .. } => {
+                        if let Ok(ended) = &result {
+                            self.report_ended(&session, ended);
+                        }
+                        tracker
+                            .terminated(&session.session_id, timefmt::now())
+                            .into_iter()
+                            .collect()
+                    }
+                    Aftermath::ClosedByItself => Vec::new(),
+                    Aftermath::RetryAt(at) => {
+                        wake = Some(revocation::soonest(wake, at));
+                        Vec::new()
+                    }
+                };
             self.commit(tracker, state, &events);
         }
-        wake
+        wake.map(deadline)
+    }
+
+    /// The kill rounds of one session: every 2 ms until its processes are gone, for at
+    /// most 500 rounds.
+    async fn end(
+        &self,
+        session: &Session,
+        monitor: &PidFd,
+        uid: u32,
+    ) -> Result<Ended, TerminateError> {
+        let mut ending = Ending::start(&session.session_id, monitor, uid)?;
+        loop {
+            ending.round();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if ending.done() {
+                return Ok(Ended {
+                    scope: ending.scope().is_some(),
+                    processes: ending.signalled(),
+                    proven_complete: ending.proven_complete(),
+                });
+            }
+            if ending.rounds >= 500 {
+                return Err(ending.give_up());
+            }
+        }
+    }
+
+    /// Logs an ended session; one not proven complete is an error, and the status says so.
+    fn report_ended(&self, session: &Session, ended: &Ended) {
+        let key_id = session.key_id.as_deref().unwrap_or("-");
+        let fingerprint = session.fingerprint.as_deref().unwrap_or("-");
+        let Ended {
+            scope, processes, ..
+        } = *ended;
+        if ended.proven_complete {
+            warn!(
+                user = %session.user,
+                key_id,
+                fingerprint,
+                session_id = %session.session_id,
+                scope,
+                processes,
+                complete = true,
+                "session terminated: its key is no longer in force"
+            );
+        } else {
+            let what = unproven_ending(&session.session_id);
+            error!(
+                user = %session.user,
+                key_id,
+                fingerprint,
+                session_id = %session.session_id,
+                scope,
+                processes,
+                complete = false,
+                "{what}"
+            );
+            self.unproven.send_replace(Some(what));
+        }
     }
 
     fn observe(
@@ -437,31 +441,28 @@ impl SessionsTask {
         let Some(message) = parse_message(&record.message) else {
             return Vec::new();
         };
-        // Live, only logins matter: a session ends when its process does.
-        let user = match &message {
-            SshdMessage::Accepted(login) => login.user,
-            // The first method of a multi-method login, which names the key: believed
-            // from the journal only (root's sshd sent it, the kernel says). In a file,
-            // anyone could write one ahead of sshd's and tie a session to another key.
-            SshdMessage::Partial(_) if record.origin.proof() == Proof::Kernel => {
-                let parsed = Record {
-                    at: record.at,
-                    pid: record.pid,
-                    message: &record.message,
-                };
+        let proof = record.origin.proof();
+        let parsed = Record {
+            at: record.at,
+            pid: record.pid,
+            message: &record.message,
+        };
+        let now = timefmt::now();
+        let user = match revocation::line_use(&message, proof) {
+            LineUse::Login { user } => user,
+            LineUse::FirstMethod => {
                 let lookups = Lookups {
                     key_id: &|_, _| None,
                     process_start: &|_| None,
                 };
                 let seen = Seen {
-                    proof: Proof::Kernel,
-                    at: procs::ticks_since_boot_now(),
+                    proof,
+                    at: boot_clock::now(),
                 };
-                return tracker.observe(&parsed, message, timefmt::now(), seen, &lookups);
+                return tracker.observe(&parsed, message, now, seen, &lookups);
             }
-            _ => return Vec::new(),
+            LineUse::Ignore => return Vec::new(),
         };
-        let now = timefmt::now();
         if record.at.is_none() {
             // Said once, never silently: such sessions are dated when the line was read.
             static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -471,69 +472,38 @@ impl SessionsTask {
         }
         let keys = self.keys.borrow().clone();
         let monitor = match proof::verify_login(record.pid, user, &record.origin) {
-            Ok(monitor) => monitor,
-            Err(Refusal::NoProcess(_) | Refusal::Exiting(_) | Refusal::StartedAfter { .. })
-                if record.origin.proof() == Proof::Kernel =>
-            {
-                // Root's sshd logged it (journald says so), and its process has ended
-                // since: a past session, opened and closed.
-                let key_id = |user: &str, fingerprint: &str| {
-                    keys.as_ref()
-                        .and_then(|k| k.key_by_fingerprint(user, fingerprint, now))
-                        .map(|k| k.id.clone())
-                        .or_else(|| revoked.key_id(user, fingerprint, 0))
-                };
-                let lookups = Lookups {
-                    key_id: &key_id,
-                    process_start: &|_| None,
-                };
-                let seen = Seen {
-                    proof: Proof::Kernel,
-                    at: procs::ticks_since_boot_now(),
-                };
-                let parsed = Record {
-                    at: record.at,
-                    pid: record.pid,
-                    message: &record.message,
-                };
-                return tracker.opened_and_gone(&parsed, message, now, seen, &lookups);
-            }
-            Err(refusal @ Refusal::Pidfd { .. }) => {
-                // Not a doubtful line but a host that cannot hold processes (a seccomp
-                // filter or kernel without pidfd_open): no session can be proven here.
-                warn!(pid = record.pid, "cannot prove a login: {refusal}");
-                return Vec::new();
-            }
-            Err(refusal) => {
-                debug!(pid = record.pid, "login line not believed: {refusal}");
-                return Vec::new();
-            }
+            Ok(monitor) => Some(monitor),
+            Err(refusal) => match revocation::unproven(&refusal, proof) {
+                Unproven::OpenedAndGone => None,
+                Unproven::HostCannotHold => {
+                    warn!(pid = record.pid, "cannot prove a login: {refusal}");
+                    return Vec::new();
+                }
+                Unproven::NotBelieved => {
+                    debug!(pid = record.pid, "login line not believed: {refusal}");
+                    return Vec::new();
+                }
+            },
         };
-        let start = monitor.start();
-        // The key in force now, or one revoked after the monitor process started: the
-        // log is read a little late, and such a session must still be known as that
-        // key's. (The kernel's start time, not the line's stamp, which is a claim.)
+        let started = monitor.as_ref().map(PidFd::start);
         let key_id = |user: &str, fingerprint: &str| {
-            keys.as_ref()
-                .and_then(|k| k.key_by_fingerprint(user, fingerprint, now))
-                .map(|k| k.id.clone())
-                .or_else(|| revoked.key_id(user, fingerprint, start))
+            revocation::key_for_login(keys.as_deref(), revoked, user, fingerprint, now, started)
         };
         let pid = record.pid;
-        let process_start = |p: u32| (p == pid).then_some(start);
+        let process_start = |p: u32| started.filter(|_| p == pid);
         let lookups = Lookups {
             key_id: &key_id,
             process_start: &process_start,
         };
         let seen = Seen {
-            proof: record.origin.proof(),
-            at: procs::ticks_since_boot_now(),
+            proof,
+            at: boot_clock::now(),
         };
-        let parsed = Record {
-            at: record.at,
-            pid: record.pid,
-            message: &record.message,
+        let Some(monitor) = monitor else {
+            // Root's sshd logged it and its process is gone: a past session.
+            return tracker.opened_and_gone(&parsed, message, now, seen, &lookups);
         };
+        let start = monitor.start();
         let events = tracker.observe(&parsed, message, now, seen, &lookups);
         if events
             .iter()
@@ -613,54 +583,13 @@ fn log_event(event: &SessionEvent) {
     );
 }
 
-/// Keys that left the set in force lately, so a login logged before the revocation but
-/// read after it is still tied to its key (and then ended).
-#[derive(Default)]
-struct RecentlyRevoked {
-    /// The keys in force at the last update.
-    in_force: Vec<AccountKey>,
-    /// Keys that left the set, when (wall clock, to forget them), and when in ticks
-    /// since boot (to compare with process start times).
-    removed: Vec<(AccountKey, time::OffsetDateTime, u64)>,
-}
-
-impl RecentlyRevoked {
-    /// How long a revoked key is remembered: far longer than any log delay.
-    const KEEP: time::Duration = time::Duration::minutes(10);
-
-    fn update(&mut self, keys: Option<&KeySet>, now: time::OffsetDateTime, now_ticks: u64) {
-        let Some(keys) = keys else { return };
-        let current: Vec<AccountKey> = keys
-            .keys
-            .iter()
-            .filter(|k| !k.is_expired(now))
-            .cloned()
-            .collect();
-        // A key stays "in force" while the same key (id, fingerprint, users) is there.
-        let identity = |k: &AccountKey| (k.id.clone(), k.fingerprint.clone(), k.users.clone());
-        let present: std::collections::HashSet<_> = current.iter().map(identity).collect();
-        for key in std::mem::take(&mut self.in_force) {
-            if !present.contains(&identity(&key)) {
-                self.removed.push((key, now, now_ticks));
-            }
-        }
-        self.removed
-            .retain(|(key, at, _)| now - *at < Self::KEEP && !present.contains(&identity(key)));
-        self.in_force = current;
-    }
-
-    /// The id of a key that let `user` in with `fingerprint` and left the set after the
-    /// connection's monitor started (`started`, ticks since boot): before that, the key
-    /// could not have opened it through the agent's files.
-    fn key_id(&self, user: &str, fingerprint: &str, started: u64) -> Option<String> {
-        self.removed
-            .iter()
-            .rev()
-            .find(|(key, _, removed_at)| {
-                key.matches_fingerprint(fingerprint) && key.is_for(user) && *removed_at >= started
-            })
-            .map(|(key, _, _)| key.id.clone())
-    }
+/// What the kill rounds of one session did.
+struct Ended {
+    /// Through its logind scope.
+    scope: bool,
+    /// Processes signalled.
+    processes: usize,
+    proven_complete: bool,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -390,7 +390,7 @@ mod tests {
             pid,
             ppid,
             sid,
-            start: pid as u64,
+            start: crate::sessions::boot_clock::BootTicks::new(u64::from(pid)),
             uid,
             euid: uid,
             zombie: false,

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
+use super::boot_clock::BootTicks;
 use super::parse::{LoggedKey, Login, Record, SshdMessage};
 use super::proof::Proof;
 use super::{Claim, EventKind, Session, SessionEvent};
@@ -167,15 +168,15 @@ pub struct Lookups<'a> {
     /// Key id of the account key in force for (user, fingerprint as logged).
     pub key_id: &'a dyn Fn(&str, &str) -> Option<String>,
     /// Start time of the proven monitor process of a pid (live), or `None` (offline).
-    pub process_start: &'a dyn Fn(u32) -> Option<u64>,
+    pub process_start: &'a dyn Fn(u32) -> Option<BootTicks>,
 }
 
 /// Where and how the tracker's caller read a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     pub proof: Proof,
-    /// Ticks since boot.
-    pub at: u64,
+    /// When it was read.
+    pub at: BootTicks,
 }
 
 impl Tracker {
@@ -367,7 +368,7 @@ impl Tracker {
         record: &Record<'_>,
         login: PartialApplied<'_>,
         at: OffsetDateTime,
-        start: Option<u64>,
+        start: Option<BootTicks>,
         seen: Seen,
         lookups: &Lookups<'_>,
     ) -> Session {
@@ -432,7 +433,12 @@ impl Tracker {
     }
 
     /// The session of monitor `pid` (started at `start`) ended, as the kernel said.
-    pub fn closed(&mut self, pid: u32, start: u64, at: OffsetDateTime) -> Option<SessionEvent> {
+    pub fn closed(
+        &mut self,
+        pid: u32,
+        start: BootTicks,
+        at: OffsetDateTime,
+    ) -> Option<SessionEvent> {
         if self.open.get(pid)?.process_start != Some(start) {
             return None;
         }
@@ -491,7 +497,7 @@ mod tests {
 
     const SEEN: Seen = Seen {
         proof: Proof::LogText,
-        at: 0,
+        at: BootTicks::new(0),
     };
 
     fn run(text: &str) -> (Tracker, Vec<SessionEvent>) {
@@ -635,14 +641,14 @@ mod tests {
             "SHA256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbA" => Some("key_b".to_owned()),
             _ => None,
         };
-        let process_start = |pid: u32| (pid == 700).then_some(4242);
+        let process_start = |pid: u32| (pid == 700).then_some(BootTicks::new(4242));
         let lookups = Lookups {
             key_id: &key_id,
             process_start: &process_start,
         };
         let seen = Seen {
             proof: Proof::Kernel,
-            at: 5000,
+            at: BootTicks::new(5000),
         };
         let now = crate::timefmt::now();
         let feed = |tracker: &mut Tracker, message: &str| {
@@ -658,8 +664,11 @@ mod tests {
         let opened = feed(&mut tracker, login);
         assert_eq!(opened.len(), 1);
         assert_eq!(opened[0].key_id.as_deref(), Some("key_a"));
-        assert_eq!(tracker.open_sessions()[0].process_start, Some(4242));
-        assert_eq!(tracker.open_sessions()[0].seen_at, 5000);
+        assert_eq!(
+            tracker.open_sessions()[0].process_start,
+            Some(BootTicks::new(4242))
+        );
+        assert_eq!(tracker.open_sessions()[0].seen_at, BootTicks::new(5000));
         // Closing words close nothing: a forged disconnect hides nothing.
         for closing in [
             "Disconnected from user alice 10.0.0.1 port 1000",
@@ -722,8 +731,13 @@ mod tests {
             "its own key still ends it"
         );
         // The kernel says the process ended.
-        assert!(tracker.closed(700, 1, now).is_none(), "another process");
-        let closed = tracker.closed(700, 4242, now).expect("closed");
+        assert!(
+            tracker.closed(700, BootTicks::new(1), now).is_none(),
+            "another process"
+        );
+        let closed = tracker
+            .closed(700, BootTicks::new(4242), now)
+            .expect("closed");
         assert_eq!(closed.kind, EventKind::SessionClosed);
         assert!(tracker.open_sessions().is_empty());
     }

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use super::parse;
 use super::procs;
+use crate::sessions::boot_clock::{self, BootTicks};
 
 use super::{current_processes_lines, LogItem, OwnedRecord, Position};
 
@@ -167,7 +168,7 @@ async fn recover_from_file(
     let pids = procs::sshd_session_monitors();
     let size = followed.file.metadata().map(|m| m.len()).unwrap_or(0);
     if !pids.is_empty() {
-        let read_at = procs::ticks_since_boot_now();
+        let read_at = boot_clock::now();
         let mut text = Vec::new();
         if followed.file.seek(SeekFrom::Start(0)).is_ok() {
             let _ = (&mut followed.file).take(size).read_to_end(&mut text);
@@ -226,7 +227,7 @@ async fn drain(
         return true;
     }
     let mut buffer = vec![0u8; 64 * 1024];
-    let read_at = procs::ticks_since_boot_now();
+    let read_at = boot_clock::now();
     loop {
         let read = match followed.file.read(&mut buffer) {
             Ok(0) | Err(_) => break,
@@ -266,7 +267,7 @@ async fn drain(
 async fn send_record(
     tx: &mpsc::Sender<LogItem>,
     record: &parse::Record<'_>,
-    read_at: u64,
+    read_at: BootTicks,
     position: Position,
 ) -> bool {
     tx.send(LogItem {

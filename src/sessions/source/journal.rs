@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::procs;
 use super::proof::{self, Origin};
+use crate::sessions::boot_clock::{self, BootTicks};
 
 use super::{current_processes_lines, LogItem, OwnedRecord, Position};
 
@@ -257,13 +258,13 @@ fn journal_text(value: serde_json::Value) -> Option<String> {
 /// One `journalctl -o json` line: the record (when root's sshd sent a text message, as
 /// its trusted fields say), the cursor, and the boot it belongs to.
 pub fn parse_journal_json(line: &str) -> Option<(Option<OwnedRecord>, String, Option<String>)> {
-    parse_journal_entry(line, procs::monotonic_us_to_ticks)
+    parse_journal_entry(line, boot_clock::from_monotonic_us)
 }
 
 /// [`parse_journal_json`] with the clock conversion passed in (pure).
 pub fn parse_journal_entry(
     line: &str,
-    monotonic_to_ticks: impl Fn(u64) -> u64,
+    monotonic_to_ticks: impl Fn(u64) -> BootTicks,
 ) -> Option<(Option<OwnedRecord>, String, Option<String>)> {
     #[derive(Deserialize)]
     struct Entry {
@@ -323,7 +324,7 @@ mod tests {
 
     #[test]
     fn journal_json_records_are_read_by_their_trusted_fields() {
-        let ticks = |us: u64| us / 10_000;
+        let ticks = |us: u64| BootTicks::new(us / 10_000);
         let line = r#"{"__CURSOR":"s=abc;i=1","__REALTIME_TIMESTAMP":"1764057610000000","__MONOTONIC_TIMESTAMP":"123450000","_PID":"30770","_UID":"0","_COMM":"sshd","_EXE":"/usr/sbin/sshd","SYSLOG_PID":"1","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Accepted publickey for u from 127.0.0.1 port 1 ssh2: ED25519 SHA256:x","_BOOT_ID":"b1"}"#;
         let (record, cursor, boot) = parse_journal_entry(line, ticks).expect("entry");
         let record = record.expect("record");
@@ -333,7 +334,7 @@ mod tests {
             "the pid is _PID, not SYSLOG_PID"
         );
         assert_eq!(record.at.map(|t| t.unix_timestamp()), Some(1_764_057_610));
-        assert_eq!(record.origin.written_by(), 12345);
+        assert_eq!(record.origin.written_by(), BootTicks::new(12345));
         // What a local user's `logger -t sshd --id=PID` or `systemd-cat` sends: its own
         // credentials, whatever it says about itself.
         for forged in [

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::boot_clock::BootTicks;
 use super::parse;
 use super::procs;
 use super::proof::{self, Origin};
@@ -40,8 +41,8 @@ pub struct OwnedRecord {
 }
 
 impl OwnedRecord {
-    /// A syslog file's line, read at `read_at` (ticks since boot).
-    pub fn from_line(record: &parse::Record<'_>, read_at: u64) -> OwnedRecord {
+    /// A syslog file's line, read at `read_at`.
+    pub fn from_line(record: &parse::Record<'_>, read_at: BootTicks) -> OwnedRecord {
         OwnedRecord {
             pid: record.pid,
             at: record.at,
@@ -137,7 +138,9 @@ mod tests {
             pid,
             at: None,
             message: message.to_owned(),
-            origin: Origin::File { read_at: 0 },
+            origin: Origin::File {
+                read_at: BootTicks::default(),
+            },
         };
         let old_login =
             "Accepted publickey for alice from 10.0.0.1 port 1000 ssh2: ED25519 SHA256:ooooooooooooooooooooooooooooooooooooooooooA";
