@@ -7,6 +7,7 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
+use nix::time::{clock_gettime, ClockId};
 use serde::{Deserialize, Serialize};
 
 /// A moment on the boot clock, in clock ticks since boot.
@@ -84,24 +85,22 @@ pub fn rate() -> TickRate {
 
 /// Now, on the boot clock.
 pub fn now() -> BootTicks {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let since_boot = Duration::new(
-        u64::try_from(now.tv_sec).unwrap_or(0),
-        u32::try_from(now.tv_nsec).unwrap_or(0).min(999_999_999),
-    );
-    BootTicks(rate().ticks_in(since_boot))
+    BootTicks(rate().ticks_in(read(ClockId::CLOCK_BOOTTIME)))
 }
 
 /// A journal entry's `__MONOTONIC_TIMESTAMP` (CLOCK_MONOTONIC, µs) on the boot clock:
 /// the two clocks differ by the time the machine spent suspended, measured now.
 pub fn from_monotonic_us(monotonic_us: u64) -> BootTicks {
-    let boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let suspended_ns = (boot.tv_sec as i128 * 1_000_000_000 + boot.tv_nsec as i128)
-        - (mono.tv_sec as i128 * 1_000_000_000 + mono.tv_nsec as i128);
-    let at_ns = (monotonic_us as i128 * 1000 + suspended_ns.max(0)).max(0);
-    let at = Duration::from_nanos(u64::try_from(at_ns).unwrap_or(u64::MAX));
+    let boot = read(ClockId::CLOCK_BOOTTIME);
+    let suspended = boot.saturating_sub(read(ClockId::CLOCK_MONOTONIC));
+    let at = Duration::from_micros(monotonic_us).saturating_add(suspended);
     BootTicks(rate().ticks_in(at))
+}
+
+/// A clock's reading as the time since its zero (zero if it cannot be read, which for
+/// these two clocks Linux never refuses).
+fn read(clock: ClockId) -> Duration {
+    clock_gettime(clock).map_or(Duration::ZERO, Duration::from)
 }
 
 #[cfg(test)]

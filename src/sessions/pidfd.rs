@@ -5,7 +5,10 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use rustix::event::{poll, PollFd, PollFlags};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+// rustix only for what nix lacks: pidfd_open and pidfd_send_signal. Nothing of it shows
+// outside this module.
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
 use super::boot_clock::BootTicks;
@@ -26,17 +29,17 @@ impl PidFd {
     pub fn open_checked<T, E>(
         pid: u32,
         check: impl FnOnce() -> Result<(BootTicks, T), E>,
-    ) -> Result<Result<(PidFd, T), E>, rustix::io::Errno> {
-        let raw = Pid::from_raw(i32::try_from(pid).map_err(|_| rustix::io::Errno::SRCH)?)
-            .ok_or(rustix::io::Errno::SRCH)?;
-        let fd = pidfd_open(raw, PidfdFlags::empty())?;
+    ) -> Result<Result<(PidFd, T), E>, Errno> {
+        let raw =
+            Pid::from_raw(i32::try_from(pid).map_err(|_| Errno::ESRCH)?).ok_or(Errno::ESRCH)?;
+        let fd = pidfd_open(raw, PidfdFlags::empty()).map_err(errno)?;
         let (start, value) = match check() {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
         let held = PidFd { fd, pid, start };
         if held.exited() {
-            return Err(rustix::io::Errno::SRCH);
+            return Err(Errno::ESRCH);
         }
         Ok(Ok((held, value)))
     }
@@ -62,15 +65,20 @@ impl PidFd {
         self.start
     }
 
-    /// Sends `signal` to exactly this process; an error once it has ended.
-    pub fn signal(&self, signal: Signal) -> rustix::io::Result<()> {
-        pidfd_send_signal(&self.fd, signal)
+    /// Stops exactly this process (SIGSTOP); an error once it has ended.
+    pub fn stop(&self) -> Result<(), Errno> {
+        pidfd_send_signal(&self.fd, Signal::STOP).map_err(errno)
+    }
+
+    /// Kills exactly this process (SIGKILL); an error once it has ended.
+    pub fn kill(&self) -> Result<(), Errno> {
+        pidfd_send_signal(&self.fd, Signal::KILL).map_err(errno)
     }
 
     /// True once the process has ended (it may still be a zombie).
     pub fn exited(&self) -> bool {
-        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-        matches!(poll(&mut fds, Some(&rustix::time::Timespec::default())), Ok(n) if n > 0)
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// A second descriptor for the same process (to wait on it elsewhere).
@@ -81,6 +89,11 @@ impl PidFd {
             start: self.start,
         })
     }
+}
+
+/// rustix's error as the crate's one errno type.
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
 }
 
 impl AsFd for PidFd {
@@ -113,13 +126,10 @@ mod tests {
         );
         let held = PidFd::open_same(pid, start).expect("held");
         assert!(!held.exited());
-        held.signal(Signal::KILL).expect("signalled");
+        held.kill().expect("signalled");
         child.wait().expect("reaped");
         assert!(held.exited());
-        assert!(
-            held.signal(Signal::KILL).is_err(),
-            "a dead process is not signalled"
-        );
+        assert!(held.kill().is_err(), "a dead process is not signalled");
         assert!(PidFd::open_same(pid, start).is_none());
     }
 }

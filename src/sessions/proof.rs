@@ -107,7 +107,7 @@ pub fn verify_monitor(pid: u32, user: &str, written_by: BootTicks) -> Result<Pid
         // Gone, or a thread's id, which anyone can name in a forged line (pidfd_open
         // takes only a process's; its /proc entry is not a process's): no process to
         // hold. Not the host failing to hold processes, which is logged loudly.
-        Err(rustix::io::Errno::SRCH | rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {
+        Err(nix::errno::Errno::ESRCH | nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {
             Err(Refusal::NoProcess(pid))
         }
         Err(e) => Err(Refusal::Pidfd {

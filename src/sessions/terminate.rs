@@ -27,8 +27,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rustix::process::Signal;
-
 use super::pidfd::PidFd;
 use super::procs::{self, ProcStat};
 
@@ -218,7 +216,7 @@ impl<'a> Ending<'a> {
         let audit_members = self.audit_members(&all);
         let targets = session_processes(&all, &roots, &self.sids, &audit_members, self.uid, me);
         // Everything stopped first (nothing forks away), then killed.
-        let _ = self.monitor.signal(Signal::STOP);
+        let _ = self.monitor.stop();
         for p in targets {
             if self
                 .held
@@ -229,14 +227,14 @@ impl<'a> Ending<'a> {
             }
             // Held first, then proven to be the process seen in the snapshot.
             if let Some(held) = PidFd::open_same(p.pid, p.start) {
-                let _ = held.signal(Signal::STOP);
+                let _ = held.stop();
                 self.sids.insert(p.sid);
                 self.held.push(held);
             }
         }
-        let _ = self.monitor.signal(Signal::KILL);
+        let _ = self.monitor.kill();
         for held in &self.held {
-            let _ = held.signal(Signal::KILL);
+            let _ = held.kill();
         }
     }
 
@@ -356,11 +354,11 @@ fn kill_scope(scope: &Path, monitor: &PidFd) -> bool {
     {
         if let Some(start) = procs::stat(pid).map(|s| s.start) {
             if let Some(held) = PidFd::open_same(pid, start) {
-                let _ = held.signal(Signal::KILL);
+                let _ = held.kill();
             }
         }
     }
-    let _ = monitor.signal(Signal::KILL);
+    let _ = monitor.kill();
     true
 }
 
