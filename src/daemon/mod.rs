@@ -14,7 +14,6 @@ pub mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -97,12 +96,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    // A test hook for the watchdog system test: with PICTOR_AGENT_TEST_HOOKS=1 in the
-    // environment, SIGUSR1 hangs the main loop (the process stays alive, the loop stops).
-    let mut hang = match std::env::var_os("PICTOR_AGENT_TEST_HOOKS") {
-        Some(_) => Some(signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?),
-        None => None,
-    };
 
     log_login_user(&config);
     let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<PathBuf>();
@@ -218,12 +211,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                 }
             }
             () = tick_of(watchdog.as_mut()) => crate::service::feed_watchdog(),
-            () = hang_hook(hang.as_mut()) => {
-                error!("test hook: hanging the main loop (PICTOR_AGENT_TEST_HOOKS)");
-                loop {
-                    std::thread::sleep(Duration::from_secs(3600));
-                }
-            }
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
@@ -241,15 +228,6 @@ async fn tick_of(interval: Option<&mut tokio::time::Interval>) {
     match interval {
         Some(interval) => {
             interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-async fn hang_hook(signal: Option<&mut tokio::signal::unix::Signal>) {
-    match signal {
-        Some(signal) => {
-            signal.recv().await;
         }
         None => std::future::pending().await,
     }

@@ -301,25 +301,22 @@ ct systemctl restart pictor-agent
 pid2=$(ct systemctl show -p MainPID --value pictor-agent)
 [ "$pid2" != "$pid1" ] && [ "$pid2" != 0 ] || fail "restart did not replace the process"
 
-step "the watchdog restarts a hung main loop"
-ct mkdir -p /etc/systemd/system/pictor-agent.service.d
-ct sh -c 'printf "[Service]\nEnvironment=PICTOR_AGENT_TEST_HOOKS=1\nWatchdogSec=2s\n" > /etc/systemd/system/pictor-agent.service.d/test-hooks.conf'
-ct systemctl daemon-reload
-# The steps above started the service five times within StartLimitIntervalSec (systemd
-# 257 counts restarts across daemon-reload; 252 did not): clear the count, as an
-# operator would after deliberate restarts.
+step "the watchdog restarts a hung agent (the shipped unit's WatchdogSec, SIGSTOP)"
+# A stopped process feeds no watchdog, as a hung main loop would not: systemd must see
+# it, kill it and start it again. Nothing in the shipped binary helps the test.
+# The steps above started the service several times within StartLimitIntervalSec
+# (systemd 257 counts restarts across daemon-reload; 252 did not): clear the count, as
+# an operator would after deliberate restarts.
 ct systemctl reset-failed pictor-agent
-ct systemctl restart pictor-agent
 pid3=$(ct systemctl show -p MainPID --value pictor-agent)
 restarts=$(ct systemctl show -p NRestarts --value pictor-agent)
-ct kill -USR1 "$pid3"
-wait_for 20 "watchdog restart" sh -c "[ \"\$(nsenter -t $init -a -- systemctl show -p NRestarts --value pictor-agent)\" -gt $restarts ]"
+watchdog_usec=$(ct systemctl show -p WatchdogUSec --value pictor-agent)
+[ "$watchdog_usec" = 30s ] || fail "the shipped unit's watchdog is $watchdog_usec, not 30s"
+ct kill -STOP "$pid3"
+wait_for 45 "watchdog restart" sh -c "[ \"\$(nsenter -t $init -a -- systemctl show -p NRestarts --value pictor-agent)\" -gt $restarts ]"
 wait_for 10 "active again" sh -c "[ \"\$(nsenter -t $init -a -- systemctl is-active pictor-agent)\" = active ]"
 [ "$(ct systemctl show -p MainPID --value pictor-agent)" != "$pid3" ] || fail "same process after the watchdog"
-ct journalctl -u pictor-agent --no-pager | grep -i "watchdog" >/dev/null || fail "no watchdog message in the journal"
-ct rm /etc/systemd/system/pictor-agent.service.d/test-hooks.conf
-ct systemctl daemon-reload
-ct systemctl restart pictor-agent
+ct journalctl -u pictor-agent --no-pager | grep -i "watchdog timeout" >/dev/null || fail "no watchdog timeout in the journal"
 
 step "revocation under the shipped unit: the key's sessions end whole, nothing else"
 ct useradd -m -s /bin/sh -p '*' bob
