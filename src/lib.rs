@@ -27,8 +27,10 @@
 //!   [`sessions::stamp`]) and correlated into sessions ([`sessions::track`]), read from
 //!   the journal or a syslog file ([`sessions::source`]); a login believed only on the
 //!   kernel's word ([`sessions::proof`], [`sessions::procs`], [`sessions::pidfd`]);
-//!   revoked sessions ended ([`sessions::terminate`]); the whole as one task on a thread
-//!   of its own ([`sessions::task`]).
+//!   every decision about ending a session, pure ([`sessions::revocation`], on the boot
+//!   clock of [`sessions::boot_clock`]); revoked sessions ended
+//!   ([`sessions::terminate`]); the whole as one task on a thread of its own
+//!   ([`sessions::task`]), which does what the verdicts say.
 //! - [`outbox`]: the durable queue of session events; [`delivery`] sends it in batches.
 //! - [`host_keys`]: the instance's SSH host keys, judged (pure), read from the
 //!   configured files and followed with inotify, for the status.
@@ -37,7 +39,9 @@
 //! - [`enforce`]: every managed file's wanted and verified state: [`enforce::files`] is
 //!   the pure core (what to write, when to retry, what to report), [`enforce::worker`]
 //!   the per-user I/O threads, [`enforce::command_file`] the AuthorizedKeysCommand
-//!   file's writer, [`enforce::Enforcer`] the shell around them.
+//!   file's writer beside its pure state [`enforce::command_file_state`] (when to write,
+//!   when to retry), [`enforce::report`] the status's key side (pure), and
+//!   [`enforce::Enforcer`] the shell around them.
 //! - [`latest_writer`]: writes handed off the event loop to tokio's blocking pool,
 //!   newest first (the command file, the files report).
 //! - [`daemon`]: the thin main loop (signals, timers, readiness), with

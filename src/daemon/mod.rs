@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
 use crate::drift_watch::DriftWatch;
-use crate::enforce::{self, Enforcer, COMMAND_FILE_RETRY};
+use crate::enforce::{self, Enforcer};
 use crate::sessions::{self as sessions_mod, ActiveSession};
 use crate::sync::SyncEvent;
 use crate::timefmt;
@@ -173,9 +173,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     loop {
         let expiry = enforcer.until_next_expiry(timefmt::now());
         let expiry_at = expiry.map(|wait| Instant::now() + wait);
-        let command_retry = enforcer
-            .command_file_stale()
-            .then(|| Instant::now() + COMMAND_FILE_RETRY);
         tokio::select! {
             Some(event) = sync_rx.recv() => {
                 match event {
@@ -189,7 +186,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
                 publish(&enforcer, &mut ready);
             }
             Some(written) = answers.command_file.recv() => {
-                enforcer.command_file_written(written);
+                enforcer.command_file_written(written, Instant::now());
                 publish(&enforcer, &mut ready);
             }
             () = until(enforcer.next_wake()) => {
@@ -199,10 +196,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             Some(path) = drift_rx.recv() => enforcer.drifted(&path, Instant::now()),
             () = until(expiry_at) => {
                 enforcer.enforce(Instant::now());
-                publish(&enforcer, &mut ready);
-            }
-            () = until(command_retry) => {
-                enforcer.write_command_file();
                 publish(&enforcer, &mut ready);
             }
             () = until(ready.deadline()) => {

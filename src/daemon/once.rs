@@ -52,7 +52,7 @@ pub async fn sync_once(config: Config) -> Result<OnceReport, String> {
     enforcer.tick(Instant::now());
     while enforcer.command_file_writing() {
         match answers.command_file.recv().await {
-            Some(written) => enforcer.command_file_written(written),
+            Some(written) => enforcer.command_file_written(written, Instant::now()),
             None => break,
         }
     }

@@ -32,6 +32,7 @@ struct Order {
 /// Hands writes of the file off the event loop.
 pub struct CommandFileWriter {
     writer: LatestWriter<Order>,
+    /// The number of the last write handed over (0: none yet).
     handed_over: u64,
 }
 
@@ -46,13 +47,9 @@ impl CommandFileWriter {
         }
     }
 
-    /// The number of the last write handed over (0: none yet).
-    pub fn handed_over(&self) -> u64 {
-        self.handed_over
-    }
-
-    /// Queues a write of `file` (never blocks); the answer carries its number.
-    pub fn write(&mut self, dir: PathBuf, group: String, file: CommandFile) {
+    /// Queues a write of `file` (never blocks); returns its number, which its answer
+    /// carries.
+    pub fn write(&mut self, dir: PathBuf, group: String, file: CommandFile) -> u64 {
         self.handed_over += 1;
         let number = self.handed_over;
         self.writer.submit(Order {
@@ -61,6 +58,7 @@ impl CommandFileWriter {
             group,
             file,
         });
+        number
     }
 }
 

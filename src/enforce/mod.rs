@@ -4,13 +4,17 @@
 //!
 //! - [`files`]: the pure core (wanted vs on disk, retries, drift pacing, the report).
 //! - [`worker`]: the per-user I/O threads and the state-save gate.
-//! - [`command_file`]: the AuthorizedKeysCommand file's writing thread.
+//! - [`command_file`]: the AuthorizedKeysCommand file's writing thread, and
+//!   [`command_file_state`] the pure state of when to write it and what its answers mean.
+//! - [`report`]: the status's key side, `last_error` and the STATUS line (pure).
 //! - [`Enforcer`] (here): the shell that owns both, the applied set, the
 //!   AuthorizedKeysCommand file and the fetch error, and turns the core's notes into log
 //!   lines.
 
 pub mod command_file;
+pub mod command_file_state;
 pub mod files;
+pub mod report;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -26,22 +30,20 @@ use tracing::{error, info, warn};
 use crate::authorized_keys::merge::{render_block, ManagedLine};
 use crate::config::Config;
 use crate::drift_watch::DriftWatch;
-use crate::heartbeat::{KeysReport, StatusKey};
+use crate::heartbeat::KeysReport;
 use crate::keys::KeySet;
 use crate::logging::message_id;
 use crate::state::{self, Applied};
 use crate::sync::Fetched;
 use crate::timefmt;
 use crate::users::{self, ManagedUser};
+use command_file_state::{CommandFileState, CommandNote};
 use files::{Attempt, Files, Job, Note, Wanted, WantedKey};
 use worker::{StateGate, Worker};
 
 /// The longest the expiry timer sleeps before looking at the wall clock again, so a
 /// clock that jumps forward still expires keys within this.
 const EXPIRY_RECHECK: Duration = Duration::from_secs(60);
-
-/// How often a failed write of the AuthorizedKeysCommand file is tried again.
-pub const COMMAND_FILE_RETRY: Duration = Duration::from_secs(5);
 
 /// The agent's enforcement: configuration, users, what is in force, and every file.
 pub struct Enforcer {
@@ -56,16 +58,8 @@ pub struct Enforcer {
     gate: Option<Arc<StateGate>>,
     /// The last failed fetch, while it is the latest word from the control plane.
     fetch_error: Option<String>,
-    /// The last write of the AuthorizedKeysCommand file failed (retried every
-    /// [`COMMAND_FILE_RETRY`]): it may still grant a revoked key.
-    command_file_error: Option<String>,
-    /// Why the AuthorizedKeysCommand file is readable by the agent only, as last logged.
-    command_file_private: Option<String>,
-    /// The set or the users changed: the command file is written once the files answered.
-    command_file_pending: bool,
-    /// The number of the last command-file write answered: a write is out while the
-    /// writer has handed over a later one (a newer write replaces one not yet written).
-    command_file_answered: u64,
+    /// When the AuthorizedKeysCommand file is written, and how its writes went.
+    command_file: CommandFileState,
     command_writer: command_file::CommandFileWriter,
     /// `applied.json`'s writes, in order.
     applied_saver: state::Saver,
@@ -99,10 +93,7 @@ impl Enforcer {
             watch,
             gate: None,
             fetch_error: None,
-            command_file_error: None,
-            command_file_private: None,
-            command_file_pending: false,
-            command_file_answered: 0,
+            command_file: CommandFileState::default(),
             command_writer,
             applied_saver: state::Saver::default(),
         };
@@ -286,7 +277,7 @@ impl Enforcer {
         self.command_file_if_settled(now);
     }
 
-    /// Runs what is due: retries, drift checks, hang deadlines.
+    /// Runs what is due: retries (the command file's too), drift checks, hang deadlines.
     pub fn tick(&mut self, now: Instant) {
         let output = self.files.tick(now, timefmt::now());
         self.carry_out(output);
@@ -296,20 +287,25 @@ impl Enforcer {
     /// The AuthorizedKeysCommand file must follow the set: written as soon as the
     /// authorized_keys files have answered (or are overdue).
     fn command_file_due(&mut self, now: Instant) {
-        self.command_file_pending = true;
+        self.command_file.due();
         self.command_file_if_settled(now);
     }
 
     fn command_file_if_settled(&mut self, now: Instant) {
-        if self.command_file_pending && !self.files.settling(now) {
-            self.command_file_pending = false;
+        if self
+            .command_file
+            .should_write(self.files.settling(now), now)
+        {
             self.write_command_file();
         }
     }
 
     /// The next instant [`Enforcer::tick`] has work.
     pub fn next_wake(&self) -> Option<Instant> {
-        self.files.next_wake()
+        [self.files.next_wake(), self.command_file.next_wake()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// True while a fresh job is out: the report waits for its answer.
@@ -345,154 +341,87 @@ impl Enforcer {
 
     /// One line for the service manager's STATUS.
     pub fn status_line(&self) -> String {
-        let users = self.users.len();
-        let mut line = match &self.applied {
-            Some(applied) => {
-                let now = timefmt::now();
-                let keys = applied
-                    .key_set
-                    .keys
-                    .iter()
-                    .filter(|k| !k.is_expired(now))
-                    .count();
-                format!(
-                    "key set {} in force: {keys} key(s) for {users} user(s)",
-                    applied.key_set.version
-                )
-            }
-            None => format!("no key set yet for {users} user(s)"),
-        };
-        if let Some(error) = self.last_error() {
-            line.push_str("; ");
-            line.push_str(&error);
-        }
-        line
+        report::status_line(
+            self.applied.as_ref(),
+            self.users.len(),
+            self.last_error().as_deref(),
+            timefmt::now(),
+        )
     }
 
     /// Everything that is wrong now, in one line; `None` when nothing is.
     pub fn last_error(&self) -> Option<String> {
-        let mut problems = Vec::new();
-        if let Some(e) = &self.fetch_error {
-            problems.push(format!("control plane: {e}"));
-        }
-        for file in self.files.report() {
-            if let (files::FileState::Behind, Some(e)) = (file.state, &file.error) {
-                let revoked = if file.keys_not_removed.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (deleted keys can still log in: {})",
-                        file.keys_not_removed.join(", ")
-                    )
-                };
-                problems.push(format!("{} is behind{revoked}: {e}", file.path));
-            }
-        }
-        if let Some(e) = &self.command_file_error {
-            problems.push(format!("AuthorizedKeysCommand file: {e}"));
-        }
-        (!problems.is_empty()).then(|| problems.join("; "))
+        report::last_error(
+            self.fetch_error.as_deref(),
+            &self.files.report(),
+            self.command_file.error(),
+        )
     }
 
     /// Keeps the `authorized-keys` command's file in step with the set and the users:
     /// hands it to its writer; the outcome comes back to [`Enforcer::command_file_written`].
     /// Call on the runtime.
-    pub fn write_command_file(&mut self) {
+    fn write_command_file(&mut self) {
         let Some(applied) = &self.applied else { return };
         let users: Vec<String> = self.users.iter().map(|u| u.name.clone()).collect();
         let file = crate::authorized_keys::command::build(&applied.key_set, &users);
-        self.command_writer.write(
+        let number = self.command_writer.write(
             self.config.state_dir.clone(),
             self.config.command_group.clone(),
             file,
         );
+        self.command_file.handed(number);
     }
 
-    /// Takes the outcome of a command-file write: logs what changed (once), and keeps
-    /// the error for the report and the retry timer.
-    pub fn command_file_written(&mut self, written: command_file::Written) {
-        self.command_file_answered = self.command_file_answered.max(written.number);
+    /// Takes the outcome of a command-file write: logs what changed (once); a failure
+    /// is retried by [`Enforcer::tick`].
+    pub fn command_file_written(&mut self, written: command_file::Written, now: Instant) {
         let path = self
             .config
             .state_dir
             .join(crate::authorized_keys::command::COMMAND_FILE);
-        if written.result.is_ok() && written.private != self.command_file_private {
-            match &written.private {
-                Some(why) => error!(
+        for note in self.command_file.answered(&written, now) {
+            match note {
+                CommandNote::Private { why } => error!(
                     path = %path.display(),
                     "the AuthorizedKeysCommand file is readable by the agent only, so sshd's \
                      AuthorizedKeysCommand cannot read it and logins through it fail \
                      (authorized_keys files are unaffected): {why}; then reload the agent"
                 ),
-                None => {
+                CommandNote::GroupReadable => {
                     info!(path = %path.display(), group = %self.config.command_group, "the AuthorizedKeysCommand file is readable by its group again")
                 }
-            }
-            self.command_file_private = written.private;
-        }
-        match written.result {
-            Ok(()) => {
-                if self.command_file_error.take().is_some() {
-                    info!("the AuthorizedKeysCommand file is up to date again");
+                CommandNote::Failed { error } => error!(
+                    "{error}; retrying every {} s",
+                    command_file_state::RETRY.as_secs()
+                ),
+                CommandNote::UpToDate => {
+                    info!("the AuthorizedKeysCommand file is up to date again")
                 }
-            }
-            Err(message) => {
-                if self.command_file_error.as_deref() != Some(message.as_str()) {
-                    error!(
-                        "{message}; retrying every {} s",
-                        COMMAND_FILE_RETRY.as_secs()
-                    );
-                }
-                self.command_file_error = Some(message);
             }
         }
     }
 
     /// True while a command-file write is out.
     pub fn command_file_writing(&self) -> bool {
-        self.command_file_answered < self.command_writer.handed_over()
+        self.command_file.writing()
     }
 
     /// True while the AuthorizedKeysCommand file lags the set in force.
     pub fn command_file_stale(&self) -> bool {
-        self.command_file_error.is_some()
+        self.command_file.error().is_some()
     }
 
     /// The key side of the agent status: what is in force, for whom, and each file.
     pub fn report(&self, now: OffsetDateTime) -> KeysReport {
-        let files = self.files.report();
-        let last_error = self.last_error();
-        let Some(applied) = &self.applied else {
-            return KeysReport {
-                last_error,
-                files,
-                ..KeysReport::default()
-            };
-        };
-        let keys = applied
-            .key_set
-            .keys
-            .iter()
-            .filter(|k| !k.is_expired(now))
-            .map(|k| StatusKey {
-                id: k.id.clone(),
-                fingerprint: k.fingerprint.clone(),
-                users: self
-                    .users
-                    .iter()
-                    .filter(|u| k.is_for(&u.name))
-                    .map(|u| u.name.clone())
-                    .collect(),
-            })
-            .collect();
-        KeysReport {
-            applied_version: Some(applied.key_set.version.clone()),
-            applied_at: Some(timefmt::format(applied.applied_at)),
-            keys,
-            rejected_keys: applied.key_set.rejected.clone(),
-            last_error,
-            files,
-        }
+        let users: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
+        report::keys_report(
+            self.applied.as_ref(),
+            &users,
+            self.files.report(),
+            self.last_error(),
+            now,
+        )
     }
 
     /// The key set in force, for the sessions task (fingerprint lookups and revocation);
