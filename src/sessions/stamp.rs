@@ -555,3 +555,152 @@ mod backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEW_YORK: &str = "EST5EDT,M3.2.0,M11.1.0";
+
+    fn at(text: &str) -> OffsetDateTime {
+        crate::timefmt::parse(text).expect("time")
+    }
+
+    fn zone(rule: &str, reference: &str) -> StampContext {
+        StampContext::new(LocalZone::posix(rule).expect("rule"), at(reference))
+    }
+
+    /// The time of the stamp `text` starts with (as in a syslog header, a space and
+    /// more follow it).
+    fn time_of(text: &str, stamps: &StampContext) -> Option<OffsetDateTime> {
+        let line = format!("{text} host");
+        let (stamp, _) = split_stamp(&line)?;
+        stamps.resolve(&stamp)
+    }
+
+    #[test]
+    fn local_stamps_are_read_in_the_zone_not_as_utc() {
+        let new_york = zone(NEW_YORK, "2026-12-01T00:00:00Z");
+        let line = "Nov 29 10:00:00 host sshd[1]: User child is on pid 2";
+        assert_eq!(time_of(line, &new_york), Some(at("2026-11-29T15:00:00Z")));
+        // Summer time, and the same zone from TZif data.
+        let july = "Jul 29 10:00:00 host sshd[1]: User child is on pid 2";
+        assert_eq!(time_of(july, &new_york), Some(at("2026-07-29T14:00:00Z")));
+        let tzif = StampContext::new(
+            LocalZone::tzif(&tzif_with_footer(NEW_YORK)).expect("tzif"),
+            at("2026-12-01T00:00:00Z"),
+        );
+        assert_eq!(time_of(line, &tzif), Some(at("2026-11-29T15:00:00Z")));
+        assert_eq!(time_of(july, &tzif), Some(at("2026-07-29T14:00:00Z")));
+    }
+
+    /// A minimal TZif (version 2) file: no transitions, one type, and a POSIX footer.
+    fn tzif_with_footer(rule: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            out.extend_from_slice(b"TZif2");
+            out.extend_from_slice(&[0; 15]);
+            // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+            for count in [0u32, 0, 0, 0, 1, 4] {
+                out.extend_from_slice(&count.to_be_bytes());
+            }
+            out.extend_from_slice(&(-18000i32).to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(b"EST\0");
+        }
+        out.extend_from_slice(format!("\n{rule}\n").as_bytes());
+        out
+    }
+
+    #[test]
+    fn a_year_less_stamp_takes_the_year_nearest_the_reference_and_not_after_it() {
+        let time = |stamp: &str, stamps: &StampContext| time_of(stamp, stamps);
+        // Read just after midnight on New Year's Day (New York): last year's line.
+        let new_year = zone(NEW_YORK, "2027-01-01T05:00:05Z");
+        assert_eq!(
+            time("Dec 31 23:59:59", &new_year),
+            Some(at("2027-01-01T04:59:59Z"))
+        );
+        assert_eq!(
+            time("Jan  1 00:00:01", &new_year),
+            Some(at("2027-01-01T05:00:01Z"))
+        );
+        // Read just before midnight: a line a second or a day ahead is next year's,
+        // one more than a day ahead is from the January before.
+        let eve = zone(NEW_YORK, "2027-01-01T04:59:59Z");
+        assert_eq!(
+            time("Jan  1 00:00:01", &eve),
+            Some(at("2027-01-01T05:00:01Z"))
+        );
+        assert_eq!(
+            time("Jan  1 23:59:59", &eve),
+            Some(at("2027-01-02T04:59:59Z"))
+        );
+        assert_eq!(
+            time("Jan  2 00:00:00", &eve),
+            Some(at("2026-01-02T05:00:00Z"))
+        );
+        assert_eq!(
+            time("Dec 31 23:59:58", &eve),
+            Some(at("2027-01-01T04:59:58Z"))
+        );
+        // An old file read in March: its 29 February is the last one there was.
+        let march = StampContext::utc(at("2027-03-01T00:00:00Z"));
+        assert_eq!(
+            time("Feb 29 12:00:00", &march),
+            Some(at("2024-02-29T12:00:00Z"))
+        );
+        assert_eq!(
+            time("Mar  1 12:00:00", &march),
+            Some(at("2027-03-01T12:00:00Z"))
+        );
+        assert_eq!(
+            time("Mar  2 12:00:00", &march),
+            Some(at("2026-03-02T12:00:00Z"))
+        );
+        // References at the ends of time do not panic.
+        for reference in [
+            OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT),
+            OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX),
+        ] {
+            for stamps in [
+                StampContext::utc(reference),
+                StampContext::new(LocalZone::posix(NEW_YORK).expect("rule"), reference),
+            ] {
+                let _ = time("Dec 31 23:59:59", &stamps);
+                let _ = time("Jan  1 00:00:00", &stamps);
+            }
+        }
+    }
+
+    #[test]
+    fn daylight_saving_changes_neither_panic_nor_guess() {
+        let new_york = zone(NEW_YORK, "2026-12-01T00:00:00Z");
+        // Some(None): a stamp of a known shape, whose time does not exist.
+        let time = |stamp: &str| {
+            let line = format!("{stamp} host");
+            split_stamp(&line).map(|(stamp, _)| new_york.resolve(&stamp))
+        };
+        // 1 November 2026: 01:30 happens twice; the first (EDT, -04:00) is taken.
+        assert_eq!(
+            time("Nov  1 01:30:00"),
+            Some(Some(at("2026-11-01T05:30:00Z")))
+        );
+        // short-full's abbreviation tells the two apart.
+        assert_eq!(
+            time("Sun 2026-11-01 01:30:00 EDT"),
+            Some(Some(at("2026-11-01T05:30:00Z")))
+        );
+        assert_eq!(
+            time("Sun 2026-11-01 01:30:00 EST"),
+            Some(Some(at("2026-11-01T06:30:00Z")))
+        );
+        // 8 March 2026: 02:30 never happens; the record stands, its time is unreadable.
+        assert_eq!(time("Mar  8 02:30:00"), Some(None));
+        assert_eq!(time("Sun 2026-03-08 02:30:00 EST"), Some(None));
+        assert_eq!(
+            time("Mar  8 03:00:00"),
+            Some(Some(at("2026-03-08T07:00:00Z")))
+        );
+    }
+}
