@@ -312,11 +312,13 @@ pid3=$(ct systemctl show -p MainPID --value pictor-agent)
 restarts=$(ct systemctl show -p NRestarts --value pictor-agent)
 watchdog_usec=$(ct systemctl show -p WatchdogUSec --value pictor-agent)
 [ "$watchdog_usec" = 30s ] || fail "the shipped unit's watchdog is $watchdog_usec, not 30s"
+stopped_at=$(date +%s)
 ct kill -STOP "$pid3"
 wait_for 45 "watchdog restart" sh -c "[ \"\$(nsenter -t $init -a -- systemctl show -p NRestarts --value pictor-agent)\" -gt $restarts ]"
 wait_for 10 "active again" sh -c "[ \"\$(nsenter -t $init -a -- systemctl is-active pictor-agent)\" = active ]"
 [ "$(ct systemctl show -p MainPID --value pictor-agent)" != "$pid3" ] || fail "same process after the watchdog"
 ct journalctl -u pictor-agent --no-pager | grep -i "watchdog timeout" >/dev/null || fail "no watchdog timeout in the journal"
+echo "    restarted $(( $(date +%s) - stopped_at )) s after SIGSTOP"
 
 step "revocation under the shipped unit: the key's sessions end whole, nothing else"
 ct useradd -m -s /bin/sh -p '*' bob
