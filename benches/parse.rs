@@ -111,7 +111,7 @@ fn main() {
                     opened += tracker
                         .observe(&record, message, now, seen, &lookups)
                         .iter()
-                        .filter(|e| e.kind == pictor_agent::sessions::EventKind::SessionOpened)
+                        .filter(|e| e.kind == pictor_agent::api::model::EventKind::SessionOpened)
                         .count();
                 }
             }

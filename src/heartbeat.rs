@@ -5,50 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::api::model::ActiveSession;
+use crate::api::model::AgentStatus;
+use crate::api::model::KeysReport;
 use crate::api::shared::SharedClient;
-use crate::enforce::files::FileReport;
-use crate::host_keys::{HostKey, HostKeysReport};
-use crate::keys::Rejection;
+use crate::host_keys::HostKeysReport;
 use crate::outbox::Drops;
 use crate::schedule::backoff_delay;
-use crate::sessions::ActiveSession;
-
-/// A key as the status reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatusKey {
-    pub id: String,
-    pub fingerprint: String,
-    /// The managed users it is written for.
-    pub users: Vec<String>,
-}
-
-/// The key side of the status, published by the main loop.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct KeysReport {
-    pub applied_version: Option<String>,
-    pub applied_at: Option<String>,
-    pub keys: Vec<StatusKey>,
-    pub rejected_keys: Vec<Rejection>,
-    pub last_error: Option<String>,
-    /// Each managed file as it really stands (`files` in "Additions to v1").
-    pub files: Vec<FileReport>,
-}
-
-/// The body of `PUT .../agent-status`.
-#[derive(Debug, Serialize)]
-pub struct AgentStatus<'a> {
-    pub agent_version: &'static str,
-    pub boot_id: &'a str,
-    #[serde(flatten)]
-    pub keys: &'a KeysReport,
-    pub active_sessions: &'a [ActiveSession],
-    /// `host_keys` in "Additions to v1".
-    pub host_keys: &'a [HostKey],
-}
 
 /// The drops line while it is news: until the outbox has drained since the last drop
 /// and a status carrying the count has been accepted.

@@ -10,6 +10,7 @@ use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey};
 use time::OffsetDateTime;
 
+use crate::api::model::Rejection;
 use crate::api::model::{KeyList, WireKey};
 use crate::config::{is_valid_id, is_valid_user_name};
 
@@ -59,13 +60,6 @@ impl AccountKey {
             .as_ref()
             .is_none_or(|users| users.iter().any(|u| u == user))
     }
-}
-
-/// A key the agent refused, with the reason reported in the agent status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
-    pub id: String,
-    pub reason: String,
 }
 
 /// The validated result of one key list: what the agent will enforce.

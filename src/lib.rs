@@ -7,7 +7,8 @@
 //! - [`login_user`]: the image's default login user, managed when there is no
 //!   `[[users]]`: chosen from cloud-init's `default_user` or os-release (pure), the
 //!   files read by [`login_user::distro_files`].
-//! - [`api`]: the control plane's HTTP API; [`api::model`] holds the wire types,
+//! - [`api`]: the control plane's HTTP API; [`api::model`] holds every wire type (keys in;
+//!   events and the status out: the pure cores build them),
 //!   [`api::token`] reads the token file, [`api::shared`] the client shared by the tasks.
 //! - [`keys`]: validation of account keys, expiry, and the key set in force (pure).
 //! - [`schedule`]: when to ask the control plane next: long-poll, polling, backoff (pure).

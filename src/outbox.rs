@@ -34,8 +34,8 @@ use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
+use crate::api::model::{EventKind, SessionEvent};
 use crate::durable::{self, FileMode};
-use crate::sessions::{EventKind, SessionEvent};
 
 pub const OUTBOX_FILE: &str = "outbox.jsonl";
 pub const ACK_FILE: &str = "outbox.ack";
@@ -611,7 +611,7 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::EventKind;
+    use crate::api::model::EventKind;
 
     fn event(n: u32) -> SessionEvent {
         SessionEvent {

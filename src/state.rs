@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::api::model::FileReport;
 use crate::durable::{self, FileMode};
-use crate::enforce::files::FileReport;
 use crate::keys::KeySet;
 use crate::latest_writer::LatestWriter;
 

@@ -158,6 +158,23 @@ pub fn validate_event(event: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a `POST .../ssh-sessions` body: `events`, an array of at most
+/// [`MAX_EVENTS_PER_BATCH`] events, each valid ([`validate_event`]); the error names
+/// the event and the field.
+pub fn validate_batch(batch: &Value) -> Result<&Vec<Value>, String> {
+    let events = batch
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or("events must be an array")?;
+    if events.len() > MAX_EVENTS_PER_BATCH {
+        return Err("at most 500 events a request".into());
+    }
+    for (index, event) in events.iter().enumerate() {
+        validate_event(event).map_err(|problem| format!("events[{index}]: {problem}"))?;
+    }
+    Ok(events)
+}
+
 /// `POST /v1/instances/{id}/ssh-sessions`: session events, deduplicated by `id`.
 pub(crate) async fn post_sessions(
     State(cp): State<ControlPlane>,
@@ -169,23 +186,10 @@ pub(crate) async fn post_sessions(
         Ok(batch) => batch,
         Err(response) => return response,
     };
-    let Some(events) = batch.get("events").and_then(Value::as_array) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "events must be an array");
+    let events = match validate_batch(&batch) {
+        Ok(events) => events,
+        Err(problem) => return error(StatusCode::UNPROCESSABLE_ENTITY, &problem),
     };
-    if events.len() > MAX_EVENTS_PER_BATCH {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "at most 500 events a request",
-        );
-    }
-    for (index, event) in events.iter().enumerate() {
-        if let Err(problem) = validate_event(event) {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("events[{index}]: {problem}"),
-            );
-        }
-    }
     let mut inner = cp.lock();
     inner.stats.session_posts += 1;
     for event in events {
@@ -223,26 +227,7 @@ pub(crate) async fn put_status(
         Ok(status) => status,
         Err(response) => return response,
     };
-    for field in ["agent_version", "boot_id"] {
-        if !status.get(field).is_some_and(Value::is_string) {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("{field} must be a string"),
-            );
-        }
-    }
-    for field in ["keys", "rejected_keys", "active_sessions"] {
-        if !status.get(field).is_some_and(Value::is_array) {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("{field} must be an array"),
-            );
-        }
-    }
-    if let Err(problem) = check_files(&status) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, &problem);
-    }
-    if let Err(problem) = check_host_keys(&status) {
+    if let Err(problem) = validate_status(&status) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, &problem);
     }
     let mut inner = cp.lock();
@@ -251,11 +236,28 @@ pub(crate) async fn put_status(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// Checks a `PUT .../agent-status` body: its required fields, `files`
+/// ([`check_files`]) and `host_keys` ([`check_host_keys`]); the error names the field.
+pub fn validate_status(status: &Value) -> Result<(), String> {
+    for field in ["agent_version", "boot_id"] {
+        if !status.get(field).is_some_and(Value::is_string) {
+            return Err(format!("{field} must be a string"));
+        }
+    }
+    for field in ["keys", "rejected_keys", "active_sessions"] {
+        if !status.get(field).is_some_and(Value::is_array) {
+            return Err(format!("{field} must be an array"));
+        }
+    }
+    check_files(status)?;
+    check_host_keys(status)
+}
+
 /// `files` ("Additions to v1"): optional (an older agent does not send it); when sent,
 /// each entry is checked, with the rules that tie its fields together: a `behind` file
 /// has an `error` and a `behind_since`, an `in_sync` one has neither and no key left to
 /// add or remove, and `last_error` is non-null while any file is behind.
-fn check_files(status: &Value) -> Result<(), String> {
+pub fn check_files(status: &Value) -> Result<(), String> {
     let Some(files) = status.get("files") else {
         return Ok(());
     };

@@ -32,7 +32,9 @@ mod state;
 pub use access::{AdminTokenError, InvalidHostName};
 pub use faults::Fault;
 pub(crate) use instance_api::error;
-pub use instance_api::{check_host_keys, validate_event};
+pub use instance_api::{
+    check_files, check_host_keys, validate_batch, validate_event, validate_status,
+};
 use instance_api::{get_keys, post_sessions, put_status};
 pub(crate) use known_hosts::known_hosts_response;
 pub(crate) use state::Inner;

@@ -15,6 +15,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
+use pictor_agent::sessions::boot_clock::BootTicks;
 use pictor_agent::sessions::proof::Origin;
 use pictor_agent::sessions::source;
 
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else {
         return;
     };
-    let Some((record, cursor, boot)) = source::parse_journal_entry(line, |us| us / 10_000) else {
+    let Some((record, cursor, boot)) = source::parse_journal_entry(line, |us| BootTicks::new(us / 10_000)) else {
         return;
     };
     // `Value` refuses some JSON the entry's parser skips (a number out of range in a
@@ -71,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     );
     if checked {
         let monotonic = field("__MONOTONIC_TIMESTAMP").and_then(|m| m.parse::<u64>().ok());
-        assert_eq!(*written_by, monotonic.map(|us| us / 10_000));
+        assert_eq!(*written_by, monotonic.map(|us| BootTicks::new(us / 10_000)));
     }
     common::check_message(&record.message);
     let _ = source::current_processes_lines(vec![record]);

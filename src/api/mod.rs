@@ -180,11 +180,8 @@ impl ApiClient {
     }
 
     /// `POST .../ssh-sessions` (at most 500 events): `Ok` once accepted (`202`).
-    pub async fn post_events(
-        &self,
-        events: &[crate::sessions::SessionEvent],
-    ) -> Result<(), ApiError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "events": events }))
+    pub async fn post_events(&self, events: &[model::SessionEvent]) -> Result<(), ApiError> {
+        let body = serde_json::to_vec(&model::EventBatch { events })
             .map_err(|e| ApiError::Setup(e.to_string()))?;
         self.send_json(
             self.http.post(self.sessions_url.clone()),

@@ -306,11 +306,8 @@ fn in_sync_line(stale: Option<time::OffsetDateTime>) -> String {
 /// Prints a file's state under its user; true when it is behind. A deleted key that can
 /// still log in is said first and loudest. `stale`: the report predates the set in
 /// force, applied then.
-fn print_file(
-    file: &crate::enforce::files::FileReport,
-    stale: Option<time::OffsetDateTime>,
-) -> bool {
-    use crate::enforce::files::FileState;
+fn print_file(file: &crate::api::model::FileReport, stale: Option<time::OffsetDateTime>) -> bool {
+    use crate::api::model::FileState;
     use crate::escape::escaped;
     if !file.keys_not_removed.is_empty() {
         println!(

@@ -12,6 +12,7 @@ pub mod readiness;
 pub mod reload;
 pub mod tasks;
 
+use crate::api::model::ActiveSession;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +24,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config};
 use crate::drift_watch::DriftWatch;
 use crate::enforce::{self, Enforcer};
-use crate::sessions::{self as sessions_mod, ActiveSession};
+use crate::sessions as sessions_mod;
 use crate::sync::SyncEvent;
 use crate::timefmt;
 use crate::users::ManagedUser;

@@ -12,13 +12,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{error, info};
 
+use crate::api::model::{ActiveSession, KeysReport};
 use crate::api::shared::SharedClient;
 use crate::config::Config;
-use crate::heartbeat::KeysReport;
 use crate::host_keys::HostKeysReport;
 use crate::keys::KeySet;
 use crate::outbox::Outbox;
-use crate::sessions::{self, ActiveSession};
+use crate::sessions::{self};
 use crate::state;
 use crate::sync::{self, SyncEvent};
 

@@ -25,10 +25,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::api::model::FileReport;
+use crate::api::model::FileState;
 use crate::authorized_keys::merge::BlockKey;
 
 /// The first retry after a failure comes after about this long (jittered down to half).
@@ -105,27 +106,6 @@ pub struct StaleCopy {
     pub path: PathBuf,
     /// The managed keys it holds.
     pub keys: Vec<BlockKey>,
-}
-
-/// A file's state as reported (`files` in the agent status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileReport {
-    pub user: String,
-    pub path: String,
-    pub state: FileState,
-    pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub behind_since: Option<OffsetDateTime>,
-    pub keys_not_removed: Vec<String>,
-    pub keys_not_added: Vec<String>,
-}
-
-/// `in_sync` or `behind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileState {
-    InSync,
-    Behind,
 }
 
 /// Something the shell logs (or acts on).

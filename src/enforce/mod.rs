@@ -27,10 +27,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::api::model::KeysReport;
 use crate::authorized_keys::merge::{render_block, ManagedLine};
 use crate::config::Config;
 use crate::drift_watch::DriftWatch;
-use crate::heartbeat::KeysReport;
 use crate::keys::KeySet;
 use crate::logging::message_id;
 use crate::state::{self, Applied};

@@ -4,8 +4,7 @@
 
 use time::OffsetDateTime;
 
-use super::files::{FileReport, FileState};
-use crate::heartbeat::{KeysReport, StatusKey};
+use crate::api::model::{FileReport, FileState, KeysReport, StatusKey};
 use crate::state::Applied;
 
 /// Everything that is wrong now, in one line; `None` when nothing is: a failed fetch,
@@ -111,10 +110,11 @@ pub fn status_line(
 
 #[cfg(test)]
 mod tests {
+    use crate::api::model::Rejection;
     use time::macros::datetime;
 
     use super::*;
-    use crate::keys::{AccountKey, KeySet, Rejection};
+    use crate::keys::{AccountKey, KeySet};
 
     const NOW: OffsetDateTime = datetime!(2026-12-07 03:00 UTC);
 

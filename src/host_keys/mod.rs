@@ -14,21 +14,8 @@ pub mod watch;
 
 use serde::Serialize;
 
+use crate::api::model::HostKey;
 use crate::keys::validate_public_key;
-
-/// One host key as the status reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostKey {
-    /// The key type as in the file (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`).
-    #[serde(rename = "type")]
-    pub key_type: String,
-    /// `type base64`, no comment.
-    pub public_key: String,
-    /// `SHA256:...`, as `ssh-keygen -l` prints it.
-    pub fingerprint: String,
-    /// The matching host certificate, `type base64`, no comment; `None` when there is none.
-    pub certificate: Option<String>,
-}
 
 /// What a scan found: the keys to publish, and the files skipped with why.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

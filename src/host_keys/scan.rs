@@ -22,6 +22,8 @@
 //! whoever can create files.
 
 use std::collections::BTreeSet;
+
+use crate::api::model::HostKey;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -32,7 +34,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
-use super::{judge, judge_certificate, HostKey, HostKeysReport, MAX_FILE_BYTES};
+use super::{judge, judge_certificate, HostKeysReport, MAX_FILE_BYTES};
 use crate::escape;
 
 /// Entries of one directory examined per scan at most (`/etc/ssh` holds a few dozen).

@@ -22,44 +22,12 @@ pub mod track;
 
 use std::net::IpAddr;
 
+use crate::api::model::ActiveSession;
+use crate::api::model::EventKind;
+use crate::api::model::SessionEvent;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use time::OffsetDateTime;
-
-/// The contract's event types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    SessionOpened,
-    SessionClosed,
-    SessionTerminated,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::SessionOpened => "session_opened",
-            EventKind::SessionClosed => "session_closed",
-            EventKind::SessionTerminated => "session_terminated",
-        }
-    }
-}
-
-/// One event of `POST .../ssh-sessions`, with the contract's field names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionEvent {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: EventKind,
-    pub at: String,
-    pub user: String,
-    pub auth_method: String,
-    pub key_id: Option<String>,
-    pub fingerprint: Option<String>,
-    pub source_ip: String,
-    pub source_port: u16,
-    pub session_id: String,
-}
 
 /// A live SSH session as the agent knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,25 +75,6 @@ pub struct Claim {
 /// Sessions saved before the proof was recorded are not trusted with a kill.
 fn legacy_proof() -> proof::Proof {
     proof::Proof::LogText
-}
-
-/// A session as `active_sessions` in the agent status reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActiveSession {
-    pub session_id: String,
-    pub key_id: Option<String>,
-    pub fingerprint: Option<String>,
-    pub user: String,
-    pub source_ip: String,
-    pub since: String,
-    /// Two different logins were claimed for its connection (contract addition of
-    /// 2026-12-06): `key_id` and `fingerprint` are null; absent when false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub contested: bool,
-    /// With `contested`: the ids of the account keys the claims named (this agent's
-    /// addition, docs/api.md), so the account shows the session under each of them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub claimed_key_ids: Vec<String>,
 }
 
 impl Session {

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use super::parse::{parse_message, parse_syslog_line, StampContext};
 use super::proof::Proof;
 use super::track::{Closing, Lookups, Seen, Tracker};
-use super::{EventKind, SessionEvent};
+use crate::api::model::{EventKind, SessionEvent};
 
 /// A release, as (major, minor).
 type Release = (u8, u8);

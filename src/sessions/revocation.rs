@@ -7,6 +7,7 @@
 //! Time here is a value, never a clock read: wall-clock `now` for key expiry, and the
 //! kernel's boot clock ([`BootTicks`]) for everything compared with a process's start.
 
+use crate::api::model::{EventKind, SessionEvent};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use super::parse::SshdMessage;
 use super::procs::Refusal;
 use super::proof::Proof;
 use super::source::Position;
-use super::{EventKind, Session, SessionEvent};
+use super::Session;
 use crate::keys::{AccountKey, KeySet};
 
 /// A session whose login was read from a syslog file is ended only after this long

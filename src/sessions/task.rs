@@ -2,6 +2,7 @@
 //! outbox (durably, before the log position moves past them) and publishes the active
 //! sessions for the heartbeat.
 
+use crate::api::model::{ActiveSession, EventKind, SessionEvent};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use super::revocation::{
 use super::source::{self, LogItem, Position, Source};
 use super::terminate::{self, Ending, TerminateError};
 use super::track::{Closing, Lookups, Seen, Tracker};
-use super::{ActiveSession, Session, SessionEvent};
+use super::Session;
 use crate::keys::KeySet;
 use crate::outbox::Outbox;
 use crate::state;
@@ -505,10 +506,7 @@ impl SessionsTask {
         };
         let start = monitor.start();
         let events = tracker.observe(&parsed, message, now, seen, &lookups);
-        if events
-            .iter()
-            .any(|e| e.kind == super::EventKind::SessionOpened)
-        {
+        if events.iter().any(|e| e.kind == EventKind::SessionOpened) {
             if let Some(session) = tracker
                 .open_sessions()
                 .iter()
@@ -565,11 +563,9 @@ fn log_event(event: &SessionEvent) {
     let key_id = event.key_id.as_deref().unwrap_or("-");
     let fingerprint = event.fingerprint.as_deref().unwrap_or("-");
     let (id, text) = match event.kind {
-        super::EventKind::SessionOpened => (message_id::SESSION_OPENED, "session opened"),
-        super::EventKind::SessionClosed => (message_id::SESSION_CLOSED, "session closed"),
-        super::EventKind::SessionTerminated => {
-            (message_id::SESSION_TERMINATED, "session terminated")
-        }
+        EventKind::SessionOpened => (message_id::SESSION_OPENED, "session opened"),
+        EventKind::SessionClosed => (message_id::SESSION_CLOSED, "session closed"),
+        EventKind::SessionTerminated => (message_id::SESSION_TERMINATED, "session terminated"),
     };
     info!(
         message_id = id,

@@ -10,6 +10,7 @@
 //! lines, so there the closing lines close: the monitor's PAM `session closed`, or the
 //! child's `Disconnected from user ...` matched by source address and port.
 
+use crate::api::model::{EventKind, SessionEvent};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -18,7 +19,7 @@ use time::OffsetDateTime;
 use super::boot_clock::BootTicks;
 use super::parse::{LoggedKey, Login, Record, SshdMessage};
 use super::proof::Proof;
-use super::{Claim, EventKind, Session, SessionEvent};
+use super::{Claim, Session};
 
 /// What ends a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
