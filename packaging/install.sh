@@ -25,6 +25,8 @@ put 0644 usr/lib/sysusers.d/pictor-agent.conf /usr/lib/sysusers.d/pictor-agent.c
 put 0644 usr/lib/sysusers.d/pictor-keys.conf /usr/lib/sysusers.d/pictor-keys.conf
 put 0644 usr/share/man/man8/pictor-agent.8.gz /usr/share/man/man8/pictor-agent.8.gz
 put 0644 usr/share/doc/pictor-agent/README.md /usr/share/doc/pictor-agent/README.md
+put 0644 usr/share/doc/pictor-agent/operations.md /usr/share/doc/pictor-agent/operations.md
+put 0644 usr/share/doc/pictor-agent/security.md /usr/share/doc/pictor-agent/security.md
 put 0644 usr/share/doc/pictor-agent/examples/sshd_config.d/pictor-agent.conf \
     /usr/share/doc/pictor-agent/examples/sshd_config.d/pictor-agent.conf
 if [ -e "$dest/etc/pictor-agent/config.toml" ]; then

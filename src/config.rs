@@ -1,6 +1,6 @@
 //! The configuration file: one TOML file, parsed strictly (unknown keys are errors, so a
 //! typo never silently falls back to a default) and validated before anything runs.
-//! Every option is documented in README.md.
+//! Every option is documented in docs/operations.md ("Configuration").
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

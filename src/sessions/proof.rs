@@ -12,7 +12,7 @@
 //!   is ended, and seen to end, as exactly that process.
 //!
 //! In a syslog file there are no trusted fields: the line's text decides which monitor
-//! and which key; [`Proof::LogText`] marks such sessions (see the README, "What file mode
+//! and which key; [`Proof::LogText`] marks such sessions (see docs/security.md, "What file mode
 //! guarantees").
 
 use serde::{Deserialize, Serialize};

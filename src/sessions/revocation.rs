@@ -22,8 +22,8 @@ use super::Session;
 use crate::keys::{AccountKey, KeySet};
 
 /// A session whose login was read from a syslog file is ended only after this long
-/// without a second, contradicting login logged for its connection (see the README,
-/// "What file mode guarantees").
+/// without a second, contradicting login logged for its connection (see
+/// docs/security.md, "What file mode guarantees").
 pub const FILE_MODE_SETTLE: Duration = Duration::from_secs(1);
 /// A session that could not be ended is tried again this much later, for as long as its
 /// key stays revoked.

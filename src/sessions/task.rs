@@ -193,7 +193,7 @@ impl SessionsTask {
                      lines there, so a login is believed only for a live sshd connection of \
                      its user, and a session is ended for a revoked key only when no other \
                      login was logged for its connection (the journal proves who logged \
-                     what; see the README, \"What file mode guarantees\")"
+                     what; see docs/security.md, \"What file mode guarantees\")"
                 );
                 tokio::spawn(source::follow_file(
                     path.clone(),

@@ -9,7 +9,7 @@
 # revocation under the shipped unit ends a key's sessions whole (logind scopes: pty,
 # no pty, a setsid -f daemon) and nothing else, on trixie the same again with sshd
 # socket-activated (ssh.socket, Ubuntu 22.10+'s layout: no sshd runs until the first
-# connection), and upgrade, remove and purge do what README says.
+# connection), and upgrade, remove and purge do what docs/operations.md says.
 #
 # Needs root, systemd-container and debootstrap (scripts/test.sh installs them). The
 # container tree is cached in $PICTOR_NSPAWN_CACHE (default /var/cache/pictor-agent-test).
