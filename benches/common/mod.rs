@@ -7,10 +7,7 @@ mod synthetic_key;
 
 pub use synthetic_key::synthetic_key;
 
-#[path = "../../tests/shared/safe_tempdir.rs"]
-mod safe_tempdir;
-
-pub use safe_tempdir::tempdir;
+pub use testkit::tempdir;
 
 /// True with `--quick` (CI's smoke pass: short windows, figures not to quote).
 pub fn quick() -> bool {
@@ -28,12 +25,10 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 /// The agent binary to measure: `PICTOR_AGENT_BIN` when set (scripts/bench.sh sets it to
-/// the shipped `cargo build --release` binary), else the one cargo built for this bench.
-/// They differ: a bench build unifies the dev-dependencies' features (tokio's
-/// multi-threaded runtime, for one) into the binary, which makes it larger (4.0 vs 3.5
-/// MiB) and its resident memory higher than what is installed.
+/// the shipped `cargo build --release` binary), else the one cargo built for this bench
+/// ([`testkit::agent`]). They differ: a bench build unifies the dev-dependencies'
+/// features (tokio's multi-threaded runtime, for one) into the binary, which makes it
+/// larger (4.0 vs 3.5 MiB) and its resident memory higher than what is installed.
 pub fn agent_binary() -> std::path::PathBuf {
-    std::env::var_os("PICTOR_AGENT_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_pictor-agent").into())
+    testkit::agent().into()
 }

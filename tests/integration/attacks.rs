@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::*;
+use testkit::*;
 
 /// A sandbox managing `user`'s default `~/.ssh/authorized_keys`, with one account key.
 fn setup(user: &str) -> Option<(Server, Sandbox, PathBuf, KeyPair)> {
@@ -432,7 +432,7 @@ fn a_configured_path_through_a_users_symlink_never_reaches_a_root_file() {
 /// other name, which still holds it, is reported behind with the key.
 #[test]
 fn a_second_hard_link_no_longer_keeps_a_deleted_key_and_is_reported() {
-    if !crate::sshd::sshd_available() {
+    if !sshd_available() {
         return;
     }
     let Some((server, sandbox, home, key_a)) = setup("pictor-atk9") else {
@@ -445,7 +445,7 @@ fn a_second_hard_link_no_longer_keeps_a_deleted_key_and_is_reported() {
     });
     let second = home.join(".ssh/authorized_keys2");
     std::fs::hard_link(&file, &second).expect("link");
-    let sshd = crate::sshd::Sshd::start(sandbox.dir.path());
+    let sshd = Sshd::start(sandbox.dir.path());
     assert!(sshd.login("pictor-atk9", &key_a.private));
     assert!(server.cp.delete_key("key_a"));
     wait_until(

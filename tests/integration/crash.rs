@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use pictor_control_plane::NewKey;
 
-use crate::support::*;
 use crate::synthetic_key::synthetic_key;
+use testkit::*;
 
 fn key_set(offset: u64, count: u64) -> Vec<NewKey> {
     (offset..offset + count)

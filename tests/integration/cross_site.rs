@@ -13,8 +13,8 @@ use fantoccini::Client;
 use pictor_control_plane::NewKey;
 use serde_json::{json, Value};
 
-use crate::account_page::{browser_available, browser_with, Driver};
-use crate::support::*;
+use testkit::browser::{browser_available, browser_with, Driver};
+use testkit::*;
 
 /// The `n`th public key line of the fixtures that the account page accepts (the first
 /// line, RSA 1024, and the certificate are not).

@@ -5,108 +5,14 @@
 //! on a loop device, `fsfreeze`, `chattr +i`, a read-only bind mount (root only).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::*;
-
-fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    assert!(status.success(), "{program} {args:?}");
-}
-
-/// A file system mounted for a test; unfrozen and unmounted when dropped (declare it
-/// after the agent, so it goes first: a frozen mount would keep the agent from exiting).
-pub(crate) struct TestMount {
-    path: PathBuf,
-    binds: Vec<PathBuf>,
-}
-
-impl TestMount {
-    pub(crate) fn tmpfs(path: &Path, size: &str) -> TestMount {
-        std::fs::create_dir_all(path).expect("mount point");
-        let options = format!("size={size},mode=0755");
-        let target = path.display().to_string();
-        run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs", &target]);
-        TestMount {
-            path: path.to_owned(),
-            binds: Vec::new(),
-        }
-    }
-
-    fn ext4(image: &Path, path: &Path) -> TestMount {
-        std::fs::create_dir_all(path).expect("mount point");
-        run("truncate", &["-s", "32M", &image.display().to_string()]);
-        run("mkfs.ext4", &["-q", "-F", &image.display().to_string()]);
-        run(
-            "mount",
-            &[
-                "-o",
-                "loop",
-                &image.display().to_string(),
-                &path.display().to_string(),
-            ],
-        );
-        TestMount {
-            path: path.to_owned(),
-            binds: Vec::new(),
-        }
-    }
-
-    /// The mount is `user`'s home (owned, 0755, reachable through the test's directory)
-    /// with `.ssh` owned by the user, mode 0700; the managed file's path.
-    fn ssh_dir_for(&self, user: &nix::unistd::User) -> PathBuf {
-        nix::unistd::chown(&self.path, Some(user.uid), Some(user.gid)).expect("chown home");
-        if let Some(parent) = self.path.parent() {
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
-        }
-        let dir = self.path.join(".ssh");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        nix::unistd::chown(&dir, Some(user.uid), Some(user.gid)).expect("chown");
-        dir.join("authorized_keys")
-    }
-
-    fn freeze(&self) {
-        run("fsfreeze", &["-f", &self.path.display().to_string()]);
-    }
-
-    fn thaw(&self) {
-        let _ = Command::new("fsfreeze")
-            .args(["-u", &self.path.display().to_string()])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-
-    /// Bind-mounts `dir` onto itself, read-only.
-    fn read_only_bind(&mut self, dir: &Path) {
-        let dir_text = dir.display().to_string();
-        run("mount", &["--bind", &dir_text, &dir_text]);
-        self.binds.push(dir.to_owned());
-        run("mount", &["-o", "remount,bind,ro", &dir_text]);
-    }
-
-    fn lift_binds(&mut self) {
-        for dir in self.binds.drain(..) {
-            let _ = Command::new("umount").arg(&dir).status();
-        }
-    }
-}
-
-impl Drop for TestMount {
-    fn drop(&mut self) {
-        self.thaw();
-        self.lift_binds();
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
+use testkit::mounts::{run, TestMount};
+use testkit::*;
 
 /// The status entry of `user`'s file, once a status with one was sent.
 fn file_entry(server: &Server, user: &str) -> Option<Value> {
@@ -226,7 +132,7 @@ fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() 
     assert!(w.text().contains("key_b"));
 
     // The user fills the disk (dd stops at ENOSPC).
-    let fill = mount.path.join("checkpoint");
+    let fill = mount.path().join("checkpoint");
     let _ = Command::new("runuser")
         .args(["-u", &user.name, "--", "dd", "if=/dev/zero", "bs=16k"])
         .arg(format!("of={}", fill.display()))
@@ -254,7 +160,7 @@ fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() 
     );
     assert!(w.text().contains("key_b"), "the truth: it is still there");
     // Retried on a full disk without leaving a temporary file behind.
-    let leftovers: Vec<String> = std::fs::read_dir(mount.path.join(".ssh"))
+    let leftovers: Vec<String> = std::fs::read_dir(mount.path().join(".ssh"))
         .expect("ls")
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())

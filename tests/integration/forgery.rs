@@ -4,70 +4,13 @@
 //! still ends.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::sessions::{active_for, events_for, journal_available, Rsyslog};
-use crate::sshd::{user_with_hand_added_key, Sshd};
-use crate::support::*;
-
-/// The pid of the sshd monitor process of `user`'s connection (`sshd: USER [priv]`).
-fn monitor_of(user: &str) -> Option<u32> {
-    processes_titled(&format!("sshd: {user} [priv]"))
-        .first()
-        .copied()
-}
-
-/// The pid of `user`'s sshd child (`sshd: USER@notty`).
-fn child_of(user: &str) -> Option<u32> {
-    processes_titled(&format!("sshd: {user}@notty"))
-        .first()
-        .copied()
-}
-
-fn processes_titled(title: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).trim_end_matches('\0') == title)
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
-/// Runs `command` as the unprivileged local user `user`.
-fn as_user(user: &str, command: &str) {
-    let status = Command::new("runuser")
-        .args(["-u", user, "--", "sh", "-c", command])
-        .stdin(Stdio::null())
-        .status()
-        .expect("runuser");
-    assert!(status.success(), "{command}");
-}
-
-fn fingerprint(key: &KeyPair) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(key.private.with_extension("pub"))
-        .output()
-        .expect("ssh-keygen -lf");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint")
-        .to_owned()
-}
+use testkit::procs::{alive, child_of, monitor_of};
+use testkit::*;
 
 fn opened(server: &Server, user: &str) -> Vec<Value> {
     events_for(server, user)
@@ -106,7 +49,7 @@ fn scene(
     victim: &'static str,
     source: impl FnOnce(&Path) -> String,
 ) -> Scene {
-    crate::sessions::test_run_started();
+    test_run_started();
     let server = Server::start();
     let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
@@ -179,7 +122,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     let own_monitor = monitor_of(s.mallory).expect("own monitor");
     let own_child = child_of(s.mallory).expect("own child");
     let listener = s.sshd.pid();
-    let fp_b = fingerprint(&s.b);
+    let fp_b = s.b.fingerprint();
     let me = s.mallory;
 
     // 1. The victim's monitor, claimed as a login of the attacker with key B.
@@ -412,7 +355,7 @@ fn file_mode_a_forged_line_neither_hides_a_session_nor_keeps_it_past_its_keys_de
     let forged = format!(
         "Accepted publickey for {} from 127.0.0.1 port {port} ssh2: ED25519 {}",
         s.victim,
-        fingerprint(&s.b)
+        s.b.fingerprint()
     );
     as_user(
         s.mallory,

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::sshd::{sshd_available, user_with_hand_added_key, Sshd};
-use crate::support::*;
+use testkit::*;
 
 fn keygen(args: &[&str], path: &Path) {
     let status = Command::new("ssh-keygen")
@@ -22,19 +21,6 @@ fn keygen(args: &[&str], path: &Path) {
         .status()
         .expect("ssh-keygen");
     assert!(status.success(), "ssh-keygen {args:?}");
-}
-
-fn fingerprint(public: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(public)
-        .output()
-        .expect("ssh-keygen -l");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint")
-        .to_owned()
 }
 
 /// The host keys the control plane last received, as (type, fingerprint, certified).
@@ -373,15 +359,6 @@ fn host_certificates_are_matched_user_certificates_and_non_keys_are_skipped_and_
         .expect("host-keys --json");
     let parsed: Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(parsed["host_keys"].as_array().map(Vec::len), Some(3));
-}
-
-/// Runs `script` with `sh -c` as `user` (a real unprivileged account).
-fn as_user(user: &str, script: &str) {
-    let status = Command::new("runuser")
-        .args(["-u", user, "--", "sh", "-c", script])
-        .status()
-        .expect("runuser");
-    assert!(status.success(), "as {user}: {script}");
 }
 
 /// Issue 17, finding 7: an operator's glob into a directory users can write. A real

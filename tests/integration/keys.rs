@@ -7,8 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use crate::key_cases::{key_cases, KeyCase};
-use crate::sshd::{sshd_available, user_with_hand_added_key, Sshd};
-use crate::support::*;
+use testkit::*;
 
 #[test]
 fn ssh_keygen_reads_exactly_the_lines_the_cases_say() {

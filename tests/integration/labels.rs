@@ -12,8 +12,8 @@ use pictor_agent::authorized_keys::write::{apply_labelled, Outcome};
 use pictor_agent::selinux::{Labels, XATTR};
 use pictor_agent::users::{Location, ManagedUser};
 
-use crate::failures::TestMount;
-use crate::support::*;
+use testkit::mounts::TestMount;
+use testkit::*;
 
 const HOME_LABEL: &[u8] = b"unconfined_u:object_r:user_home_dir_t:s0\0";
 const SSH_LABEL: &[u8] = b"unconfined_u:object_r:ssh_home_t:s0\0";

@@ -14,11 +14,8 @@ mod keys;
 mod labels;
 mod modes;
 mod revocation;
-#[path = "../shared/safe_tempdir.rs"]
-mod safe_tempdir;
 mod sessions;
 mod sshd;
-mod support;
 mod sync;
 #[path = "../shared/synthetic_key.rs"]
 mod synthetic_key;

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use nix::sys::stat::Mode;
 
-use crate::sessions::journal_available;
-use crate::sshd::{user_with_hand_added_key, Sshd};
-use crate::support::*;
+use testkit::*;
 
 /// The group that may read the AuthorizedKeysCommand file in these tests.
 const COMMAND_ACCOUNT: &str = "pictor-modes-keys";
@@ -24,7 +22,7 @@ fn every_file_has_its_mode_under_umask(user: &'static str, umask: u32) {
     if !journal_available() {
         return;
     }
-    crate::sessions::test_run_started();
+    test_run_started();
     let account = ensure_system_account(COMMAND_ACCOUNT);
     let server = Server::start();
     let dir = tempdir();

@@ -10,28 +10,11 @@ use std::time::{Duration, Instant};
 use pictor_control_plane::Fault;
 use serde_json::Value;
 
-use crate::sessions::journal_available;
-use crate::sshd::{user_with_hand_added_key, Sshd};
-use crate::support::*;
-
-/// Pids of processes whose command line is exactly `sleep SECONDS`.
-fn sleepers(seconds: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            cmdline == format!("sleep\0{seconds}\0").as_bytes() && !state.contains(") Z ")
-        })
-        .collect()
-}
+use testkit::procs::sleepers;
+use testkit::*;
 
 fn events(server: &Server, user: &str, kind: &str) -> Vec<Value> {
-    crate::sessions::events_for(server, user)
+    events_for(server, user)
         .into_iter()
         .filter(|e| e["type"] == kind)
         .collect()
@@ -51,7 +34,7 @@ fn setup(user: &'static str) -> Option<Revocation> {
     if !journal_available() {
         return None;
     }
-    crate::sessions::test_run_started();
+    test_run_started();
     let server = Server::start();
     let dir = tempdir();
     let hand = KeyPair::generate(dir.path(), "hand");
@@ -204,7 +187,7 @@ fn root_owned_agent() -> PathBuf {
 
 #[test]
 fn authorized_keys_command_lets_keys_in_force_in_and_refuses_a_deleted_key_at_once() {
-    if !crate::sshd::sshd_available() {
+    if !sshd_available() {
         return;
     }
     let user = "pictor-akc";

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use pictor_control_plane::Fault;
 
-use crate::support::*;
+use testkit::*;
 
 const SOON: Duration = Duration::from_secs(5);
 

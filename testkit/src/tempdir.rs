@@ -13,7 +13,7 @@ pub fn safe_base() -> PathBuf {
     let base = if nix::unistd::Uid::effective().is_root() {
         PathBuf::from("/run/pictor-agent-tests")
     } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-homes")
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-homes"))
     };
     if !base.is_dir() {
         std::fs::create_dir_all(&base).expect("test base directory");

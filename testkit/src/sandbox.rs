@@ -1,173 +1,37 @@
-//! Test harness: a reference control plane in-process, the real agent binary as a child
-//! process, real keys from ssh-keygen, real users and files.
-
-#![allow(dead_code)]
+//! A sandbox for one agent: its configuration, token and state in a directory of its
+//! own, and the real agent binary run as a child process.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pictor_control_plane::{ControlPlane, NewKey};
-
-pub use crate::safe_tempdir::tempdir;
+use crate::config::Setup;
+use crate::control_plane::{INSTANCE, TOKEN};
+use crate::tempdir::tempdir;
+use crate::users::current_user;
+use crate::wait::wait_until;
 
 /// The agent binary under test: `PICTOR_AGENT_BIN` when set (scripts/aarch64-tests.sh
-/// points it at the aarch64 build, run through qemu-user), else this build's own.
+/// points it at the aarch64 build, run through qemu-user; scripts/bench.sh at the
+/// shipped build), else the `pictor-agent` cargo built beside the running test or bench
+/// (`target/PROFILE/pictor-agent`, next to `target/PROFILE/deps/` where tests and benches
+/// run from: cargo builds the package's binaries for its tests and benches).
 pub fn agent() -> &'static str {
     static AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        std::env::var("PICTOR_AGENT_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pictor-agent").to_owned())
+        if let Some(path) = std::env::var_os("PICTOR_AGENT_BIN") {
+            return path.to_string_lossy().into_owned();
+        }
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile = exe
+            .parent()
+            .filter(|deps| deps.ends_with("deps"))
+            .and_then(|deps| deps.parent())
+            .or_else(|| exe.parent())
+            .expect("the build directory");
+        profile.join("pictor-agent").to_string_lossy().into_owned()
     });
     &AGENT
-}
-pub const INSTANCE: &str = "inst_test";
-pub const TOKEN: &str = "test-token-0123456789";
-
-/// True when running under CI: a missing prerequisite is then a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some()
-}
-
-/// Returns false (and says so loudly) when the test cannot run here; panics under CI.
-pub fn prerequisite(ok: bool, what: &str) -> bool {
-    if !ok {
-        assert!(!in_ci(), "prerequisite missing under CI: {what}");
-        eprintln!("SKIPPED: {what} (not under CI)");
-    }
-    ok
-}
-
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
-/// Polls `check` every 5 ms until it holds or `timeout` passes; returns the time taken.
-pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
-}
-
-/// A key pair made by the real ssh-keygen.
-pub struct KeyPair {
-    pub private: PathBuf,
-    pub public_line: String,
-}
-
-impl KeyPair {
-    pub fn generate(dir: &Path, name: &str) -> KeyPair {
-        let private = dir.join(name);
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&private)
-            .status()
-            .expect("ssh-keygen runs");
-        assert!(status.success());
-        let public_line =
-            std::fs::read_to_string(private.with_extension("pub")).expect("public key");
-        KeyPair {
-            private,
-            public_line: public_line.trim().to_owned(),
-        }
-    }
-
-    /// `type base64`, as the agent writes it.
-    pub fn canonical(&self) -> String {
-        self.public_line
-            .split(' ')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// An account key that expires `seconds` from now.
-    pub fn expiring_key(&self, id: &str, seconds: i64) -> NewKey {
-        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
-        let mut key = self.new_key(id);
-        key.expires_at = Some(
-            at.format(&time::format_description::well_known::Rfc3339)
-                .expect("format"),
-        );
-        key
-    }
-
-    pub fn new_key(&self, id: &str) -> NewKey {
-        NewKey {
-            id: Some(id.into()),
-            name: id.into(),
-            public_key: self.public_line.clone(),
-            ..NewKey::default()
-        }
-    }
-}
-
-/// A running reference control plane on loopback, served by its own runtime thread.
-pub struct Server {
-    pub cp: ControlPlane,
-    pub url: String,
-    _serving: pictor_control_plane::LoopbackServer,
-}
-
-impl Server {
-    pub fn start() -> Server {
-        let cp = ControlPlane::new();
-        cp.register_instance(INSTANCE, TOKEN);
-        let serving = cp.serve_on_loopback().expect("serve");
-        Server {
-            cp,
-            url: serving.url.clone(),
-            _serving: serving,
-        }
-    }
-}
-
-/// Settings of one test agent.
-pub struct Setup {
-    pub base_url: String,
-    pub user: String,
-    /// `None`: the user's default `~/.ssh/authorized_keys`.
-    pub authorized_keys: Option<PathBuf>,
-    pub long_poll_seconds: u64,
-    pub extra_api: String,
-    /// TOML appended to the file (whole sections); by default session reporting is off.
-    pub extra: String,
-    /// The `[host_keys]` section; by default off (the host's own `/etc/ssh` keys are
-    /// not what most tests are about).
-    pub host_keys: String,
-}
-
-impl Setup {
-    /// Long-poll mode, no extra `[api]` options.
-    pub fn new(base_url: &str, user: &str, authorized_keys: Option<PathBuf>) -> Setup {
-        Setup {
-            base_url: base_url.to_owned(),
-            user: user.to_owned(),
-            authorized_keys,
-            long_poll_seconds: 30,
-            extra_api: String::new(),
-            extra: "[sessions]\nenabled = false\n".into(),
-            host_keys: "[host_keys]\nenabled = false\n".into(),
-        }
-    }
-
-    /// Session reporting on, from `source` (`journal`, or a syslog file path).
-    pub fn with_sessions(mut self, source: &str) -> Setup {
-        self.extra = if source == "journal" {
-            "[sessions]\nlog_source = \"journal\"\n".into()
-        } else {
-            format!("[sessions]\nlog_source = \"file\"\nlog_file = {source:?}\n")
-        };
-        self.extra_api.push_str("heartbeat_seconds = 5\n");
-        self
-    }
 }
 
 /// A sandbox: config, token and state for one agent.
@@ -176,15 +40,6 @@ pub struct Sandbox {
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub keys_file: PathBuf,
-}
-
-/// The current user's name (the agent manages it when not root).
-pub fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .expect("current user has a name")
 }
 
 impl Sandbox {
@@ -323,49 +178,6 @@ impl Drop for Agent {
             let _ = child.wait();
         }
     }
-}
-
-static USERADD: Mutex<()> = Mutex::new(());
-
-/// Makes sure a local test account exists (root only): `useradd -m`, no password login.
-pub fn ensure_user(name: &str) -> nix::unistd::User {
-    let _guard = USERADD.lock().unwrap_or_else(|p| p.into_inner());
-    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
-        return user;
-    }
-    let status = Command::new("useradd")
-        .args(["-m", "-s", "/bin/sh", "-p", "*", name])
-        .status()
-        .expect("useradd runs");
-    assert!(status.success(), "useradd {name}");
-    nix::unistd::User::from_name(name)
-        .expect("lookup")
-        .expect("user exists")
-}
-
-/// Makes sure a system account like the packages' `pictor-keys` exists (root only):
-/// no home, no login shell, a group of its own name. sshd runs the AuthorizedKeysCommand
-/// as such an account.
-pub fn ensure_system_account(name: &str) -> nix::unistd::User {
-    let _guard = USERADD.lock().unwrap_or_else(|p| p.into_inner());
-    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
-        return user;
-    }
-    let status = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--user-group"])
-        .args([
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ])
-        .status()
-        .expect("useradd runs");
-    assert!(status.success(), "useradd --system {name}");
-    nix::unistd::User::from_name(name)
-        .expect("lookup")
-        .expect("account exists")
 }
 
 impl Sandbox {
