@@ -20,6 +20,7 @@ use pictor_agent::durable::{self, FileMode};
 use pictor_agent::sync::{self, SyncEvent};
 use pictor_agent::users::{Location, ManagedUser};
 use pictor_control_plane::{ControlPlane, Fault, NewKey};
+use testkit::AgentConfig;
 
 mod common;
 use common::{agent_binary, arg, quick, synthetic_key};
@@ -88,20 +89,17 @@ fn sandbox(url: &str, users: &[(String, PathBuf)], extra: &str) -> Sandbox {
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).expect("token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let mut text = format!(
-        "[api]\nbase_url = {url:?}\ninstance_id = \"bench\"\ntoken_file = {:?}\nlong_poll_seconds = 60\n\n",
-        token.display().to_string()
-    );
+    let mut config = AgentConfig {
+        long_poll_seconds: Some(60),
+        state_dir: Some(dir.path().join("state")),
+        log_level: Some("warn".to_owned()),
+        extra: extra.to_owned(),
+        ..AgentConfig::new(url, "bench", &token)
+    };
     for (name, file) in users {
-        text.push_str(&format!(
-            "[[users]]\nname = {name:?}\nauthorized_keys = {:?}\n\n",
-            file.display().to_string()
-        ));
+        config = config.user(name, Some(file));
     }
-    text.push_str(&format!(
-        "[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n\n{extra}",
-        dir.path().join("state").display().to_string()
-    ));
+    let text = config.to_toml();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, text).expect("config");
     Sandbox { dir, config }
@@ -553,11 +551,13 @@ fn fleet() {
         .expect("runtime");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Instant, usize)>(agents * 4);
     for i in 0..agents {
-        let text = format!(
-            "[api]\nbase_url = {:?}\ninstance_id = \"fleet{i}\"\ntoken_file = {:?}\nlong_poll_seconds = 60\nbackoff_max_seconds = 300\n\n[[users]]\nname = \"root\"\n",
-            server.url,
-            token.display().to_string()
-        );
+        let text = AgentConfig {
+            long_poll_seconds: Some(60),
+            backoff_max_seconds: Some(300),
+            ..AgentConfig::new(&server.url, &format!("fleet{i}"), &token)
+        }
+        .user("root", None)
+        .to_toml();
         let config = pictor_agent::config::parse(&text).expect("config");
         let client = SharedClient::new(config.api);
         let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<SyncEvent>(4);

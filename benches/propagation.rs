@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 use pictor_control_plane::{ControlPlane, NewKey};
+use testkit::AgentConfig;
 
 mod common;
 use common::{agent_binary, arg, synthetic_key};
@@ -78,18 +79,14 @@ fn main() {
         .expect("user")
         .name;
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[api]\nbase_url = \"{}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\nlong_poll_seconds = 60\n\n\
-             [[users]]\nname = {user:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n",
-            serving.url,
-            token.display().to_string(),
-            keys_file.display().to_string(),
-            dir.path().join("state").display().to_string()
-        ),
-    )
-    .expect("config");
+    AgentConfig {
+        long_poll_seconds: Some(60),
+        state_dir: Some(dir.path().join("state")),
+        log_level: Some("warn".to_owned()),
+        ..AgentConfig::new(&serving.url, "bench", &token)
+    }
+    .user(&user, Some(&keys_file))
+    .write(&config);
     cp.add_key(NewKey {
         id: Some("base".into()),
         name: "base".into(),

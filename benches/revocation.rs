@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pictor_control_plane::{ControlPlane, NewKey};
+use testkit::agent_config::{AgentConfig, Sessions};
+use testkit::procs::sleepers;
+use testkit::Sshd;
 
 mod common;
 use common::{agent_binary, arg};
@@ -35,40 +38,6 @@ fn wait(what: &str, mut check: impl FnMut() -> bool) -> Duration {
         std::thread::sleep(Duration::from_micros(500));
     }
     start.elapsed()
-}
-
-fn sleeper_alive(tag: &str) -> bool {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .any(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            cmdline == format!("sleep\0{tag}\0").as_bytes() && !stat.contains(") Z ")
-        })
-}
-
-fn ssh(port: u16, key: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("ssh");
-    c.args(["-p", &port.to_string(), "-i"]).arg(key).args([
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "LogLevel=ERROR",
-    ]);
-    c.arg(format!("{USER}@127.0.0.1"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
 }
 
 fn stats(name: &str, mut samples: Vec<f64>) {
@@ -102,32 +71,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(user.dir.join(".ssh"));
 
     // sshd on a free port, logging to the journal.
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(d.join("host")));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    std::fs::write(
-        d.join("sshd_config"),
-        format!("ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel VERBOSE\n", d.join("host").display(), d.join("sshd.pid").display()),
-    )
-    .expect("sshd_config");
-    std::fs::create_dir_all("/run/sshd").expect("privsep");
-    let sshd: Child = Command::new("/usr/sbin/sshd")
-        .arg("-D")
-        .arg("-f")
-        .arg(d.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sshd");
-    let _sshd = KillOnDrop(sshd);
-    wait("sshd", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let sshd = Sshd::start_logging(d, true);
 
     let cp = ControlPlane::new();
     cp.register_instance("bench", "t");
@@ -135,16 +79,14 @@ fn main() {
     std::fs::write(d.join("token"), "t").expect("token");
     std::fs::set_permissions(d.join("token"), std::fs::Permissions::from_mode(0o600))
         .expect("chmod");
-    std::fs::write(
-        d.join("config.toml"),
-        format!(
-            "[api]\nbase_url = \"{}\"\ninstance_id = \"bench\"\ntoken_file = {:?}\n\n[[users]]\nname = \"{USER}\"\n\n[sessions]\nlog_source = \"journal\"\n\n[state]\ndir = {:?}\n\n[log]\nlevel = \"warn\"\n",
-            serving.url,
-            d.join("token").display().to_string(),
-            d.join("state").display().to_string()
-        ),
-    )
-    .expect("config");
+    AgentConfig {
+        sessions: Sessions::Journal,
+        state_dir: Some(d.join("state")),
+        log_level: Some("warn".to_owned()),
+        ..AgentConfig::new(&serving.url, "bench", &d.join("token"))
+    }
+    .user(USER, None)
+    .write(&d.join("config.toml"));
     let agent = Command::new(agent_binary())
         .arg("--config")
         .arg(d.join("config.toml"))
@@ -179,8 +121,8 @@ fn main() {
                 .contains(&canonical)
         });
         let tag = format!("{}", 5000 + round);
-        let mut session = ssh(port, &key, &["sleep", &tag]).spawn().expect("ssh");
-        wait("session running", || sleeper_alive(&tag));
+        let mut session = sshd.ssh(USER, &key, &["sleep", &tag]).spawn().expect("ssh");
+        wait("session running", || !sleepers(&tag).is_empty());
         // The agent learns of the session from the journal (up to ~250 ms later).
         wait("session known", || {
             cp.status("bench")
@@ -206,7 +148,7 @@ fn main() {
             }
             if ended_at.is_none()
                 && session.try_wait().expect("wait").is_some()
-                && !sleeper_alive(&tag)
+                && sleepers(&tag).is_empty()
             {
                 ended_at = Some(t0.elapsed());
             }
@@ -214,7 +156,7 @@ fn main() {
                 match attempt.as_mut() {
                     None => {
                         attempt = Some((
-                            ssh(port, &key, &["true"]).spawn().expect("ssh"),
+                            sshd.ssh(USER, &key, &["true"]).spawn().expect("ssh"),
                             t0.elapsed(),
                         ))
                     }

@@ -13,17 +13,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pictor_control_plane::{ControlPlane, NewKey};
+use testkit::agent_config::{AgentConfig, HostKeys};
+use testkit::Sshd;
 
 const KEYS: &str = include_str!("../../tests/fixtures/public_keys.txt");
 
 fn agent_binary() -> PathBuf {
     // target/debug/examples/demo -> target/debug/pictor-agent
-    let exe = std::env::current_exe().expect("own path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("pictor-agent");
+    let path = PathBuf::from(testkit::agent());
     assert!(
         path.exists(),
         "{} is missing: run `cargo build` first",
@@ -95,21 +92,17 @@ async fn main() {
     std::fs::create_dir_all(&host_keys).expect("mkdir");
     keygen(&host_keys.join("ssh_host_ed25519_key"));
     let config = sandbox.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[api]\nbase_url = \"http://{addr}\"\ninstance_id = \"demo\"\ntoken_file = {:?}\n\n\
-             [[users]]\nname = {:?}\nauthorized_keys = {:?}\n\n[state]\ndir = {:?}\n\
-             authorized_keys_command_group = {:?}\n\n[host_keys]\nfiles = [{:?}]\n",
-            token.display().to_string(),
-            user.trim(),
-            keys_file.display().to_string(),
-            sandbox.join("state").display().to_string(),
-            group.trim(),
-            host_keys.join("ssh_host_*_key.pub").display().to_string(),
-        ),
-    )
-    .expect("config");
+    AgentConfig {
+        state_dir: Some(sandbox.join("state")),
+        command_group: Some(group.trim().to_owned()),
+        host_keys: HostKeys::Files(vec![host_keys
+            .join("ssh_host_*_key.pub")
+            .display()
+            .to_string()]),
+        ..AgentConfig::new(&format!("http://{addr}"), "demo", &token)
+    }
+    .user(user.trim(), Some(&keys_file))
+    .write(&config);
     println!(
         "sandbox: {}\ncontrol plane: http://{addr}\nconfig: {}",
         sandbox.display(),
@@ -260,28 +253,17 @@ fn verified_login(
         );
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let sshd_config = sandbox.join("sshd_config");
-    std::fs::write(
-        &sshd_config,
-        format!(
-            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
-             UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+    // As the demo's own user: its host key, its file, and no StrictModes (the sandbox is
+    // not where sshd would look for a user's keys).
+    let server = Sshd::start_with_extra(
+        sandbox,
+        &format!(
+            "HostKey {}\nAuthorizedKeysFile {}\nStrictModes no\n",
             host_keys.join("ssh_host_ed25519_key").display(),
-            sandbox.join("sshd.pid").display(),
             keys_file.display()
         ),
-    )
-    .expect("sshd_config");
-    let mut server = Command::new(sshd)
-        .args(["-D", "-e", "-f"])
-        .arg(&sshd_config)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sshd starts");
+    );
+    let port = server.port;
     let login_key = sandbox.join("demo_key");
     keygen(&login_key);
     let before = std::fs::read_to_string(keys_file).unwrap_or_default();
@@ -305,15 +287,17 @@ fn verified_login(
     );
     let start = Instant::now();
     let out = loop {
-        let out = Command::new("ssh")
-            .args(["-p", &port.to_string(), "-i"])
-            .arg(&login_key)
-            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-            .arg(format!("{user}@127.0.0.1"))
-            .arg("echo connected to $(hostname), host key verified")
-            .stdin(Stdio::null())
+        // ssh takes the first value of an option: these come before the driver's own.
+        let known = format!("UserKnownHostsFile={}", known_hosts.display());
+        let out = server
+            .ssh_with(
+                user,
+                &login_key,
+                &["-o", "StrictHostKeyChecking=yes", "-o", &known],
+                &["echo connected to $(hostname), host key verified"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .output()
             .expect("ssh runs");
         if out.status.success() || start.elapsed() > Duration::from_secs(5) {
@@ -326,8 +310,7 @@ fn verified_login(
         String::from_utf8_lossy(&out.stdout).trim(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 /// The demo's directory, on a path the agent and sshd's `StrictModes` accept (never

@@ -26,6 +26,21 @@ pub struct Key {
     pub users: Option<Vec<String>>,
 }
 
+impl Key {
+    /// A key as stored when added now under `id`: its fingerprint computed here.
+    fn stored(id: String, new: NewKey) -> Key {
+        Key {
+            fingerprint: fingerprint(&new.public_key),
+            id,
+            name: new.name,
+            public_key: new.public_key,
+            created_at: now_rfc3339(),
+            expires_at: new.expires_at,
+            users: new.users,
+        }
+    }
+}
+
 /// What an admin supplies to add a key; the rest is filled in.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NewKey {
@@ -108,17 +123,9 @@ impl ControlPlane {
 
     /// Adds a key (the id is generated when not given) and returns it.
     pub fn add_key(&self, new: NewKey) -> Key {
-        let id = new.id.unwrap_or_else(|| self.new_key_id());
+        let id = new.id.clone().unwrap_or_else(|| self.new_key_id());
         let mut inner = self.lock();
-        let key = Key {
-            fingerprint: fingerprint(&new.public_key),
-            id,
-            name: new.name,
-            public_key: new.public_key,
-            created_at: now_rfc3339(),
-            expires_at: new.expires_at,
-            users: new.users,
-        };
+        let key = Key::stored(id, new);
         inner.keys.retain(|k| k.id != key.id);
         inner.keys.push(key.clone());
         self.bump(&mut inner);
@@ -134,15 +141,7 @@ impl ControlPlane {
         let mut inner = self.lock();
         inner.keys.clear();
         for (id, new) in keys {
-            inner.keys.push(Key {
-                fingerprint: fingerprint(&new.public_key),
-                id,
-                name: new.name,
-                public_key: new.public_key,
-                created_at: now_rfc3339(),
-                expires_at: new.expires_at,
-                users: new.users,
-            });
+            inner.keys.push(Key::stored(id, new));
         }
         self.bump(&mut inner);
     }

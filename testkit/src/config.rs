@@ -1,5 +1,5 @@
-//! The agent's configuration file, typed: one builder every test, bench and the demo
-//! write their `[api]` and the rest with.
+//! What an integration test varies in its agent's configuration; the sandbox turns it
+//! into the file through [`crate::AgentConfig`].
 
 use std::path::PathBuf;
 

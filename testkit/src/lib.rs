@@ -9,7 +9,8 @@
 //! - [`tempdir`]: directories where a managed file may live (never under `/tmp`);
 //! - [`keypair`]: key pairs from `ssh-keygen`;
 //! - [`control_plane`]: the reference control plane on loopback, and what it recorded;
-//! - [`config`]: the agent's configuration, typed;
+//! - [`agent_config`]: the agent's configuration file, typed (tests, benches, the demo);
+//! - [`config`]: what a test varies in it ([`Setup`]);
 //! - [`sandbox`]: one agent's directory, and the agent process;
 //! - [`users`]: local test accounts;
 //! - [`sshd`]: the one sshd driver, and the ssh client;
@@ -20,6 +21,7 @@
 //!
 //! `use testkit::*;` brings the everyday names.
 
+pub mod agent_config;
 pub mod browser;
 pub mod config;
 pub mod control_plane;
@@ -34,6 +36,7 @@ pub mod tempdir;
 pub mod users;
 pub mod wait;
 
+pub use agent_config::AgentConfig;
 pub use config::Setup;
 pub use control_plane::{active_for, events_for, test_run_started, Server, INSTANCE, TOKEN};
 pub use journal::{journal_available, Rsyslog};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::agent_config::AgentConfig;
 use crate::config::Setup;
 use crate::control_plane::{INSTANCE, TOKEN};
 use crate::tempdir::tempdir;
@@ -15,20 +16,21 @@ use crate::wait::wait_until;
 /// The agent binary under test: `PICTOR_AGENT_BIN` when set (scripts/aarch64-tests.sh
 /// points it at the aarch64 build, run through qemu-user; scripts/bench.sh at the
 /// shipped build), else the `pictor-agent` cargo built beside the running test or bench
-/// (`target/PROFILE/pictor-agent`, next to `target/PROFILE/deps/` where tests and benches
-/// run from: cargo builds the package's binaries for its tests and benches).
+/// (`target/PROFILE/pictor-agent`, beside `target/PROFILE/deps/` where tests and benches
+/// run from, and `examples/`: cargo builds the package's binaries for its tests and
+/// benches; the demo asks for `cargo build` first).
 pub fn agent() -> &'static str {
     static AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         if let Some(path) = std::env::var_os("PICTOR_AGENT_BIN") {
             return path.to_string_lossy().into_owned();
         }
         let exe = std::env::current_exe().expect("the test's own path");
-        let profile = exe
-            .parent()
-            .filter(|deps| deps.ends_with("deps"))
-            .and_then(|deps| deps.parent())
-            .or_else(|| exe.parent())
-            .expect("the build directory");
+        let dir = exe.parent().expect("the test's directory");
+        let profile = if dir.ends_with("deps") || dir.ends_with("examples") {
+            dir.parent().expect("the build directory")
+        } else {
+            dir
+        };
         profile.join("pictor-agent").to_string_lossy().into_owned()
     });
     &AGENT
@@ -70,26 +72,23 @@ impl Sandbox {
         sandbox
     }
 
+    /// Writes the configuration `setup` asks for, with a test's quick timings: poll and
+    /// back off every second, give up on a request after 2 s, log at debug.
     pub fn write_config(&self, setup: &Setup) {
-        let override_line = setup
-            .authorized_keys
-            .as_ref()
-            .map(|p| format!("authorized_keys = {:?}\n", p.display().to_string()))
-            .unwrap_or_default();
-        let text = format!(
-            "[api]\nbase_url = {:?}\ninstance_id = {INSTANCE:?}\ntoken_file = {:?}\nlong_poll_seconds = {}\n\
-             poll_interval_seconds = 1\nbackoff_max_seconds = 1\nrequest_timeout_seconds = 2\nconnect_timeout_seconds = 2\n{}\n\
-             [[users]]\nname = {:?}\n{override_line}\n[state]\ndir = {:?}\n\n[log]\nlevel = \"debug\"\n\n{}\n{}",
-            setup.base_url,
-            self.dir.path().join("token").display().to_string(),
-            setup.long_poll_seconds,
-            setup.extra_api,
-            setup.user,
-            self.state_dir.display().to_string(),
-            setup.extra,
-            setup.host_keys,
-        );
-        std::fs::write(&self.config, text).expect("config");
+        let config = AgentConfig {
+            long_poll_seconds: Some(setup.long_poll_seconds),
+            poll_interval_seconds: Some(1),
+            backoff_max_seconds: Some(1),
+            request_timeout_seconds: Some(2),
+            connect_timeout_seconds: Some(2),
+            extra_api: setup.extra_api.clone(),
+            state_dir: Some(self.state_dir.clone()),
+            log_level: Some("debug".to_owned()),
+            extra: format!("{}\n{}", setup.extra, setup.host_keys),
+            ..AgentConfig::new(&setup.base_url, INSTANCE, &self.dir.path().join("token"))
+        }
+        .user(&setup.user, setup.authorized_keys.as_deref());
+        config.write(&self.config);
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
