@@ -55,7 +55,7 @@ pub enum Parsed {
     Version,
 }
 
-/// A command line that means nothing; printed with [`USAGE`] to stderr, exit 2.
+/// A command line that means nothing; printed with the usage text to stderr, exit 2.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UsageError {
     #[error("no command given")]

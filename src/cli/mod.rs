@@ -1,4 +1,4 @@
-//! The command line: [`args`] reads it, [`main`] runs the command it names.
+//! The command line: `args` reads it, [`main`] runs the command it names.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

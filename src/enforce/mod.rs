@@ -477,7 +477,7 @@ impl Enforcer {
 }
 
 /// How long the expiry timer sleeps for a key expiring `at`: until then (at once when
-/// past), but never more than [`EXPIRY_RECHECK`], so a clock that jumps is caught.
+/// past), but never more than `EXPIRY_RECHECK` (a minute), so a clock that jumps is caught.
 pub fn expiry_wait(at: OffsetDateTime, now: OffsetDateTime) -> Duration {
     let wait = Duration::try_from(at - now).unwrap_or(Duration::ZERO);
     wait.min(EXPIRY_RECHECK)

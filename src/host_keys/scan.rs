@@ -3,7 +3,7 @@
 //!
 //! A pattern's directory is literal (the configuration checks it) and its last part a
 //! glob. Each match is opened without following a symlink, must be a regular file of at
-//! most [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES), and is judged by [`super::judge`]:
+//! most [`super::MAX_FILE_BYTES`], and is judged by [`super::judge`]:
 //! anything else is skipped with a reason. A file named `*-cert.pub` is a certificate,
 //! never a key: it is read only beside the key it names (`KEY.pub` and `KEY-cert.pub`).
 //!

@@ -147,7 +147,7 @@ pub async fn follow_journal(
 /// each record again, `_EXE` among it.
 pub const TRUSTED_SENDER_MATCHES: [&str; 3] = ["_UID=0", "_COMM=sshd", "_COMM=sshd-session"];
 
-/// The sshd messages [`parse::parse_message`] can act on, as a PCRE2 pattern for
+/// The sshd messages [`crate::sessions::parse::parse_message`] can act on, as a PCRE2 pattern for
 /// `journalctl --grep` (case-sensitive, as it has capitals): its prefixes (but not
 /// LogLevel VERBOSE's `Accepted key ... found at`), and not pre-authentication chatter. A superset of what the parser keeps: the parser still
 /// decides, this only spares journalctl formatting the brute-force noise.
