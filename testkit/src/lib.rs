@@ -17,7 +17,9 @@
 //! - [`journal`]: journald and rsyslog;
 //! - [`mounts`]: test file systems;
 //! - [`procs`]: `/proc` helpers;
-//! - [`browser`]: headless Chromium for the account page.
+//! - [`browser`]: headless Chromium for the account page;
+//! - [`world`]: one builder for a test's whole world: control plane, sandbox, user,
+//!   account keys, session source, sshd.
 //!
 //! `use testkit::*;` brings the everyday names.
 
@@ -35,6 +37,7 @@ pub mod sshd;
 pub mod tempdir;
 pub mod users;
 pub mod wait;
+pub mod world;
 
 pub use agent_config::AgentConfig;
 pub use config::Setup;
@@ -49,3 +52,4 @@ pub use users::{
     as_user, current_user, ensure_system_account, ensure_user, user_with_hand_added_key,
 };
 pub use wait::wait_until;
+pub use world::World;

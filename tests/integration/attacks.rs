@@ -8,26 +8,17 @@ use std::time::Duration;
 use testkit::*;
 
 /// A sandbox managing `user`'s default `~/.ssh/authorized_keys`, with one account key.
-fn setup(user: &str) -> Option<(Server, Sandbox, PathBuf, KeyPair)> {
+fn setup(user: &str) -> Option<(World, PathBuf)> {
     if !prerequisite(
         is_root(),
         "root, to create test users and write as root into their homes",
     ) {
         return None;
     }
-    let account = ensure_user(user);
-    let home = account.dir.clone();
-    let _ = std::fs::remove_dir_all(home.join(".ssh"));
-    let server = Server::start();
-    let dir = tempdir();
-    let setup = Setup::new(&server.url, user, None);
-    let keys_file = home.join(".ssh/authorized_keys");
-    let sandbox = Sandbox::with(dir, setup, keys_file);
-    let key = KeyPair::generate(sandbox.dir.path(), "a");
-    server.cp.add_key(key.new_key("key_a"));
-    Some((server, sandbox, home, key))
+    let world = World::builder().user(user).account_keys(&["key_a"]).build();
+    let home = ensure_user(user).dir;
+    Some((world, home))
 }
-
 fn sync_once(sandbox: &Sandbox) -> (bool, String) {
     let out = sandbox
         .command(&["sync", "--once"])
@@ -45,10 +36,11 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 
 #[test]
 fn missing_ssh_dir_is_created_private_and_owned_by_the_user() {
-    let Some((_server, sandbox, home, key)) = setup("pictor-atk0") else {
+    let Some((world, home)) = setup("pictor-atk0") else {
         return;
     };
-    let (ok, err) = sync_once(&sandbox);
+    let (_server, sandbox, key) = (&world.server, &world.sandbox, world.key("key_a"));
+    let (ok, err) = sync_once(sandbox);
     assert!(ok, "{err}");
     let user = nix::unistd::User::from_name("pictor-atk0")
         .expect("lookup")
@@ -68,12 +60,13 @@ fn missing_ssh_dir_is_created_private_and_owned_by_the_user() {
 
 #[test]
 fn symlinked_ssh_dir_is_refused_and_its_target_untouched() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk1") else {
+    let Some((world, home)) = setup("pictor-atk1") else {
         return;
     };
+    let (_server, sandbox, _key) = (&world.server, &world.sandbox, world.key("key_a"));
     let target = tempdir();
     std::os::unix::fs::symlink(target.path(), home.join(".ssh")).expect("symlink");
-    let (ok, err) = sync_once(&sandbox);
+    let (ok, err) = sync_once(sandbox);
     assert!(!ok);
     assert!(
         err.contains(".ssh is a symbolic link; refusing to follow it"),
@@ -88,9 +81,10 @@ fn symlinked_ssh_dir_is_refused_and_its_target_untouched() {
 
 #[test]
 fn symlinked_file_is_refused_and_its_target_untouched() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk2") else {
+    let Some((world, home)) = setup("pictor-atk2") else {
         return;
     };
+    let (_server, sandbox, _key) = (&world.server, &world.sandbox, world.key("key_a"));
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
     let user = nix::unistd::User::from_name("pictor-atk2")
@@ -101,7 +95,7 @@ fn symlinked_file_is_refused_and_its_target_untouched() {
     let secret = tempfile::NamedTempFile::new().expect("secret");
     std::fs::write(secret.path(), "root:secret-hash:19000:0:99999:7:::\n").expect("write");
     std::os::unix::fs::symlink(secret.path(), ssh.join("authorized_keys")).expect("symlink");
-    let (ok, err) = sync_once(&sandbox);
+    let (ok, err) = sync_once(sandbox);
     assert!(!ok);
     assert!(err.contains("authorized_keys is a symbolic link"), "{err}");
     assert_eq!(
@@ -116,9 +110,10 @@ fn symlinked_file_is_refused_and_its_target_untouched() {
 
 #[test]
 fn hard_link_to_a_foreign_file_is_refused_and_not_copied() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk3") else {
+    let Some((world, home)) = setup("pictor-atk3") else {
         return;
     };
+    let (_server, sandbox, _key) = (&world.server, &world.sandbox, world.key("key_a"));
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
     let user = nix::unistd::User::from_name("pictor-atk3")
@@ -131,7 +126,7 @@ fn hard_link_to_a_foreign_file_is_refused_and_not_copied() {
     std::fs::write(&secret, "secret material\n").expect("write");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     std::fs::hard_link(&secret, ssh.join("authorized_keys")).expect("link");
-    let (ok, err) = sync_once(&sandbox);
+    let (ok, err) = sync_once(sandbox);
     assert!(!ok);
     assert!(err.contains("hard links"), "{err}");
     assert_eq!(
@@ -148,15 +143,16 @@ fn hard_link_to_a_foreign_file_is_refused_and_not_copied() {
 
 #[test]
 fn ssh_dir_owned_by_another_user_is_refused() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk4") else {
+    let Some((world, home)) = setup("pictor-atk4") else {
         return;
     };
+    let (_server, sandbox, _key) = (&world.server, &world.sandbox, world.key("key_a"));
     let other = ensure_user("pictor-atk5");
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
     chown(&ssh, other.uid.as_raw(), other.gid.as_raw());
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let (ok, err) = sync_once(&sandbox);
+    let (ok, err) = sync_once(sandbox);
     assert!(!ok);
     assert!(
         err.contains(&format!("owned by uid {}", other.uid)),
@@ -167,9 +163,10 @@ fn ssh_dir_owned_by_another_user_is_refused() {
 
 #[test]
 fn group_writable_ssh_dir_and_fifo_file_are_refused_without_hanging() {
-    let Some((_server, sandbox, home, _key)) = setup("pictor-atk6") else {
+    let Some((world, home)) = setup("pictor-atk6") else {
         return;
     };
+    let (_server, sandbox, _key) = (&world.server, &world.sandbox, world.key("key_a"));
     let user = nix::unistd::User::from_name("pictor-atk6")
         .expect("lookup")
         .expect("user");
@@ -177,7 +174,7 @@ fn group_writable_ssh_dir_and_fifo_file_are_refused_without_hanging() {
     std::fs::create_dir(&ssh).expect("mkdir");
     chown(&ssh, user.uid.as_raw(), user.gid.as_raw());
     std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o770)).expect("chmod");
-    let (ok, err) = sync_once(&sandbox);
+    let (ok, err) = sync_once(sandbox);
     assert!(!ok);
     assert!(err.contains("writable by group or others"), "{err}");
 
@@ -190,7 +187,7 @@ fn group_writable_ssh_dir_and_fifo_file_are_refused_without_hanging() {
         user.gid.as_raw(),
     );
     let start = std::time::Instant::now();
-    let (ok, err) = sync_once(&sandbox);
+    let (ok, err) = sync_once(sandbox);
     assert!(!ok);
     assert!(err.contains("is not a regular file"), "{err}");
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
@@ -251,9 +248,10 @@ fn temps_in(dir: &Path) -> Vec<String> {
 /// deleted key is gone), never holds more than one temporary file, and leaves none.
 #[test]
 fn a_sticky_ssh_dir_and_a_growing_file_neither_fill_the_disk_nor_keep_a_deleted_key() {
-    let Some((server, sandbox, home, key_a)) = setup("pictor-atk7") else {
+    let Some((world, home)) = setup("pictor-atk7") else {
         return;
     };
+    let (server, sandbox, key_a) = (&world.server, &world.sandbox, world.key("key_a"));
     let user = ensure_user("pictor-atk7");
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
@@ -265,7 +263,7 @@ fn a_sticky_ssh_dir_and_a_growing_file_neither_fill_the_disk_nor_keep_a_deleted_
     chown(&file, user.uid.as_raw(), user.gid.as_raw());
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 
-    let _agent = start_agent_as_the_unit(&sandbox);
+    let _agent = start_agent_as_the_unit(sandbox);
     wait_until(Duration::from_secs(20), "the account key written", || {
         sandbox.keys_text().contains(&key_a.canonical())
     });
@@ -318,9 +316,10 @@ fn a_sticky_ssh_dir_and_a_growing_file_neither_fill_the_disk_nor_keep_a_deleted_
 /// behind and is not written again while nothing changes.
 #[test]
 fn a_refused_rename_leaves_no_temporary_file_and_is_not_rewritten_in_a_loop() {
-    let Some((_server, sandbox, home, _key_a)) = setup("pictor-atk10") else {
+    let Some((world, home)) = setup("pictor-atk10") else {
         return;
     };
+    let (_server, sandbox, _key_a) = (&world.server, &world.sandbox, world.key("key_a"));
     let user = ensure_user("pictor-atk10");
     let ssh = home.join(".ssh");
     std::fs::create_dir(&ssh).expect("mkdir");
@@ -333,7 +332,7 @@ fn a_refused_rename_leaves_no_temporary_file_and_is_not_rewritten_in_a_loop() {
         .replace(",+fowner", "")
         .replace("+fowner,", "");
     assert!(!caps.contains("fowner"));
-    let _agent = start_agent_with_capabilities(&sandbox, &caps);
+    let _agent = start_agent_with_capabilities(sandbox, &caps);
     sandbox.wait_for_log("cannot rename the temporary file over it");
     let mut most_temps = 0;
     for _ in 0..100 {
@@ -435,9 +434,10 @@ fn a_second_hard_link_no_longer_keeps_a_deleted_key_and_is_reported() {
     if !sshd_available() {
         return;
     }
-    let Some((server, sandbox, home, key_a)) = setup("pictor-atk9") else {
+    let Some((world, home)) = setup("pictor-atk9") else {
         return;
     };
+    let (server, sandbox, key_a) = (&world.server, &world.sandbox, world.key("key_a"));
     let _agent = sandbox.start_agent();
     let file = home.join(".ssh/authorized_keys");
     wait_until(Duration::from_secs(10), "key_a written", || {

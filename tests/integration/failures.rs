@@ -45,43 +45,48 @@ fn in_sync(server: &Server, user: &str) -> bool {
 
 /// An agent managing `user`'s file at `path` and root's file in the sandbox, two keys in
 /// the account, both files verified.
-struct World {
-    server: Server,
-    sandbox: Sandbox,
+/// A user whose managed file is at `path` (on a test mount), and the current user
+/// managed too, with a file in the sandbox: the one that must keep following the account
+/// while the other is stuck. Account keys `key_a` and `key_b`; a status every 5 s.
+struct Files {
+    world: World,
     path: PathBuf,
     other: PathBuf,
-    user: String,
 }
 
-fn world(user: &nix::unistd::User, path: PathBuf) -> World {
-    let server = Server::start();
-    let dir = tempdir();
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).expect("mkdir");
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let other = home.join("authorized_keys");
-    let mut setup = Setup::new(&server.url, &user.name, Some(path.clone()));
-    setup.extra_api = "heartbeat_seconds = 5\n".into();
-    setup.extra = format!(
-        "[sessions]\nenabled = false\n\n[[users]]\nname = {:?}\nauthorized_keys = {:?}\n",
-        current_user(),
-        other.display().to_string()
-    );
-    let sandbox = Sandbox::with(dir, setup, other.clone());
-    for id in ["key_a", "key_b"] {
-        let key = KeyPair::generate(sandbox.dir.path(), id);
-        server.cp.add_key(key.new_key(id));
-    }
-    World {
-        server,
-        sandbox,
-        path,
-        other,
-        user: user.name.clone(),
+impl std::ops::Deref for Files {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
     }
 }
 
-impl World {
+fn world(user: &nix::unistd::User, path: PathBuf) -> Files {
+    let other = std::sync::Arc::new(std::sync::OnceLock::new());
+    let other_path = other.clone();
+    let world = World::builder()
+        .user(&user.name)
+        .managed_file(&path)
+        .account_keys(&["key_a", "key_b"])
+        .setup(move |setup, dir| {
+            let home = dir.join("home");
+            std::fs::create_dir(&home).expect("mkdir");
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+            let other = home.join("authorized_keys");
+            setup.extra_api = "heartbeat_seconds = 5\n".into();
+            setup.extra = format!(
+                "[sessions]\nenabled = false\n\n[[users]]\nname = {:?}\nauthorized_keys = {:?}\n",
+                current_user(),
+                other.display().to_string()
+            );
+            let _ = other_path.set(other);
+        })
+        .build();
+    let other = other.get().expect("the other file").clone();
+    Files { world, path, other }
+}
+
+impl Files {
     fn text(&self) -> String {
         std::fs::read_to_string(&self.path).unwrap_or_default()
     }
@@ -92,7 +97,7 @@ impl World {
 
     fn wait_in_sync(&self) {
         wait_until(Duration::from_secs(15), "both files in sync", || {
-            in_sync(&self.server, &self.user) && in_sync(&self.server, &current_user())
+            in_sync(&self.server, self.user()) && in_sync(&self.server, &current_user())
         });
     }
 
@@ -143,10 +148,10 @@ fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() 
     assert!(w.server.cp.delete_key("key_b"));
 
     wait_until(Duration::from_secs(10), "the file reported behind", || {
-        file_entry(&w.server, &w.user)
+        file_entry(&w.server, w.user())
             .is_some_and(|f| f["state"] == "behind" && ids(&f, "keys_not_removed") == ["key_b"])
     });
-    let entry = file_entry(&w.server, &w.user).expect("entry");
+    let entry = file_entry(&w.server, w.user()).expect("entry");
     let error = entry["error"].as_str().expect("an error");
     assert!(error.contains("No space left on device"), "{error}");
     assert!(entry["behind_since"].is_string());
@@ -197,7 +202,7 @@ fn a_full_disk_keeps_a_deleted_key_reported_until_space_is_freed_then_it_goes() 
     let gone = freed.elapsed();
     eprintln!("space freed -> key gone: {gone:?}");
     w.wait_in_sync();
-    let entry = file_entry(&w.server, &w.user).expect("entry");
+    let entry = file_entry(&w.server, w.user()).expect("entry");
     assert!(entry["error"].is_null() && entry["behind_since"].is_null());
     assert!(ids(&entry, "keys_not_removed").is_empty());
     assert!(w.text().contains("key_a"));
@@ -237,7 +242,7 @@ fn a_frozen_home_stalls_only_its_user_and_catches_up_after_the_thaw() {
         Duration::from_secs(10),
         "the frozen file reported behind",
         || {
-            file_entry(&w.server, &w.user).is_some_and(|f| {
+            file_entry(&w.server, w.user()).is_some_and(|f| {
                 f["state"] == "behind"
                     && f["error"].as_str().is_some_and(|e| e.contains("hung"))
                     && ids(&f, "keys_not_added") == ["key_c"]
@@ -289,7 +294,7 @@ fn an_immutable_file_and_a_read_only_mount_are_reported_then_healed_when_lifted(
         Duration::from_secs(10),
         "the immutable file reported",
         || {
-            file_entry(&w.server, &w.user)
+            file_entry(&w.server, w.user())
                 .is_some_and(|f| f["state"] == "behind" && ids(&f, "keys_not_removed") == ["key_a"])
         },
     );
@@ -308,7 +313,7 @@ fn an_immutable_file_and_a_read_only_mount_are_reported_then_healed_when_lifted(
         Duration::from_secs(10),
         "the read-only file reported",
         || {
-            file_entry(&w.server, &w.user).is_some_and(|f| {
+            file_entry(&w.server, w.user()).is_some_and(|f| {
                 f["state"] == "behind"
                     && ids(&f, "keys_not_added") == ["key_d"]
                     && f["error"]

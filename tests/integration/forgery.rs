@@ -3,8 +3,7 @@
 //! no forged line opens, closes or ends a session, and the real session of a deleted key
 //! still ends.
 
-use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,63 +18,52 @@ fn opened(server: &Server, user: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The attacker and the victim: two local users. The attacker `mallory` is managed by
-/// the agent with account keys A and B; the victim logs in with a hand-added key only.
+/// The attacker and the victim on one sshd: the attacker is the managed user, with a
+/// hand-added key and account keys `key_a` and `key_b`; the victim, not managed, logs
+/// in with a hand-added key only (`hand:VICTIM`).
 struct Scene {
-    server: Server,
-    sandbox: Sandbox,
-    sshd: Sshd,
+    world: World,
     mallory: &'static str,
     victim: &'static str,
-    a: KeyPair,
-    b: KeyPair,
-    victim_key: KeyPair,
-    sessions: Vec<Child>,
 }
 
-impl Drop for Scene {
-    fn drop(&mut self) {
-        for child in &mut self.sessions {
-            let _ = child.kill();
-        }
-        for user in [self.mallory, self.victim] {
-            let _ = Command::new("pkill").args(["-KILL", "-u", user]).status();
-        }
+impl std::ops::Deref for Scene {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
     }
 }
 
-fn scene(
-    mallory: &'static str,
-    victim: &'static str,
-    source: impl FnOnce(&Path) -> String,
-) -> Scene {
-    test_run_started();
-    let server = Server::start();
-    let dir = tempdir();
-    let hand = KeyPair::generate(dir.path(), "hand");
-    let a = KeyPair::generate(dir.path(), "a");
-    let b = KeyPair::generate(dir.path(), "b");
-    let victim_key = KeyPair::generate(dir.path(), "victim");
-    let keys_file = user_with_hand_added_key(mallory, &hand);
-    user_with_hand_added_key(victim, &victim_key);
-    // The victim's key files are readable by ssh-keygen and ssh as root only; the
-    // attacker needs nothing of them.
-    let source = source(dir.path());
-    let setup = Setup::new(&server.url, mallory, None).with_sessions(&source);
-    let sandbox = Sandbox::with(dir, setup, keys_file);
-    let sshd = Sshd::start_logging(sandbox.dir.path(), true);
-    server.cp.add_key(a.new_key("key_a"));
-    server.cp.add_key(b.new_key("key_b"));
+impl std::ops::DerefMut for Scene {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}
+
+impl Scene {
+    fn victim_key(&self) -> &KeyPair {
+        self.key(&format!("hand:{}", self.victim))
+    }
+}
+
+/// The scene, with sshd's lines read from `source` (`journal`, or a file's name in the
+/// sandbox).
+fn scene(mallory: &'static str, victim: &'static str, source: &str) -> Scene {
+    let builder = World::builder()
+        .user(mallory)
+        .hand_added_key()
+        .account_keys(&["key_a", "key_b"])
+        .other_user(victim)
+        .sshd();
+    let world = match source {
+        "journal" => builder.sessions_from_journal(),
+        file => builder.sessions_from_file(file),
+    }
+    .build();
     Scene {
-        server,
-        sandbox,
-        sshd,
+        world,
         mallory,
         victim,
-        a,
-        b,
-        victim_key,
-        sessions: Vec::new(),
     }
 }
 
@@ -85,18 +73,18 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     let _agent = s.sandbox.start_agent();
     wait_until(Duration::from_secs(10), "keys written", || {
         let text = s.sandbox.keys_text();
-        text.contains(&s.a.canonical()) && text.contains(&s.b.canonical())
+        text.contains(&s.key("key_a").canonical()) && text.contains(&s.key("key_b").canonical())
     });
     // The victim's session (hand-added key) and the attacker's own, with key A.
     let victim_session = s
-        .sshd
-        .ssh(s.victim, &s.victim_key.private, &["sleep", "2001"])
+        .sshd()
+        .ssh(s.victim, &s.victim_key().private, &["sleep", "2001"])
         .spawn()
         .expect("ssh");
     s.sessions.push(victim_session);
     let own = s
-        .sshd
-        .ssh(s.mallory, &s.a.private, &["sleep", "2002"])
+        .sshd()
+        .ssh(s.mallory, &s.key("key_a").private, &["sleep", "2002"])
         .spawn()
         .expect("ssh");
     s.sessions.push(own);
@@ -121,8 +109,8 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     let victim_monitor = monitor_of(s.victim).expect("victim's monitor");
     let own_monitor = monitor_of(s.mallory).expect("own monitor");
     let own_child = child_of(s.mallory).expect("own child");
-    let listener = s.sshd.pid();
-    let fp_b = s.b.fingerprint();
+    let listener = s.sshd().pid();
+    let fp_b = s.key("key_b").fingerprint();
     let me = s.mallory;
 
     // 1. The victim's monitor, claimed as a login of the attacker with key B.
@@ -167,8 +155,8 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     // A real login afterwards: once the agent has reported it, it has read past every
     // forged line (the log is read in order).
     let barrier = s
-        .sshd
-        .ssh(s.mallory, &s.a.private, &["sleep", "2"])
+        .sshd()
+        .ssh(s.mallory, &s.key("key_a").private, &["sleep", "2"])
         .output()
         .expect("ssh");
     assert!(barrier.status.success());
@@ -228,7 +216,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     // attacker's own contested session: any key claimed for it counts (fail closed).
     s.server.cp.delete_key("key_b");
     wait_until(Duration::from_secs(10), "key B removed", || {
-        !s.sandbox.keys_text().contains(&s.b.canonical())
+        !s.sandbox.keys_text().contains(&s.key("key_b").canonical())
     });
     if file_mode {
         wait_until(
@@ -246,7 +234,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     assert!(alive(victim_monitor), "the victim's session survives");
     assert!(alive(listener), "the listener survives");
     assert!(
-        s.sshd.login(s.victim, &s.victim_key.private),
+        s.sshd().login(s.victim, &s.victim_key().private),
         "logins still work"
     );
 
@@ -272,7 +260,7 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
     assert!(alive(victim_monitor), "the victim's session survives");
     assert!(alive(listener), "the listener survives");
     assert!(
-        s.sshd.login(s.victim, &s.victim_key.private),
+        s.sshd().login(s.victim, &s.victim_key().private),
         "logins still work"
     );
 }
@@ -282,7 +270,7 @@ fn journal_forged_logins_and_disconnects_from_a_local_user_have_no_effect() {
     if !journal_available() {
         return;
     }
-    let mut s = scene("pictor-f1", "pictor-f1v", |_| "journal".into());
+    let mut s = scene("pictor-f1", "pictor-f1v", "journal");
     forgeries_have_no_effect(&mut s, false);
 }
 
@@ -291,9 +279,7 @@ fn file_mode_forged_lines_have_no_effect_and_a_contested_session_ends_with_any_k
     if !journal_available() {
         return;
     }
-    let mut s = scene("pictor-f2", "pictor-f2v", |dir| {
-        dir.join("auth.log").display().to_string()
-    });
+    let mut s = scene("pictor-f2", "pictor-f2v", "auth.log");
     let log = s.sandbox.dir.path().join("auth.log");
     let Some(_rsyslog) = Rsyslog::start(s.sandbox.dir.path(), &log) else {
         return;
@@ -310,9 +296,7 @@ fn file_mode_a_forged_line_neither_hides_a_session_nor_keeps_it_past_its_keys_de
     if !journal_available() {
         return;
     }
-    let s = scene("pictor-f4", "pictor-f4v", |dir| {
-        dir.join("auth.log").display().to_string()
-    });
+    let s = scene("pictor-f4", "pictor-f4v", "auth.log");
     let log = s.sandbox.dir.path().join("auth.log");
     let Some(_rsyslog) = Rsyslog::start(s.sandbox.dir.path(), &log) else {
         return;
@@ -336,7 +320,7 @@ fn file_mode_a_forged_line_neither_hides_a_session_nor_keeps_it_past_its_keys_de
         std::fs::read_to_string(&victim_file).is_ok_and(|t| t.contains(&own_key.canonical()))
     });
     let mut session = s
-        .sshd
+        .sshd()
         .ssh(s.victim, &own_key.private, &["sleep", "2101"])
         .spawn()
         .expect("ssh");
@@ -355,7 +339,7 @@ fn file_mode_a_forged_line_neither_hides_a_session_nor_keeps_it_past_its_keys_de
     let forged = format!(
         "Accepted publickey for {} from 127.0.0.1 port {port} ssh2: ED25519 {}",
         s.victim,
-        s.b.fingerprint()
+        s.key("key_b").fingerprint()
     );
     as_user(
         s.mallory,
@@ -401,9 +385,7 @@ fn file_mode_with_traditional_stamps_west_of_utc_tracks_and_ends_a_session() {
     if !journal_available() {
         return;
     }
-    let mut s = scene("pictor-f3", "pictor-f3v", |dir| {
-        dir.join("secure").display().to_string()
-    });
+    let mut s = scene("pictor-f3", "pictor-f3v", "secure");
     let log = s.sandbox.dir.path().join("secure");
     let Some(_rsyslog) = Rsyslog::start_traditional(s.sandbox.dir.path(), &log, "America/New_York")
     else {
@@ -433,11 +415,11 @@ fn file_mode_with_traditional_stamps_west_of_utc_tracks_and_ends_a_session() {
         *command = wrapped;
     });
     wait_until(Duration::from_secs(10), "keys written", || {
-        s.sandbox.keys_text().contains(&s.a.canonical())
+        s.sandbox.keys_text().contains(&s.key("key_a").canonical())
     });
     let session = s
-        .sshd
-        .ssh(s.mallory, &s.a.private, &["sleep", "2003"])
+        .sshd()
+        .ssh(s.mallory, &s.key("key_a").private, &["sleep", "2003"])
         .spawn()
         .expect("ssh");
     s.sessions.push(session);

@@ -20,56 +20,35 @@ fn events(server: &Server, user: &str, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-struct Revocation {
-    server: Server,
-    sandbox: Sandbox,
-    sshd: Sshd,
-    hand: KeyPair,
-    a: KeyPair,
-    b: KeyPair,
-    user: &'static str,
+/// A user with a hand-added key (`hand`) and two key pairs not yet in the account (`a`,
+/// `b`), sshd logging to the journal (with `sshd_extra` first), and the agent reporting
+/// sessions from it. `None` (a loud skip; a failure under CI) without root, sshd or
+/// journald.
+fn setup(user: &str) -> Option<World> {
+    setup_with(user, "")
 }
 
-fn setup(user: &'static str) -> Option<Revocation> {
+fn setup_with(user: &str, sshd_extra: &str) -> Option<World> {
     if !journal_available() {
         return None;
     }
-    test_run_started();
-    let server = Server::start();
-    let dir = tempdir();
-    let hand = KeyPair::generate(dir.path(), "hand");
-    let a = KeyPair::generate(dir.path(), "a");
-    let b = KeyPair::generate(dir.path(), "b");
-    let keys_file = user_with_hand_added_key(user, &hand);
-    let setup = Setup::new(&server.url, user, None).with_sessions("journal");
-    let sandbox = Sandbox::with(dir, setup, keys_file);
-    let sshd = Sshd::start_logging(sandbox.dir.path(), true);
-    Some(Revocation {
-        server,
-        sandbox,
-        sshd,
-        hand,
-        a,
-        b,
-        user,
-    })
+    Some(
+        World::builder()
+            .user(user)
+            .hand_added_key()
+            .spare_keys(&["a", "b"])
+            .sessions_from_journal()
+            .sshd_with(sshd_extra)
+            .build(),
+    )
 }
 
-fn spawn(r: &Revocation, key: &Path, args: &[&str], pty: bool) -> Child {
+fn spawn(r: &World, key: &Path, args: &[&str], pty: bool) -> Child {
     let options: &[&str] = if pty { &["-tt"] } else { &[] };
-    r.sshd
-        .ssh_with(r.user, key, options, args)
+    r.sshd()
+        .ssh_with(r.user(), key, options, args)
         .spawn()
         .expect("ssh")
-}
-
-impl Drop for Revocation {
-    fn drop(&mut self) {
-        // Whatever the outcome, leave no session of the test user behind.
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-u", self.user])
-            .status();
-    }
 }
 
 fn exited(child: &mut Child) -> bool {
@@ -79,22 +58,27 @@ fn exited(child: &mut Child) -> bool {
 #[test]
 fn deleting_a_key_ends_its_pty_and_no_pty_sessions_and_nothing_else() {
     let Some(r) = setup("pictor-r1") else { return };
-    r.server.cp.add_key(r.a.new_key("key_a"));
-    r.server.cp.add_key(r.b.new_key("key_b"));
+    r.server.cp.add_key(r.key("a").new_key("key_a"));
+    r.server.cp.add_key(r.key("b").new_key("key_b"));
     let _agent = r.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "keys written", || {
         let text = r.sandbox.keys_text();
-        text.contains(&r.a.canonical()) && text.contains(&r.b.canonical())
+        text.contains(&r.key("a").canonical()) && text.contains(&r.key("b").canonical())
     });
 
     // ssh -tt puts the command on a pty; the others run without one, and the second
     // leaves a background child in the command's own session.
-    let mut a_pty = spawn(&r, &r.a.private, &["sleep", "1001"], true);
-    let mut a_notty = spawn(&r, &r.a.private, &["sleep 1002 & exec sleep 1003"], false);
-    let mut b_session = spawn(&r, &r.b.private, &["sleep", "1004"], false);
-    let mut hand_session = spawn(&r, &r.hand.private, &["sleep", "1005"], false);
+    let mut a_pty = spawn(&r, &r.key("a").private, &["sleep", "1001"], true);
+    let mut a_notty = spawn(
+        &r,
+        &r.key("a").private,
+        &["sleep 1002 & exec sleep 1003"],
+        false,
+    );
+    let mut b_session = spawn(&r, &r.key("b").private, &["sleep", "1004"], false);
+    let mut hand_session = spawn(&r, &r.key("hand").private, &["sleep", "1005"], false);
     wait_until(Duration::from_secs(15), "four sessions open", || {
-        events(&r.server, r.user, "session_opened").len() == 4
+        events(&r.server, r.user(), "session_opened").len() == 4
     });
     wait_until(Duration::from_secs(5), "all commands running", || {
         ["1001", "1002", "1003", "1004", "1005"]
@@ -118,9 +102,9 @@ fn deleting_a_key_ends_its_pty_and_no_pty_sessions_and_nothing_else() {
         deleted.elapsed()
     );
     wait_until(Duration::from_secs(5), "terminations reported", || {
-        events(&r.server, r.user, "session_terminated").len() == 2
+        events(&r.server, r.user(), "session_terminated").len() == 2
     });
-    for event in events(&r.server, r.user, "session_terminated") {
+    for event in events(&r.server, r.user(), "session_terminated") {
         assert_eq!(event["key_id"], "key_a");
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -142,12 +126,12 @@ fn deleting_a_key_ends_its_pty_and_no_pty_sessions_and_nothing_else() {
 #[test]
 fn expiry_ends_the_session_at_expires_at_with_the_control_plane_down() {
     let Some(r) = setup("pictor-r2") else { return };
-    r.server.cp.add_key(r.a.expiring_key("key_a", 8));
+    r.server.cp.add_key(r.key("a").expiring_key("key_a", 8));
     let _agent = r.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        r.sandbox.keys_text().contains(&r.a.canonical())
+        r.sandbox.keys_text().contains(&r.key("a").canonical())
     });
-    let mut session = spawn(&r, &r.a.private, &["sleep", "1011"], false);
+    let mut session = spawn(&r, &r.key("a").private, &["sleep", "1011"], false);
     wait_until(Duration::from_secs(10), "session open", || {
         sleepers("1011").len() == 1
     });
@@ -364,12 +348,12 @@ fn authorized_keys_command_prints_nothing_and_fails_on_missing_damaged_or_fifo_s
 #[test]
 fn a_session_read_from_the_log_after_its_key_was_deleted_still_ends() {
     let Some(r) = setup("pictor-r3") else { return };
-    r.server.cp.add_key(r.a.new_key("key_a"));
+    r.server.cp.add_key(r.key("a").new_key("key_a"));
     let _agent = r.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        r.sandbox.keys_text().contains(&r.a.canonical())
+        r.sandbox.keys_text().contains(&r.key("a").canonical())
     });
-    let mut session = spawn(&r, &r.a.private, &["sleep", "1021"], false);
+    let mut session = spawn(&r, &r.key("a").private, &["sleep", "1021"], false);
     // Delete as soon as the command runs: journald hands the login line to readers up to
     // ~250 ms late, so the agent often learns of the session after the key is gone.
     wait_until(Duration::from_secs(10), "command running", || {
@@ -380,7 +364,7 @@ fn a_session_read_from_the_log_after_its_key_was_deleted_still_ends() {
         exited(&mut session) && sleepers("1021").is_empty()
     });
     wait_until(Duration::from_secs(5), "reported", || {
-        events(&r.server, r.user, "session_terminated").len() == 1
+        events(&r.server, r.user(), "session_terminated").len() == 1
     });
 }
 
@@ -391,18 +375,18 @@ fn a_session_is_tied_only_to_an_account_key_granted_to_its_user() {
     // user only: for this user it is not the agent's key, and never ended by it.
     r.server.cp.add_key(pictor_control_plane::NewKey {
         users: Some(vec!["pictor-r-other".into()]),
-        ..r.hand.new_key("key_hand_elsewhere")
+        ..r.key("hand").new_key("key_hand_elsewhere")
     });
-    r.server.cp.add_key(r.a.new_key("key_a"));
+    r.server.cp.add_key(r.key("a").new_key("key_a"));
     let _agent = r.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        r.sandbox.keys_text().contains(&r.a.canonical())
+        r.sandbox.keys_text().contains(&r.key("a").canonical())
     });
-    let mut hand_session = spawn(&r, &r.hand.private, &["sleep", "1031"], false);
+    let mut hand_session = spawn(&r, &r.key("hand").private, &["sleep", "1031"], false);
     wait_until(Duration::from_secs(15), "session opened", || {
-        events(&r.server, r.user, "session_opened").len() == 1
+        events(&r.server, r.user(), "session_opened").len() == 1
     });
-    let opened = events(&r.server, r.user, "session_opened").remove(0);
+    let opened = events(&r.server, r.user(), "session_opened").remove(0);
     assert!(
         opened["key_id"].is_null(),
         "not tied to a key granted elsewhere: {opened}"
@@ -410,7 +394,7 @@ fn a_session_is_tied_only_to_an_account_key_granted_to_its_user() {
     // A revocation round (another key deleted) does not touch it either.
     r.server.cp.delete_key("key_a");
     wait_until(Duration::from_secs(5), "key a removed", || {
-        !r.sandbox.keys_text().contains(&r.a.canonical())
+        !r.sandbox.keys_text().contains(&r.key("a").canonical())
     });
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
@@ -418,14 +402,14 @@ fn a_session_is_tied_only_to_an_account_key_granted_to_its_user() {
         "the hand-added key's session stays"
     );
     assert_eq!(sleepers("1031").len(), 1);
-    assert!(events(&r.server, r.user, "session_terminated").is_empty());
+    assert!(events(&r.server, r.user(), "session_terminated").is_empty());
     let _ = hand_session.kill();
     let _ = hand_session.wait();
 }
 
 /// A session of key a that detaches three processes the way users do: `setsid -f`, a
 /// tmux server, and a double fork with `setsid`; its own command is `sleep BASE`.
-fn session_with_detached_processes(r: &Revocation, base: u32) -> Child {
+fn session_with_detached_processes(r: &World, base: u32) -> Child {
     let script = format!(
         "setsid -f sleep {}; tmux -L pictor-{base} new -d 'sleep {}'; \
          sh -c '(setsid sleep {} &) &'; exec sleep {base}",
@@ -433,7 +417,7 @@ fn session_with_detached_processes(r: &Revocation, base: u32) -> Child {
         base + 2,
         base + 3
     );
-    spawn(r, &r.a.private, &[&script], false)
+    spawn(r, &r.key("a").private, &[&script], false)
 }
 
 fn detached_sleepers(base: u32) -> Vec<usize> {
@@ -449,10 +433,10 @@ fn detached_sleepers(base: u32) -> Vec<usize> {
 #[test]
 fn without_a_kernel_handle_on_the_session_the_ending_is_never_claimed_complete() {
     let Some(r) = setup("pictor-r5") else { return };
-    r.server.cp.add_key(r.a.new_key("key_a"));
+    r.server.cp.add_key(r.key("a").new_key("key_a"));
     let _agent = r.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        r.sandbox.keys_text().contains(&r.a.canonical())
+        r.sandbox.keys_text().contains(&r.key("a").canonical())
     });
     let mut session = session_with_detached_processes(&r, 5000);
     wait_until(
@@ -492,14 +476,13 @@ fn without_a_kernel_handle_on_the_session_the_ending_is_never_claimed_complete()
 /// the ending is proven whole.
 #[test]
 fn with_an_audit_session_id_what_the_session_detached_is_ended_too() {
-    let Some(mut r) = setup("pictor-r6") else {
+    let Some(r) = setup_with("pictor-r6", "UsePAM yes\n") else {
         return;
     };
-    r.sshd = Sshd::start_full(r.sandbox.dir.path(), true, "UsePAM yes\n");
-    r.server.cp.add_key(r.a.new_key("key_a"));
+    r.server.cp.add_key(r.key("a").new_key("key_a"));
     let _agent = r.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        r.sandbox.keys_text().contains(&r.a.canonical())
+        r.sandbox.keys_text().contains(&r.key("a").canonical())
     });
     let mut session = session_with_detached_processes(&r, 6000);
     wait_until(

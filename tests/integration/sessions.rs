@@ -2,7 +2,7 @@
 //! through rsyslog, to a classic syslog file), the real ssh client, the reference control
 //! plane counting events and duplicates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,40 +19,25 @@ fn count_where(events: &[Value], check: impl Fn(&Value) -> bool) -> usize {
     events.iter().filter(|e| check(e)).count()
 }
 
-struct World {
-    server: Server,
-    sandbox: Sandbox,
-    sshd: Sshd,
-    account: KeyPair,
-    user: &'static str,
-}
-
-/// A user with an account key in force, sshd logging to syslog, and the agent reporting
-/// sessions from `source` (`journal` or a file path inside the sandbox, by name).
-fn world(user: &'static str, source: impl FnOnce(&Path) -> String) -> World {
+/// A user with a hand-added key and an account key in force (`key_account`), sshd
+/// logging to syslog, and the agent reporting sessions from `source` (`journal` or a
+/// file's name in the sandbox).
+fn world(user: &str, source: &str) -> World {
     world_with(user, source, "")
 }
 
 /// [`world`] with extra sshd configuration lines.
-fn world_with(user: &'static str, source: impl FnOnce(&Path) -> String, sshd_extra: &str) -> World {
-    test_run_started();
-    let server = Server::start();
-    let dir = tempdir();
-    let hand = KeyPair::generate(dir.path(), "hand");
-    let account = KeyPair::generate(dir.path(), "account");
-    let keys_file = user_with_hand_added_key(user, &hand);
-    let source = source(dir.path());
-    let setup = Setup::new(&server.url, user, None).with_sessions(&source);
-    let sandbox = Sandbox::with(dir, setup, keys_file);
-    let sshd = Sshd::start_full(sandbox.dir.path(), true, sshd_extra);
-    server.cp.add_key(account.new_key("key_account"));
-    World {
-        server,
-        sandbox,
-        sshd,
-        account,
-        user,
+fn world_with(user: &str, source: &str, sshd_extra: &str) -> World {
+    let builder = World::builder()
+        .user(user)
+        .hand_added_key()
+        .account_keys(&["key_account"])
+        .sshd_with(sshd_extra);
+    match source {
+        "journal" => builder.sessions_from_journal(),
+        file => builder.sessions_from_file(file),
     }
+    .build()
 }
 
 #[test]
@@ -60,22 +45,24 @@ fn journal_login_and_logout_are_reported_with_key_user_and_source() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s1", |_| "journal".into());
+    let w = world("pictor-s1", "journal");
     let _agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
 
     let mut session = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "8"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "8"])
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(20), "session_opened accepted", || {
-        count(&events_for(&w.server, w.user), "session_opened") == 1
+        count(&events_for(&w.server, w.user()), "session_opened") == 1
     });
     let accepted_at = time::OffsetDateTime::now_utc();
-    let opened = events_for(&w.server, w.user).remove(0);
+    let opened = events_for(&w.server, w.user()).remove(0);
     let logged_at = time::OffsetDateTime::parse(
         opened["at"].as_str().expect("at"),
         &time::format_description::well_known::Rfc3339,
@@ -96,22 +83,22 @@ fn journal_login_and_logout_are_reported_with_key_user_and_source() {
     wait_until(
         Duration::from_secs(5),
         "heartbeat shows the session",
-        || active_for(&w.server, w.user).len() == 1,
+        || active_for(&w.server, w.user()).len() == 1,
     );
-    let active = active_for(&w.server, w.user).remove(0);
+    let active = active_for(&w.server, w.user()).remove(0);
     assert_eq!(active["key_id"], "key_account");
     assert_eq!(active["session_id"], opened["session_id"]);
 
     assert!(session.wait().expect("ssh ends").success());
     wait_until(Duration::from_secs(10), "session_closed accepted", || {
-        count(&events_for(&w.server, w.user), "session_closed") == 1
+        count(&events_for(&w.server, w.user()), "session_closed") == 1
     });
     wait_until(
         Duration::from_secs(5),
         "heartbeat no longer shows it",
-        || active_for(&w.server, w.user).is_empty(),
+        || active_for(&w.server, w.user()).is_empty(),
     );
-    let closed = events_for(&w.server, w.user)
+    let closed = events_for(&w.server, w.user())
         .into_iter()
         .find(|e| e["type"] == "session_closed")
         .expect("closed");
@@ -132,7 +119,7 @@ fn a_journalctl_that_cannot_grep_still_reports_sessions_and_says_so() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s6", |_| "journal".into());
+    let w = world("pictor-s6", "journal");
     // The real journalctl behind a wrapper that refuses --grep, as one built without
     // PCRE2 (or older than systemd 237) does.
     let bin = w.sandbox.dir.path().join("bin");
@@ -170,17 +157,19 @@ fn a_journalctl_that_cannot_grep_still_reports_sessions_and_says_so() {
     w.sandbox
         .wait_for_log("journalctl cannot filter sshd's messages itself (Compiled without");
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     // Long enough to be alive when the reader starts, should it start after the login.
     let status = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "2"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "2"])
         .status()
         .expect("ssh");
     assert!(status.success());
     wait_until(Duration::from_secs(20), "session opened and closed", || {
-        let events = events_for(&w.server, w.user);
+        let events = events_for(&w.server, w.user());
         count(&events, "session_opened") == 1 && count(&events, "session_closed") == 1
     });
 }
@@ -190,18 +179,20 @@ fn sessions_open_across_an_agent_restart_are_known_again() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s2", |_| "journal".into());
+    let w = world("pictor-s2", "journal");
     let agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     let mut session = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "12"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "12"])
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(10), "session open", || {
-        active_for(&w.server, w.user).len() == 1
+        active_for(&w.server, w.user()).len() == 1
     });
     agent.signal(nix::sys::signal::Signal::SIGKILL);
     drop(agent);
@@ -221,18 +212,18 @@ fn sessions_open_across_an_agent_restart_are_known_again() {
         || w.server.cp.stats().status_puts > puts,
     );
     assert_eq!(
-        active_for(&w.server, w.user).len(),
+        active_for(&w.server, w.user()).len(),
         1,
         "still active after the restart"
     );
     assert!(session.wait().expect("ssh").success());
     wait_until(Duration::from_secs(10), "closed after the restart", || {
-        count(&events_for(&w.server, w.user), "session_closed") == 1
+        count(&events_for(&w.server, w.user()), "session_closed") == 1
     });
     wait_until(Duration::from_secs(5), "inactive", || {
-        active_for(&w.server, w.user).is_empty()
+        active_for(&w.server, w.user()).is_empty()
     });
-    assert_eq!(count(&events_for(&w.server, w.user), "session_opened"), 1);
+    assert_eq!(count(&events_for(&w.server, w.user()), "session_opened"), 1);
 }
 
 #[test]
@@ -240,42 +231,50 @@ fn syslog_file_rotation_and_copytruncate_miss_nothing_and_read_nothing_twice() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s3", |dir| {
-        dir.join("auth.log").display().to_string()
-    });
+    let w = world("pictor-s3", "auth.log");
     let log = w.sandbox.dir.path().join("auth.log");
     let Some(rsyslog) = Rsyslog::start(w.sandbox.dir.path(), &log) else {
         return;
     };
     let _agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
 
     let mut first = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "4"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "4"])
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(10), "first opened", || {
-        count(&events_for(&w.server, w.user), "session_opened") == 1
+        count(&events_for(&w.server, w.user()), "session_opened") == 1
     });
 
     // logrotate's default: rename, then tell rsyslog to reopen.
     std::fs::rename(&log, w.sandbox.dir.path().join("auth.log.1")).expect("rotate");
     let mut second = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "1"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "1"])
         .spawn()
         .expect("ssh");
     std::thread::sleep(Duration::from_millis(300));
     rsyslog.reopen();
     assert!(second.wait().expect("ssh").success());
     wait_until(Duration::from_secs(10), "second opened and closed", || {
-        let events = events_for(&w.server, w.user);
+        let events = events_for(&w.server, w.user());
         count(&events, "session_opened") == 2 && count(&events, "session_closed") >= 1
     });
 
+    // rsyslog makes the new file when it writes its next line (the second session's
+    // close, read from the journal on imjournal's own schedule); the agent's close comes
+    // from the kernel and can be first.
+    wait_until(
+        Duration::from_secs(10),
+        "rsyslog writing the new file",
+        || log.exists(),
+    );
     // copytruncate: copy aside, truncate in place; rsyslog appends to the emptied file.
     std::fs::copy(&log, w.sandbox.dir.path().join("auth.log.2")).expect("copy");
     std::fs::OpenOptions::new()
@@ -287,8 +286,8 @@ fn syslog_file_rotation_and_copytruncate_miss_nothing_and_read_nothing_twice() {
     // A syslog file proves nothing by itself: a login is believed while its sshd
     // process can be seen, so each session here lasts long enough to be seen.
     let third = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "1"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "1"])
         .output()
         .expect("ssh");
     assert!(third.status.success());
@@ -297,12 +296,12 @@ fn syslog_file_rotation_and_copytruncate_miss_nothing_and_read_nothing_twice() {
         Duration::from_secs(10),
         "all three opened and closed",
         || {
-            let events = events_for(&w.server, w.user);
+            let events = events_for(&w.server, w.user());
             count(&events, "session_opened") == 3 && count(&events, "session_closed") == 3
         },
     );
     std::thread::sleep(Duration::from_millis(500));
-    let events = events_for(&w.server, w.user);
+    let events = events_for(&w.server, w.user());
     assert_eq!(
         (
             count(&events, "session_opened"),
@@ -329,8 +328,8 @@ fn log_in_times(w: &World, times: usize) -> usize {
             failed += usize::from(!child.wait_with_output().expect("ssh").status.success());
         }
         running.push(
-            w.sshd
-                .ssh(w.user, &w.account.private, &["true"])
+            w.sshd()
+                .ssh(w.user(), &w.key("key_account").private, &["true"])
                 .spawn()
                 .expect("ssh"),
         );
@@ -346,10 +345,12 @@ fn outage_1000_logins_kill_9_restart_every_event_arrives_once() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s4", |_| "journal".into());
+    let w = world("pictor-s4", "journal");
     let agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     w.server
         .cp
@@ -364,15 +365,15 @@ fn outage_1000_logins_kill_9_restart_every_event_arrives_once() {
     let _agent = w.sandbox.start_agent();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        events_for(&w.server, w.user).is_empty(),
+        events_for(&w.server, w.user()).is_empty(),
         "nothing accepted while down"
     );
     w.server.cp.clear_fault();
     wait_until(Duration::from_secs(60), "every event arrived", || {
-        events_for(&w.server, w.user).len() >= 2 * logins
+        events_for(&w.server, w.user()).len() >= 2 * logins
     });
     std::thread::sleep(Duration::from_millis(500));
-    let events = events_for(&w.server, w.user);
+    let events = events_for(&w.server, w.user());
     let unpaired: Vec<&Value> = events
         .iter()
         .filter(|e| {
@@ -457,20 +458,22 @@ fn a_session_whose_sshd_was_killed_without_a_word_is_closed() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s5", |_| "journal".into());
+    let w = world("pictor-s5", "journal");
     let _agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     let mut session = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "60"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "60"])
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(10), "opened", || {
-        count(&events_for(&w.server, w.user), "session_opened") == 1
+        count(&events_for(&w.server, w.user()), "session_opened") == 1
     });
-    let opened = events_for(&w.server, w.user).remove(0);
+    let opened = events_for(&w.server, w.user()).remove(0);
     let monitor: i32 = opened["session_id"]
         .as_str()
         .and_then(|s| s.rsplit(':').next())
@@ -483,15 +486,17 @@ fn a_session_whose_sshd_was_killed_without_a_word_is_closed() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill monitor");
-    let _ = Command::new("pkill").args(["-KILL", "-u", w.user]).status();
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-u", w.user()])
+        .status();
     let _ = session.wait();
     wait_until(
         Duration::from_secs(15),
         "closed by the liveness check",
-        || count(&events_for(&w.server, w.user), "session_closed") == 1,
+        || count(&events_for(&w.server, w.user()), "session_closed") == 1,
     );
     wait_until(Duration::from_secs(5), "inactive", || {
-        active_for(&w.server, w.user).is_empty()
+        active_for(&w.server, w.user()).is_empty()
     });
 }
 
@@ -544,7 +549,7 @@ fn sessions_opened_before_the_first_start_are_found_without_replaying_history() 
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s7", |_| "journal".into());
+    let w = world("pictor-s7", "journal");
     let once = w
         .sandbox
         .command(&["sync", "--once"])
@@ -556,8 +561,8 @@ fn sessions_opened_before_the_first_start_are_found_without_replaying_history() 
         String::from_utf8_lossy(&once.stderr)
     );
     let mut session = w
-        .sshd
-        .ssh(w.user, &w.account.private, &["sleep", "20"])
+        .sshd()
+        .ssh(w.user(), &w.key("key_account").private, &["sleep", "20"])
         .spawn()
         .expect("ssh");
     // The login is logged before the agent ever runs.
@@ -567,7 +572,7 @@ fn sessions_opened_before_the_first_start_are_found_without_replaying_history() 
         Duration::from_secs(10),
         "the earlier session reported as active",
         || {
-            active_for(&w.server, w.user)
+            active_for(&w.server, w.user())
                 .iter()
                 .any(|s| s["key_id"] == "key_account")
         },
@@ -576,7 +581,7 @@ fn sessions_opened_before_the_first_start_are_found_without_replaying_history() 
     wait_until(
         Duration::from_secs(5),
         "the session's opening reported",
-        || count(&events_for(&w.server, w.user), "session_opened") == 1,
+        || count(&events_for(&w.server, w.user()), "session_opened") == 1,
     );
     let _ = session.kill();
     let _ = session.wait();
@@ -676,7 +681,7 @@ fn a_publickey_then_password_login_is_tied_to_its_key() {
     }
     let w = world_with(
         "pictor-s9",
-        |_| "journal".into(),
+        "journal",
         "AuthenticationMethods publickey,password\nPasswordAuthentication yes\nLogLevel VERBOSE\n",
     );
     let status = Command::new("chpasswd")
@@ -701,15 +706,17 @@ fn a_publickey_then_password_login_is_tied_to_its_key() {
     .expect("chmod");
     let _agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     // The password comes from the askpass program (ssh takes the first value of an
     // option: BatchMode=no here wins over the helper's yes).
     let mut session = w
-        .sshd
+        .sshd()
         .ssh_with(
-            w.user,
-            &w.account.private,
+            w.user(),
+            &w.key("key_account").private,
             &["-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1"],
             &["sleep", "8"],
         )
@@ -719,15 +726,15 @@ fn a_publickey_then_password_login_is_tied_to_its_key() {
         .spawn()
         .expect("ssh");
     wait_until(Duration::from_secs(20), "session_opened", || {
-        count(&events_for(&w.server, w.user), "session_opened") == 1
+        count(&events_for(&w.server, w.user()), "session_opened") == 1
     });
-    let opened = events_for(&w.server, w.user).remove(0);
+    let opened = events_for(&w.server, w.user()).remove(0);
     assert_eq!(opened["auth_method"], "publickey,password", "{opened}");
     assert_eq!(opened["key_id"], "key_account", "{opened}");
     // So deleting the key ends it.
     assert!(w.server.cp.delete_key("key_account"));
     wait_until(Duration::from_secs(10), "session_terminated", || {
-        count(&events_for(&w.server, w.user), "session_terminated") == 1
+        count(&events_for(&w.server, w.user()), "session_terminated") == 1
     });
     let status = session.wait().expect("ssh ends");
     assert!(!status.success(), "the connection was cut");
@@ -759,7 +766,7 @@ fn a_login_with_a_100_character_user_name_is_reported() {
         append("/etc/group", format!("{name}:x:64999:\n"));
         append("/etc/shadow", format!("{name}:*:20000:0:99999:7:::\n"));
     }
-    let w = world("pictor-s10", |_| "journal".into());
+    let w = world("pictor-s10", "journal");
     let key = KeyPair::generate(w.sandbox.dir.path(), "long");
     let ssh = home.join(".ssh");
     std::fs::create_dir_all(&ssh).expect("mkdir");
@@ -775,10 +782,12 @@ fn a_login_with_a_100_character_user_name_is_reported() {
         .expect("chmod");
     let _agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "agent up", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     let mut session = w
-        .sshd
+        .sshd()
         .ssh(&name, &key.private, &["sleep", "8"])
         .spawn()
         .expect("ssh");
@@ -799,7 +808,7 @@ fn one_users_logins_during_an_outage_do_not_push_out_another_users_events() {
     if !journal_available() {
         return;
     }
-    let w = world("pictor-s8", |_| "journal".into());
+    let w = world("pictor-s8", "journal");
     let config = std::fs::read_to_string(&w.sandbox.config).expect("config");
     let config = config.replacen("[sessions]\n", "[sessions]\noutbox_max_events = 100\n", 1);
     std::fs::write(&w.sandbox.config, config).expect("config");
@@ -807,12 +816,17 @@ fn one_users_logins_during_an_outage_do_not_push_out_another_users_events() {
     user_with_hand_added_key("pictor-s8b", &bob_key);
     let _agent = w.sandbox.start_agent();
     wait_until(Duration::from_secs(5), "key written", || {
-        w.sandbox.keys_text().contains(&w.account.canonical())
+        w.sandbox
+            .keys_text()
+            .contains(&w.key("key_account").canonical())
     });
     w.server
         .cp
         .set_fault(Fault::ServerError { status: 503 }, None);
-    assert!(w.sshd.login("pictor-s8b", &bob_key.private), "bob logs in");
+    assert!(
+        w.sshd().login("pictor-s8b", &bob_key.private),
+        "bob logs in"
+    );
     assert_eq!(log_in_times(&w, 80), 0, "every login worked");
     w.sandbox.wait_for_log("session events dropped");
     w.server.cp.clear_fault();
@@ -826,7 +840,7 @@ fn one_users_logins_during_an_outage_do_not_push_out_another_users_events() {
     );
     // (`last_error` carries the count only until a status with it is accepted; its
     // wording is unit-tested in heartbeat.rs.)
-    let mallory = events_for(&w.server, w.user);
+    let mallory = events_for(&w.server, w.user());
     assert!(
         mallory.len() < 160,
         "the busiest user paid for the overflow: {} events kept",

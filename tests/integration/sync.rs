@@ -57,7 +57,8 @@ fn added_and_deleted_keys_follow_the_account_and_hand_added_lines_stay() {
 
 #[test]
 fn nothing_is_written_when_nothing_changed() {
-    let (server, sandbox, _a, agent) = agent_with_key_a();
+    let (world, agent) = agent_with_key_a();
+    let (server, sandbox, _a) = (&world.server, &world.sandbox, world.key("key_a"));
     let meta = std::fs::metadata(&sandbox.keys_file).expect("stat");
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     // A new version with the same keys (a rejected key added) must not rewrite the file.
@@ -153,9 +154,10 @@ fn expired_keys_go_at_expires_at_even_with_the_control_plane_failing() {
 
 #[test]
 fn expiry_set_in_the_account_removes_the_key() {
-    let (server, sandbox, a, _agent) = agent_with_key_a();
+    let (world, _agent) = agent_with_key_a();
+    let (server, sandbox, a) = (&world.server, &world.sandbox, world.key("key_a"));
     server.cp.expire_key("key_a", "2020-01-01T00:00:00Z");
-    wait_until(SOON, "expired key removed", || !contains(&sandbox, &a));
+    wait_until(SOON, "expired key removed", || !contains(sandbox, a));
 }
 
 /// Every fault switch: the keys in force stay as they were while it lasts, and the agent
@@ -292,34 +294,28 @@ fn dead_url() -> String {
 }
 
 /// An agent running with one account key, written.
-fn agent_with_key_a() -> (Server, Sandbox, KeyPair, Agent) {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    server.cp.add_key(a.new_key("key_a"));
-    let agent = sandbox.start_agent();
-    wait_until(SOON, "key written", || contains(&sandbox, &a));
-    (server, sandbox, a, agent)
+fn agent_with_key_a() -> (World, Agent) {
+    let world = World::builder().account_keys(&["key_a"]).build();
+    let agent = world.start_agent_and_sync();
+    (world, agent)
 }
 
 /// An agent running with two account keys, both written.
-fn agent_with_keys_a_and_b() -> (Server, Sandbox, KeyPair, KeyPair, Agent) {
-    let server = Server::start();
-    let sandbox = Sandbox::new(&server.url);
-    let a = KeyPair::generate(sandbox.dir.path(), "a");
-    let b = KeyPair::generate(sandbox.dir.path(), "b");
-    server.cp.add_key(a.new_key("key_a"));
-    server.cp.add_key(b.new_key("key_b"));
-    let agent = sandbox.start_agent();
-    wait_until(SOON, "keys written", || {
-        contains(&sandbox, &a) && contains(&sandbox, &b)
-    });
-    (server, sandbox, a, b, agent)
+fn agent_with_keys_a_and_b() -> (World, Agent) {
+    let world = World::builder().account_keys(&["key_a", "key_b"]).build();
+    let agent = world.start_agent_and_sync();
+    (world, agent)
 }
 
 #[test]
 fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
-    let (server, sandbox, a, b, _agent) = agent_with_keys_a_and_b();
+    let (world, _agent) = agent_with_keys_a_and_b();
+    let (server, sandbox, a, b) = (
+        &world.server,
+        &world.sandbox,
+        world.key("key_a"),
+        world.key("key_b"),
+    );
     // The saved state's name is taken by a non-empty directory: every save now fails
     // (root ignores permissions, a rename over a directory does not).
     let applied = sandbox.state_dir.join("applied.json");
@@ -328,8 +324,8 @@ fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
     std::fs::write(applied.join("blocker"), "").expect("blocker");
 
     assert!(server.cp.delete_key("key_b"));
-    wait_until(SOON, "key b revoked", || !contains(&sandbox, &b));
-    assert!(contains(&sandbox, &a), "the remaining key kept");
+    wait_until(SOON, "key b revoked", || !contains(sandbox, b));
+    assert!(contains(sandbox, a), "the remaining key kept");
     sandbox.wait_for_log("applied.json");
     let log = sandbox.log();
     let line = log
@@ -341,7 +337,13 @@ fn a_state_that_cannot_be_saved_still_lets_a_revocation_bite() {
 
 #[test]
 fn a_failed_write_of_the_command_file_is_retried_until_the_revoked_key_is_gone() {
-    let (server, sandbox, a, b, _agent) = agent_with_keys_a_and_b();
+    let (world, _agent) = agent_with_keys_a_and_b();
+    let (server, sandbox, a, b) = (
+        &world.server,
+        &world.sandbox,
+        world.key("key_a"),
+        world.key("key_b"),
+    );
     let command_file = sandbox.state_dir.join("authorized-keys.json");
     let listed = |id: &str| {
         std::fs::read_to_string(&command_file)
@@ -356,10 +358,10 @@ fn a_failed_write_of_the_command_file_is_retried_until_the_revoked_key_is_gone()
 
     assert!(server.cp.delete_key("key_b"));
     wait_until(SOON, "key b revoked in authorized_keys", || {
-        !contains(&sandbox, &b)
+        !contains(sandbox, b)
     });
     sandbox.wait_for_log("retrying every");
-    assert!(contains(&sandbox, &a));
+    assert!(contains(sandbox, a));
 
     std::fs::remove_dir_all(&command_file).expect("unblock");
     wait_until(
@@ -372,16 +374,22 @@ fn a_failed_write_of_the_command_file_is_retried_until_the_revoked_key_is_gone()
 
 #[test]
 fn a_crash_between_saving_the_state_and_writing_the_file_is_finished_at_start_up() {
-    let (server, sandbox, a, b, agent) = agent_with_keys_a_and_b();
+    let (world, agent) = agent_with_keys_a_and_b();
+    let (server, sandbox, a, b) = (
+        &world.server,
+        &world.sandbox,
+        world.key("key_a"),
+        world.key("key_b"),
+    );
     let before_revocation = sandbox.keys_text();
     assert!(server.cp.delete_key("key_b"));
-    wait_until(SOON, "key b revoked", || !contains(&sandbox, &b));
+    wait_until(SOON, "key b revoked", || !contains(sandbox, b));
     assert!(agent.stop().success());
 
     // What a crash right after the state was saved leaves: the new state (without b)
     // and the file sshd reads still the old one (with b).
     std::fs::write(&sandbox.keys_file, &before_revocation).expect("old file back");
-    assert!(contains(&sandbox, &b));
+    assert!(contains(sandbox, b));
     sandbox.write_config(&Setup::new(
         &dead_url(),
         &current_user(),
@@ -392,16 +400,17 @@ fn a_crash_between_saving_the_state_and_writing_the_file_is_finished_at_start_up
     wait_until(
         SOON,
         "revocation finished from the saved state, offline",
-        || !contains(&sandbox, &b),
+        || !contains(sandbox, b),
     );
     eprintln!("finished {:?} after start", started.elapsed());
-    assert!(contains(&sandbox, &a));
+    assert!(contains(sandbox, a));
     sandbox.wait_for_log("restored the last applied key set");
 }
 
 #[test]
 fn drift_is_repaired_and_logged() {
-    let (_server, sandbox, a, _agent) = agent_with_key_a();
+    let (world, _agent) = agent_with_key_a();
+    let (_server, sandbox, a) = (&world.server, &world.sandbox, world.key("key_a"));
     let good = sandbox.keys_text();
 
     // Someone edits the managed block and adds a line of their own.
@@ -422,7 +431,7 @@ fn drift_is_repaired_and_logged() {
 
     // Someone deletes the file.
     std::fs::remove_file(&sandbox.keys_file).expect("rm");
-    wait_until(SOON, "file recreated", || contains(&sandbox, &a));
+    wait_until(SOON, "file recreated", || contains(sandbox, a));
     sandbox.wait_for_log("the file was deleted");
 }
 
@@ -431,19 +440,20 @@ fn drift_is_repaired_and_logged() {
 /// only repairs of drift slow drift repairs down.
 #[test]
 fn a_burst_of_account_changes_does_not_slow_the_next_drift_repair() {
-    let (server, sandbox, a, _agent) = agent_with_key_a();
+    let (world, _agent) = agent_with_key_a();
+    let (server, sandbox, a) = (&world.server, &world.sandbox, world.key("key_a"));
     let burst: Vec<KeyPair> = (0..20)
         .map(|n| KeyPair::generate(sandbox.dir.path(), &format!("burst{n}")))
         .collect();
     for (n, key) in burst.iter().enumerate() {
         server.cp.add_key(key.new_key(&format!("key_burst{n}")));
-        wait_until(SOON, "burst key written", || contains(&sandbox, key));
+        wait_until(SOON, "burst key written", || contains(sandbox, key));
     }
     for n in 0..20 {
         assert!(server.cp.delete_key(&format!("key_burst{n}")));
     }
     wait_until(SOON, "the burst deleted", || {
-        burst.iter().all(|k| !contains(&sandbox, k))
+        burst.iter().all(|k| !contains(sandbox, k))
     });
     std::thread::sleep(Duration::from_millis(300));
     // The owner removes the managed block by hand (an editor's save: a rename).
@@ -451,7 +461,7 @@ fn a_burst_of_account_changes_does_not_slow_the_next_drift_repair() {
     let scratch = sandbox.keys_file.with_extension("swp");
     std::fs::write(&scratch, owner_only).expect("edit");
     std::fs::rename(&scratch, &sandbox.keys_file).expect("rename");
-    let took = wait_until(SOON, "block back", || contains(&sandbox, &a));
+    let took = wait_until(SOON, "block back", || contains(sandbox, a));
     eprintln!("hand removal after a burst of 40 changes repaired in {took:?}");
     assert!(took < Duration::from_secs(1), "repaired in {took:?}");
 }
@@ -467,7 +477,8 @@ fn bytes_written(pid: i32) -> u64 {
 
 #[test]
 fn an_owner_editing_the_block_in_a_loop_costs_a_few_rewrites_and_keeps_every_owner_byte() {
-    let (_server, sandbox, a, agent) = agent_with_key_a();
+    let (world, agent) = agent_with_key_a();
+    let (_server, sandbox, a) = (&world.server, &world.sandbox, world.key("key_a"));
     // Half a megabyte of the owner's own lines after the block.
     let mut owner = String::new();
     let mut n = 0;
@@ -519,7 +530,8 @@ fn an_owner_editing_the_block_in_a_loop_costs_a_few_rewrites_and_keeps_every_own
 
 #[test]
 fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
-    let (_server, sandbox, a, agent) = agent_with_key_a();
+    let (world, agent) = agent_with_key_a();
+    let (_server, sandbox, a) = (&world.server, &world.sandbox, world.key("key_a"));
 
     // A broken file on SIGHUP: logged, the running configuration kept.
     let good_config = std::fs::read_to_string(&sandbox.config).expect("config");
@@ -542,7 +554,7 @@ fn sighup_reloads_the_configuration_and_bad_config_is_kept_out() {
             .unwrap_or_default()
             .contains(&a.canonical())
     });
-    wait_until(SOON, "old file released", || !contains(&sandbox, &a));
+    wait_until(SOON, "old file released", || !contains(sandbox, a));
     sandbox.wait_for_log("no longer managed: its managed block is removed");
     let start = Instant::now();
     assert!(agent.stop().success());
