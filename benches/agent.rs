@@ -23,7 +23,9 @@ use pictor_control_plane::{ControlPlane, Fault, NewKey};
 use testkit::AgentConfig;
 
 mod common;
-use common::{agent_binary, arg, quick, synthetic_key};
+use common::{agent_binary, arg, percentile, quick, synthetic_key};
+use testkit::current_user;
+use testkit::procs::cpu_ticks;
 
 const TOKEN: &str = "bench-token";
 
@@ -42,19 +44,6 @@ fn new_key(id: &str, seed: u64) -> NewKey {
         public_key: synthetic_key(seed),
         ..NewKey::default()
     }
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
-fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_default()
 }
 
 /// A control plane served on its own runtime.
@@ -351,22 +340,6 @@ fn apply10k() {
         blocks[0].len() as f64 / 1048576.0,
         c / r
     );
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, r)| r.split(' ').collect())
-        .unwrap_or_default();
-    fields
-        .get(11)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
 }
 
 /// Context switches of every thread of a process (each wake-up is one).

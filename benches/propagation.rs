@@ -13,27 +13,10 @@ use pictor_control_plane::{ControlPlane, NewKey};
 use testkit::AgentConfig;
 
 mod common;
-use common::{agent_binary, arg, synthetic_key};
+use common::{agent_binary, arg, percentile, synthetic_key};
+use testkit::procs::{cpu_ticks, status_field};
 
 const TOKEN: &str = "bench-token";
-
-fn proc_status(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .map(|l| l[field.len()..].trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
 
 fn wait_for(rx: &mpsc::Receiver<()>, file: &Path, want_present: bool, needle: &str) -> Duration {
     let start = Instant::now();
@@ -47,10 +30,6 @@ fn wait_for(rx: &mpsc::Receiver<()>, file: &Path, want_present: bool, needle: &s
         let _ = rx.recv_timeout(Duration::from_millis(50));
         assert!(start.elapsed() < Duration::from_secs(10), "timed out");
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
@@ -73,11 +52,7 @@ fn main() {
     std::fs::write(&token, TOKEN).expect("token");
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .expect("chmod");
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-        .ok()
-        .flatten()
-        .expect("user")
-        .name;
+    let user = testkit::current_user();
     let config = dir.path().join("config.toml");
     AgentConfig {
         long_poll_seconds: Some(60),
@@ -132,19 +107,19 @@ fn main() {
     samples.sort_by(f64::total_cmp);
     println!(
         "deletion -> key gone from authorized_keys (long-poll, {rounds} rounds): p50 {:.2} ms, p90 {:.2} ms, worst {:.2} ms",
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.9),
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.9),
         samples[samples.len() - 1]
     );
 
     let pid = agent.id();
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(idle));
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = (cpu_ticks(pid) - cpu_before) as f64 / 100.0;
     println!(
         "after {idle} s idle: VmRSS {}, RssAnon {}, CPU {:.3} s ({:.4} s per minute)",
-        proc_status(pid, "VmRSS:"),
-        proc_status(pid, "RssAnon:"),
+        status_field(pid, "VmRSS:"),
+        status_field(pid, "RssAnon:"),
         cpu,
         if idle > 0 {
             cpu * 60.0 / idle as f64

@@ -32,3 +32,9 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 pub fn agent_binary() -> std::path::PathBuf {
     testkit::agent().into()
 }
+
+/// The `p` quantile (0 to 1) of `samples`, nearest rank; sorts them.
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}

@@ -1,5 +1,6 @@
 //! What `/proc` says about the processes a test started: sshd's monitors and children
-//! by title, the `sleep N` processes a session started, and whether a pid still runs.
+//! by title, the `sleep N` processes a session started, whether a pid still runs, and
+//! what a process costs (CPU ticks, `status` fields) for the benches.
 
 /// The pid of the sshd monitor process of `user`'s connection (`sshd: USER [priv]`).
 pub fn monitor_of(user: &str) -> Option<u32> {
@@ -51,4 +52,32 @@ pub fn sleepers(seconds: &str) -> Vec<u32> {
             cmdline == format!("sleep\0{seconds}\0").as_bytes() && !state.contains(") Z ")
         })
         .collect()
+}
+
+/// CPU time `pid` has used, user and system, in clock ticks (`utime` + `stime` of
+/// `/proc/PID/stat`); 0 once it is gone.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// A field of `/proc/PID/status` (`VmRSS:`, `RssAnon:`), its value as written.
+pub fn status_field(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
 }
