@@ -48,8 +48,9 @@ pub struct Sources {
     pub keys: watch::Receiver<KeysReport>,
     pub sessions: watch::Receiver<Vec<ActiveSession>>,
     pub host_keys: watch::Receiver<HostKeysReport>,
-    /// The last session ending not proven complete.
-    pub unproven: watch::Receiver<Option<String>>,
+    /// The sessions task's last problem: an ending not proven complete, sshd's
+    /// messages that cannot be read or were dropped.
+    pub sessions_problem: watch::Receiver<Option<String>>,
     pub drops: watch::Receiver<Drops>,
 }
 
@@ -59,13 +60,13 @@ pub async fn run(client: Arc<SharedClient>, boot_id: String, interval: Duration,
         mut keys,
         mut sessions,
         mut host_keys,
-        mut unproven,
+        mut sessions_problem,
         mut drops,
     } = sources;
     let mut failures = 0u32;
     let (mut keys_live, mut sessions_live, mut host_keys_live, mut drops_live) =
         (true, true, true, true);
-    let mut unproven_live = true;
+    let mut sessions_problem_live = true;
     // The drop count a status the control plane accepted has carried.
     let mut drops_reported = 0u64;
     loop {
@@ -77,8 +78,8 @@ pub async fn run(client: Arc<SharedClient>, boot_id: String, interval: Duration,
             // A session ended without proof that all of it is gone: said until the
             // agent restarts, since a detached process of it may still run; always
             // appended, never hidden behind another error.
-            let unproven_now = unproven.borrow_and_update().clone();
-            let appended = match (unproven_now, drops_shown(&drops_now, drops_reported)) {
+            let sessions_problem_now = sessions_problem.borrow_and_update().clone();
+            let appended = match (sessions_problem_now, drops_shown(&drops_now, drops_reported)) {
                 (Some(a), Some(b)) => Some(format!("{a}; {b}")),
                 (a, b) => a.or(b),
             };
@@ -126,7 +127,7 @@ pub async fn run(client: Arc<SharedClient>, boot_id: String, interval: Duration,
             changed = keys.changed(), if keys_live => keys_live = changed.is_ok(),
             changed = sessions.changed(), if sessions_live => sessions_live = changed.is_ok(),
             changed = host_keys.changed(), if host_keys_live => host_keys_live = changed.is_ok(),
-            changed = unproven.changed(), if unproven_live => unproven_live = changed.is_ok(),
+            changed = sessions_problem.changed(), if sessions_problem_live => sessions_problem_live = changed.is_ok(),
             changed = drops.changed(), if drops_live => drops_live = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}
         }

@@ -126,7 +126,7 @@ impl ApiClient {
             key_list_url: endpoint(&config.base_url, &config.instance_id, "ssh-keys")?,
             sessions_url: endpoint(&config.base_url, &config.instance_id, "ssh-sessions")?,
             status_url: endpoint(&config.base_url, &config.instance_id, "agent-status")?,
-            token: Token::load(&config.token_file)?,
+            token: Token::load(&config.token)?,
             max_response_bytes: config.max_response_bytes,
             read_timeout: config.request_timeout,
         })

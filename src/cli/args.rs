@@ -17,6 +17,8 @@ use crate::config;
 pub struct Cli {
     /// `--config PATH` (default [`config::DEFAULT_PATH`]).
     pub config: PathBuf,
+    /// `--config` was given: the file is read even where `PICTOR_API_URL` is set.
+    pub config_given: bool,
     pub command: Command,
 }
 
@@ -106,7 +108,8 @@ Commands:
                    For sshd's AuthorizedKeysCommand: print the keys in force for USER.
 
 Options:
-  --config PATH    Configuration file [default: /etc/pictor-agent/config.toml]
+  --config PATH    Configuration file [default: /etc/pictor-agent/config.toml; none
+                   when PICTOR_API_URL is set: see docs/containers.md]
   -h, --help       Print help (`pictor-agent COMMAND --help` for a command's)
   -V, --version    Print version
 
@@ -253,6 +256,7 @@ where
         });
     }
     Ok(Parsed::Run(Cli {
+        config_given: config_path.is_some(),
         config: config_path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH)),
         command,
     }))
@@ -324,12 +328,14 @@ mod tests {
     fn config_is_global_and_takes_either_spelling() {
         let default = run(&["status"]).unwrap();
         assert_eq!(default.config, PathBuf::from(config::DEFAULT_PATH));
+        assert!(!default.config_given);
         for words in [
             &["--config", "/tmp/c.toml", "status"][..],
             &["status", "--config", "/tmp/c.toml"],
             &["--config=/tmp/c.toml", "status"],
         ] {
             assert_eq!(run(words).unwrap().config, PathBuf::from("/tmp/c.toml"));
+            assert!(run(words).unwrap().config_given);
         }
     }
 

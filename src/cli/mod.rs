@@ -52,10 +52,16 @@ pub fn main() -> ExitCode {
             .and_then(|c| state::load_applied(&c.state_dir).ok().flatten());
         return scan_log(file, keys.map(|a| a.key_set));
     }
-    let loaded = config::load(&cli.config);
-    init_logging(loaded.as_ref().ok().map(|c| c.log_level.as_str()));
+    let source = config::ConfigSource::choose(&cli.config, cli.config_given);
+    let loaded = source.load();
+    init_logging(loaded.as_ref().ok().map(|(c, _)| c.log_level.as_str()));
     // Without [[users]], the image's default login user, for every command below.
-    let config = match loaded.and_then(crate::login_user::distro_files::fill_in) {
+    let config = match loaded.and_then(|(config, warnings)| {
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        crate::login_user::distro_files::fill_in(config)
+    }) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("pictor-agent: {e}");
@@ -64,7 +70,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::ScanLog { .. } | Command::AuthorizedKeys { .. } => ExitCode::SUCCESS,
-        Command::CheckConfig => check_config(&cli.config, &config),
+        Command::CheckConfig => check_config(&source, &config),
         Command::Status => status(&config),
         Command::HostKeys { json } => host_keys(&config, json),
         Command::UnitPaths => {
@@ -88,7 +94,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            match runtime().map(|rt| rt.block_on(daemon::run(cli.config.clone(), config))) {
+            match runtime().map(|rt| rt.block_on(daemon::run(source, config))) {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => {
                     eprintln!("pictor-agent: {e}");
@@ -126,7 +132,7 @@ fn init_logging(level: Option<&str>) {
     crate::logging::init(level.unwrap_or("info"));
 }
 
-fn check_config(path: &std::path::Path, config: &Config) -> ExitCode {
+fn check_config(source: &config::ConfigSource, config: &Config) -> ExitCode {
     let mut ok = true;
     for user in &config.users {
         if let Err(e) = users::resolve(user) {
@@ -134,12 +140,12 @@ fn check_config(path: &std::path::Path, config: &Config) -> ExitCode {
             ok = false;
         }
     }
-    if let Err(e) = crate::api::token::Token::load(&config.api.token_file) {
+    if let Err(e) = crate::api::token::Token::load(&config.api.token) {
         eprintln!("pictor-agent: {e}");
         ok = false;
     }
     if ok {
-        println!("{}: configuration is valid", path.display());
+        println!("{}: configuration is valid", source.describe());
         if let Some(line) = login_user_line(config) {
             println!("{line}");
         }

@@ -13,7 +13,7 @@ pub mod reload;
 pub mod tasks;
 
 use crate::api::model::ActiveSession;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config};
+use crate::config::{Config, ConfigSource};
 use crate::drift_watch::DriftWatch;
 use crate::enforce::{self, Enforcer};
 use crate::sessions as sessions_mod;
@@ -71,12 +71,14 @@ pub fn log_login_user(config: &Config) {
     info!(user = %user.name, reason = %user.reason, "no [[users]] configured: managing the image's default login user {} ({})", user.name, user.reason);
 }
 
-/// Reads the configuration file again, with the login user chosen again when it has no
+/// Reads the configuration again, with the login user chosen again when it has no
 /// `[[users]]` (on the blocking pool: the account lookup is NSS). `Err` says why not.
-async fn load_config(path: &Path) -> Result<Config, String> {
-    let path = path.to_owned();
+async fn load_config(source: &ConfigSource) -> Result<Config, String> {
+    let source = source.clone();
     tokio::task::spawn_blocking(move || {
-        config::load(&path).and_then(crate::login_user::distro_files::fill_in)
+        source
+            .load()
+            .and_then(|(config, _)| crate::login_user::distro_files::fill_in(config))
     })
     .await
     .map_err(|e| format!("the configuration could not be loaded: {e}"))?
@@ -91,9 +93,9 @@ async fn until(at: Option<Instant>) {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration file at
-/// `config_path` (an invalid file is logged and the running configuration kept).
-pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM or SIGINT. SIGHUP reloads the configuration from
+/// `source` (an invalid file is logged and the running configuration kept).
+pub async fn run(source: ConfigSource, config: Config) -> Result<(), DaemonError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
@@ -117,11 +119,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     );
     let (sync_tx, mut sync_rx) = mpsc::channel::<SyncEvent>(8);
     let (host_keys_tx, host_keys_rx) = watch::channel(crate::host_keys::HostKeysReport::default());
-    let (unproven_tx, unproven_rx) = watch::channel::<Option<String>>(None);
+    let (sessions_problem_tx, sessions_problem_rx) = watch::channel::<Option<String>>(None);
     let (outbox_drops_tx, outbox_drops) = watch::channel(crate::outbox::Drops::default());
     let channels = Channels {
-        unproven_tx,
-        unproven: unproven_rx,
+        sessions_problem_tx,
+        sessions_problem: sessions_problem_rx,
         outbox_drops_tx,
         outbox_drops,
         host_keys_tx,
@@ -208,7 +210,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
-                reload(&config_path, &mut enforcer, &mut background, &channels).await;
+                reload(&source, &mut enforcer, &mut background, &channels).await;
                 publish(&enforcer, &mut ready);
             }
         }
@@ -230,13 +232,13 @@ async fn tick_of(interval: Option<&mut tokio::time::Interval>) {
 /// SIGHUP: reads the configuration again and applies every part it can; what needs a
 /// restart is named in one line.
 async fn reload(
-    path: &Path,
+    source: &ConfigSource,
     enforcer: &mut Enforcer,
     background: &mut Background,
     channels: &Channels,
 ) {
     crate::service::reloading();
-    let new_config = match load_config(path).await {
+    let new_config = match load_config(source).await {
         Ok(config) => config,
         Err(e) => {
             error!("SIGHUP: {e}; keeping the running configuration");
@@ -270,9 +272,9 @@ async fn reload(
         background.restart_host_keys(enforcer.config(), channels);
     }
     if changes.need_restart.is_empty() {
-        info!(path = %path.display(), "SIGHUP: configuration reloaded");
+        info!(source = %source.describe(), "SIGHUP: configuration reloaded");
     } else {
-        warn!(path = %path.display(), "SIGHUP: configuration reloaded, except what needs a restart to apply: {}", changes.need_restart.join(", "));
+        warn!(source = %source.describe(), "SIGHUP: configuration reloaded, except what needs a restart to apply: {}", changes.need_restart.join(", "));
     }
     crate::service::ready(&enforcer.status_line());
 }

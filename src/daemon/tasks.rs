@@ -48,9 +48,10 @@ pub struct Channels {
     pub sync: mpsc::Sender<SyncEvent>,
     pub host_keys_tx: watch::Sender<HostKeysReport>,
     pub host_keys: watch::Receiver<HostKeysReport>,
-    /// The last session ending not proven complete (no logind scope, no audit session).
-    pub unproven_tx: watch::Sender<Option<String>>,
-    pub unproven: watch::Receiver<Option<String>>,
+    /// The sessions task's last problem (an ending not proven complete: no logind scope,
+    /// no audit session; sshd's messages that cannot be read or were dropped).
+    pub sessions_problem_tx: watch::Sender<Option<String>>,
+    pub sessions_problem: watch::Receiver<Option<String>>,
     /// Session events dropped from a full outbox, for the status's `last_error`.
     pub outbox_drops_tx: watch::Sender<crate::outbox::Drops>,
     pub outbox_drops: watch::Receiver<crate::outbox::Drops>,
@@ -171,7 +172,7 @@ impl Background {
                 keys: channels.report.clone(),
                 sessions: channels.active.clone(),
                 host_keys: channels.host_keys.clone(),
-                unproven: channels.unproven.clone(),
+                sessions_problem: channels.sessions_problem.clone(),
                 drops: channels.outbox_drops.clone(),
             },
         ));
@@ -205,6 +206,7 @@ impl Background {
             source: sessions::source::choose(
                 sessions_config.log_source,
                 sessions_config.log_file.as_deref(),
+                &sessions_config.syslog_socket,
             ),
             state_dir: config.state_dir.clone(),
             boot_id: channels.boot_id.clone(),
@@ -213,7 +215,7 @@ impl Background {
             outbox: outbox.clone(),
             delivery: wake.clone(),
             active: channels.active_tx.clone(),
-            unproven: channels.unproven_tx.clone(),
+            sessions_problem: channels.sessions_problem_tx.clone(),
         };
         match SessionsThread::start(task) {
             Ok(thread) => {

@@ -46,6 +46,15 @@ pub enum Origin {
     },
     /// A syslog file line: nothing but its text. It was written by the time it was read.
     File { read_at: BootTicks },
+    /// A datagram on the syslog socket the agent bound: the sender's uid and pid are the
+    /// kernel's (`SO_PASSCRED`), its `comm` and `exe` read from `/proc` on receipt (as
+    /// journald reads them). It was written by the time it was received.
+    Socket {
+        uid: u32,
+        comm: Option<String>,
+        exe: Option<String>,
+        received_at: BootTicks,
+    },
 }
 
 impl Origin {
@@ -58,12 +67,13 @@ impl Origin {
             } => *t,
             Origin::Journal { .. } => boot_clock::now(),
             Origin::File { read_at } => *read_at,
+            Origin::Socket { received_at, .. } => *received_at,
         }
     }
 
     pub fn proof(&self) -> Proof {
         match self {
-            Origin::Journal { .. } => Proof::Kernel,
+            Origin::Journal { .. } | Origin::Socket { .. } => Proof::Kernel,
             Origin::File { .. } => Proof::LogText,
         }
     }
@@ -119,8 +129,14 @@ pub fn verify_monitor(pid: u32, user: &str, written_by: BootTicks) -> Result<Pid
 
 /// Proves a record's login: its sender (journal) and its monitor (both sources).
 pub fn verify_login(pid: u32, user: &str, origin: &Origin) -> Result<PidFd, Refusal> {
-    if let Origin::Journal { uid, comm, exe, .. } = origin {
-        trusted_sender(*uid, comm.as_deref(), exe.as_deref())?;
+    match origin {
+        Origin::Journal { uid, comm, exe, .. } => {
+            trusted_sender(*uid, comm.as_deref(), exe.as_deref())?;
+        }
+        Origin::Socket { uid, comm, exe, .. } => {
+            trusted_sender(Some(*uid), comm.as_deref(), exe.as_deref())?;
+        }
+        Origin::File { .. } => {}
     }
     verify_monitor(pid, user, origin.written_by())
 }

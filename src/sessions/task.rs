@@ -73,8 +73,9 @@ pub struct SessionsTask {
     pub outbox: Arc<Mutex<Outbox>>,
     pub delivery: Arc<Notify>,
     pub active: watch::Sender<Vec<ActiveSession>>,
-    /// The last ending that could not be proven complete, for the status's `last_error`.
-    pub unproven: watch::Sender<Option<String>>,
+    /// The last problem, for the status's `last_error`: an ending that could not be proven
+    /// complete, or sshd's messages that cannot be read (the syslog socket's).
+    pub sessions_problem: watch::Sender<Option<String>>,
 }
 
 /// What is said of a session ended without proof that every process of it is gone.
@@ -201,6 +202,9 @@ impl SessionsTask {
                     tx,
                 ))
             }
+            Source::Socket(path) => {
+                tokio::spawn(source::follow_socket(path.clone(), tx, self.sessions_problem.clone()))
+            }
         };
         let _reader = AbortOnDrop(reader);
         // Keys revoked while the agent was down end their sessions now.
@@ -245,7 +249,9 @@ impl SessionsTask {
                         if let Some(record) = &item.record {
                             events.extend(self.observe(&mut tracker, &mut held, record, &revoked));
                         }
-                        state.position = Some(item.position);
+                        if let Some(position) = item.position {
+                            state.position = Some(position);
+                        }
                     }
                     let contested = tracker.take_contested();
                     if !contested.is_empty() && events.is_empty() {
@@ -428,7 +434,7 @@ impl SessionsTask {
                 complete = false,
                 "{what}"
             );
-            self.unproven.send_replace(Some(what));
+            self.sessions_problem.send_replace(Some(what));
         }
     }
 

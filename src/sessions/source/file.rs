@@ -189,7 +189,7 @@ async fn recover_from_file(
         for record in current_processes_lines(records) {
             let item = LogItem {
                 record: Some(record),
-                position: followed.position(size),
+                position: Some(followed.position(size)),
             };
             if tx.send(item).await.is_err() {
                 return false;
@@ -256,7 +256,7 @@ async fn drain(
     }
     tx.send(LogItem {
         record: None,
-        position: followed.position(followed.offset),
+        position: Some(followed.position(followed.offset)),
     })
     .await
     .is_ok()
@@ -272,7 +272,7 @@ async fn send_record(
 ) -> bool {
     tx.send(LogItem {
         record: Some(OwnedRecord::from_line(record, read_at)),
-        position,
+        position: Some(position),
     })
     .await
     .is_ok()

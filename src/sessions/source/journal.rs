@@ -113,7 +113,7 @@ pub async fn follow_journal(
                             record.filter(|_| boot.as_deref().is_none_or(|b| b == boot_id));
                         let item = LogItem {
                             record,
-                            position: Position::Journal { cursor: new_cursor },
+                            position: Some(Position::Journal { cursor: new_cursor }),
                         };
                         if tx.send(item).await.is_err() {
                             return;
@@ -226,9 +226,9 @@ async fn recover_live_sessions(boot_id: &str, position: &str, tx: &mpsc::Sender<
     for record in current_processes_lines(records) {
         let item = LogItem {
             record: Some(record),
-            position: Position::Journal {
+            position: Some(Position::Journal {
                 cursor: position.to_owned(),
-            },
+            }),
         };
         if tx.send(item).await.is_err() {
             return false;

@@ -1,13 +1,23 @@
 //! Where sshd's messages come from: the systemd journal (through `journalctl --follow
-//! --output=json --grep=...`, resumed from a saved cursor) or a classic syslog file (`auth.log`,
-//! `secure`) followed with inotify through rotation, truncation and copytruncate, resumed
-//! from a saved inode and offset: `journal.rs` and `file.rs`. What both hand over, and
-//! which one a machine uses ([`decide`], pure), are here.
+//! --output=json --grep=...`, resumed from a saved cursor), a classic syslog file
+//! (`auth.log`, `secure`) followed with inotify through rotation, truncation and
+//! copytruncate, resumed from a saved inode and offset, or the syslog socket itself,
+//! bound by the agent where nothing else listens (a container): `journal.rs`, `file.rs`
+//! and `syslog_socket.rs` (its datagrams read by `syslog_frame.rs`, its senders held to
+//! their share by `sender_limit.rs`). What they hand over, and which one a machine uses
+//! ([`decide`], pure), are here.
 
 mod file;
 mod journal;
+pub mod sender_limit;
+pub mod syslog_frame;
+pub mod syslog_socket;
+
+/// The syslog socket every program logs to.
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 pub use file::follow_file;
+pub use syslog_socket::follow_socket;
 pub use journal::{
     follow_journal, parse_journal_entry, parse_journal_json, JOURNAL_GREP, TRUSTED_SENDER_MATCHES,
 };
@@ -53,20 +63,23 @@ impl OwnedRecord {
 }
 
 /// What a source hands over: a record (or only progress, for lines that were not
-/// sshd's) and the position just after it.
+/// sshd's) and the position just after it (none for the socket: nothing to resume).
 #[derive(Debug, Clone)]
 pub struct LogItem {
     pub record: Option<OwnedRecord>,
-    pub position: Position,
+    pub position: Option<Position>,
 }
 
 /// Which source to read; `auto` picks the journal when journald runs, else the file.
+/// `syslog_socket` (the container case, and what `PICTOR_API_URL` gives) binds the
+/// syslog socket when nothing else listens on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceChoice {
     Auto,
     Journal,
     File,
+    SyslogSocket,
 }
 
 /// The source actually used.
@@ -74,14 +87,19 @@ pub enum SourceChoice {
 pub enum Source {
     Journal,
     File(PathBuf),
+    /// The syslog socket at this path, bound by the agent.
+    Socket(PathBuf),
 }
 
 /// The syslog files sshd's messages go to on Debian/Ubuntu and on RHEL-like systems.
 pub const DEFAULT_LOG_FILES: [&str; 2] = ["/var/log/auth.log", "/var/log/secure"];
 
 /// Resolves the configured choice on this machine.
-pub fn choose(choice: SourceChoice, log_file: Option<&Path>) -> Source {
-    decide(choice, log_file, &|path| path.exists())
+pub fn choose(choice: SourceChoice, log_file: Option<&Path>, syslog_socket: &Path) -> Source {
+    match choice {
+        SourceChoice::SyslogSocket => Source::Socket(syslog_socket.to_owned()),
+        _ => decide(choice, log_file, &|path| path.exists()),
+    }
 }
 
 /// The choice, given which paths `exists` says are there. `auto` takes the journal
@@ -106,6 +124,9 @@ pub fn decide(
     match choice {
         SourceChoice::Journal => Source::Journal,
         SourceChoice::File => Source::File(file()),
+        SourceChoice::SyslogSocket => {
+            Source::Socket(PathBuf::from(DEFAULT_SYSLOG_SOCKET))
+        }
         SourceChoice::Auto if exists(Path::new("/run/systemd/journal/socket")) => Source::Journal,
         SourceChoice::Auto => Source::File(file()),
     }
@@ -202,8 +223,13 @@ mod tests {
 
     #[test]
     fn auto_prefers_an_explicit_file_when_there_is_no_journal() {
-        let chosen = choose(SourceChoice::File, Some(Path::new("/tmp/x.log")));
+        let socket = Path::new("/run/log");
+        let chosen = choose(SourceChoice::File, Some(Path::new("/tmp/x.log")), socket);
         assert_eq!(chosen, Source::File(PathBuf::from("/tmp/x.log")));
-        assert_eq!(choose(SourceChoice::Journal, None), Source::Journal);
+        assert_eq!(choose(SourceChoice::Journal, None, socket), Source::Journal);
+        assert_eq!(
+            choose(SourceChoice::SyslogSocket, None, socket),
+            Source::Socket(socket.to_owned())
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! The configuration file: one TOML file, parsed strictly (unknown keys are errors, so a
 //! typo never silently falls back to a default) and validated before anything runs.
-//! Every option is documented in docs/operations.md ("Configuration").
+//! Every option is documented in docs/operations.md ("Configuration"). A container can
+//! give the few settings it needs in the environment instead ([`env`]).
+
+pub mod env;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,7 +90,7 @@ pub const MAX_HOST_KEY_PATTERNS: usize = 32;
 pub struct ApiConfig {
     pub base_url: Url,
     pub instance_id: String,
-    pub token_file: PathBuf,
+    pub token: crate::api::token::TokenSource,
     /// 0 means plain polling.
     pub long_poll: Duration,
     pub poll_interval: Duration,
@@ -106,6 +109,8 @@ pub struct SessionsConfig {
     pub log_source: SourceChoice,
     /// `None`: `/var/log/auth.log`, or `/var/log/secure` where that exists.
     pub log_file: Option<PathBuf>,
+    /// The syslog socket the agent binds when it is the source (`/dev/log`).
+    pub syslog_socket: PathBuf,
     pub outbox_max_events: usize,
     /// End the live sessions of a key when it leaves the set in force.
     pub terminate_on_revoke: bool,
@@ -191,6 +196,8 @@ struct RawSessions {
     #[serde(default = "default_source")]
     log_source: SourceChoice,
     log_file: Option<PathBuf>,
+    #[serde(default = "default_syslog_socket")]
+    syslog_socket: PathBuf,
     #[serde(default = "default_outbox_max")]
     outbox_max_events: u64,
     #[serde(default = "default_true")]
@@ -203,6 +210,7 @@ impl Default for RawSessions {
             enabled: true,
             log_source: SourceChoice::Auto,
             log_file: None,
+            syslog_socket: default_syslog_socket(),
             outbox_max_events: default_outbox_max(),
             terminate_on_revoke: true,
         }
@@ -214,6 +222,9 @@ fn default_true() -> bool {
 }
 fn default_source() -> SourceChoice {
     SourceChoice::Auto
+}
+fn default_syslog_socket() -> PathBuf {
+    PathBuf::from(crate::sessions::source::DEFAULT_SYSLOG_SOCKET)
 }
 fn default_outbox_max() -> u64 {
     100_000
@@ -290,6 +301,55 @@ fn default_command_group() -> String {
 }
 fn default_log_level() -> String {
     "info".to_owned()
+}
+
+/// Where the running configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The TOML file (`--config`, else [`DEFAULT_PATH`]).
+    File(PathBuf),
+    /// The `PICTOR_*` variables ([`env`]): `PICTOR_API_URL` set and no `--config`.
+    Environment,
+}
+
+impl ConfigSource {
+    /// The environment's when `PICTOR_API_URL` is set and no file was named, else the file.
+    pub fn choose(path: &Path, path_given: bool) -> ConfigSource {
+        if !path_given && std::env::var_os(env::API_URL).is_some() {
+            ConfigSource::Environment
+        } else {
+            ConfigSource::File(path.to_owned())
+        }
+    }
+
+    /// How it is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Environment => "the PICTOR_* environment variables".to_owned(),
+        }
+    }
+
+    /// Loads and validates the configuration, with the warnings it comes with (the
+    /// environment's); the managed users are not filled in yet.
+    pub fn load(&self) -> Result<(Config, Vec<String>), ConfigError> {
+        match self {
+            ConfigSource::File(path) => load(path).map(|c| (c, Vec::new())),
+            ConfigSource::Environment => {
+                let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                let accounts = || {
+                    std::fs::read_to_string("/etc/passwd")
+                        .map(|text| env::login_accounts(&text))
+                        .unwrap_or_default()
+                };
+                let found = env::from_env(&get, &accounts)?.ok_or_else(|| ConfigError::Invalid {
+                    key: env::API_URL.to_owned(),
+                    problem: "is no longer set".into(),
+                })?;
+                Ok((found.config, found.warnings))
+            }
+        }
+    }
 }
 
 /// Reads and validates the configuration file at `path`. Without `[[users]]`, `users`
@@ -434,6 +494,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if let Some(path) = &raw.sessions.log_file {
         absolute("sessions.log_file", path)?;
     }
+    absolute("sessions.syslog_socket", &raw.sessions.syslog_socket)?;
+    if raw.sessions.syslog_socket.file_name().is_none()
+        || raw.sessions.syslog_socket.as_os_str().len() > 107
+    {
+        return Err(invalid(
+            "sessions.syslog_socket",
+            "must name a socket file, in at most 107 bytes (a socket address's limit)",
+        ));
+    }
     if !(100..=10_000_000).contains(&raw.sessions.outbox_max_events) {
         return Err(invalid(
             "sessions.outbox_max_events",
@@ -515,7 +584,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         api: ApiConfig {
             base_url,
             instance_id: api.instance_id,
-            token_file: api.token_file,
+            token: crate::api::token::TokenSource::File(api.token_file),
             long_poll: Duration::from_secs(api.long_poll_seconds),
             poll_interval: Duration::from_secs(api.poll_interval_seconds),
             ca_file: api.ca_file,
@@ -529,6 +598,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             enabled: raw.sessions.enabled,
             log_source: raw.sessions.log_source,
             log_file: raw.sessions.log_file,
+            syslog_socket: raw.sessions.syslog_socket,
             outbox_max_events: raw.sessions.outbox_max_events as usize,
             terminate_on_revoke: raw.sessions.terminate_on_revoke,
         },
@@ -683,7 +753,7 @@ name = "ubuntu"
 
     #[test]
     fn the_packaged_file_is_valid_and_leaves_the_users_to_the_image() {
-        let shipped = include_str!("../packaging/config.toml");
+        let shipped = include_str!("../../packaging/config.toml");
         let config = parse(shipped).expect("packaging/config.toml is valid");
         assert!(
             config.users.is_empty(),
