@@ -19,6 +19,7 @@ if [ "$(id -u)" = 0 ]; then
     [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
     command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v curl >/dev/null || missing+=(curl)
     command -v lintian >/dev/null || missing+=(lintian)
     command -v rpmbuild >/dev/null || missing+=(rpm)
     command -v rpmlint >/dev/null || missing+=(rpmlint)
@@ -77,6 +78,10 @@ if [ "$(id -u)" = 0 ]; then
             "target/packages/pictor-agent_${version}-2_amd64.deb" \
             target/x86_64-unknown-linux-gnu/release/pictor-control-plane
     done
+    # A container without systemd, RunPod's shape: the portable agent configured from
+    # PICTOR_* alone, sshd's messages from the /dev/log it binds (docs/containers.md).
+    tests/system/container.sh target/x86_64-unknown-linux-gnu/release/pictor-agent \
+        target/x86_64-unknown-linux-gnu/release/pictor-control-plane
 elif [ -n "${CI:-}" ]; then
     echo "the portable builds, packages and system tests need root" >&2
     exit 1

@@ -79,7 +79,10 @@ pub async fn run(client: Arc<SharedClient>, boot_id: String, interval: Duration,
             // agent restarts, since a detached process of it may still run; always
             // appended, never hidden behind another error.
             let sessions_problem_now = sessions_problem.borrow_and_update().clone();
-            let appended = match (sessions_problem_now, drops_shown(&drops_now, drops_reported)) {
+            let appended = match (
+                sessions_problem_now,
+                drops_shown(&drops_now, drops_reported),
+            ) {
                 (Some(a), Some(b)) => Some(format!("{a}; {b}")),
                 (a, b) => a.or(b),
             };

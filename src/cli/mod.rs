@@ -93,19 +93,17 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run => {
-            match runtime().map(|rt| rt.block_on(daemon::run(source, config))) {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(e)) => {
-                    eprintln!("pictor-agent: {e}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("pictor-agent: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Run => match runtime().map(|rt| rt.block_on(daemon::run(source, config))) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("pictor-agent: {e}");
+                ExitCode::FAILURE
             }
-        }
+            Err(e) => {
+                eprintln!("pictor-agent: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

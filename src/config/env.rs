@@ -60,12 +60,7 @@ pub fn from_env(
             ));
             TokenSource::Environment(token)
         }
-        (None, None) => {
-            return Err(missing(
-                TOKEN_FILE,
-                "or PICTOR_TOKEN: the instance's token",
-            ))
-        }
+        (None, None) => return Err(missing(TOKEN_FILE, "or PICTOR_TOKEN: the instance's token")),
     };
     let users: Vec<String> = match get(USERS) {
         Some(list) => list
@@ -114,7 +109,12 @@ pub fn from_env(
             log_source: super::SourceChoice::SyslogSocket,
             ..RawSessions::default()
         },
-        state: RawState::default(),
+        // No AuthorizedKeysCommand in such images (the packages' sshd drop-in is not
+        // there), and no `pictor-keys` group: the command file stays root's.
+        state: RawState {
+            authorized_keys_command_group: "root".to_owned(),
+            ..RawState::default()
+        },
         log: RawLog::default(),
         host_keys: RawHostKeys::default(),
     };
@@ -216,6 +216,7 @@ mod tests {
         let names: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["root", "ubuntu"], "root and the one login account");
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/pictor-agent"));
+        assert_eq!(config.command_group, "root");
         assert_eq!(
             config.sessions.log_source,
             super::super::SourceChoice::SyslogSocket
@@ -234,7 +235,10 @@ mod tests {
         let found = from_env(&env(&vars), &two).expect("valid").expect("set");
         let names: Vec<String> = found.config.users.iter().map(|u| u.name.clone()).collect();
         assert_eq!(names, ["root"]);
-        assert_eq!(found.config.api.token, TokenSource::Environment("t0ken".into()));
+        assert_eq!(
+            found.config.api.token,
+            TokenSource::Environment("t0ken".into())
+        );
         assert!(
             found.warnings[0].contains("/proc/PID/environ"),
             "the environment's token is said to be exposed"
@@ -272,7 +276,11 @@ mod tests {
         .to_string();
         assert!(url.contains(API_URL) && !url.contains("s3cret"), "{url}");
         let id = from_env(
-            &env(&[(API_URL, "https://a.example"), (INSTANCE_ID, "a b"), (TOKEN, "x")]),
+            &env(&[
+                (API_URL, "https://a.example"),
+                (INSTANCE_ID, "a b"),
+                (TOKEN, "x"),
+            ]),
             &none,
         )
         .expect_err("bad id")

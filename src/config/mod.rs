@@ -342,10 +342,11 @@ impl ConfigSource {
                         .map(|text| env::login_accounts(&text))
                         .unwrap_or_default()
                 };
-                let found = env::from_env(&get, &accounts)?.ok_or_else(|| ConfigError::Invalid {
-                    key: env::API_URL.to_owned(),
-                    problem: "is no longer set".into(),
-                })?;
+                let found =
+                    env::from_env(&get, &accounts)?.ok_or_else(|| ConfigError::Invalid {
+                        key: env::API_URL.to_owned(),
+                        problem: "is no longer set".into(),
+                    })?;
                 Ok((found.config, found.warnings))
             }
         }

@@ -88,6 +88,27 @@ pub fn unproven_ending(session_id: &str) -> String {
     )
 }
 
+/// Says at start what ending a session can reach on this host, when it is less than
+/// the whole session.
+fn warn_when_sessions_cannot_be_found_whole() {
+    match terminate::probe_session_handle() {
+        terminate::SessionHandle::Scope => {}
+        terminate::SessionHandle::AuditSession => info!(
+            "no systemd-logind: a revoked key's session is ended through its process tree \
+             and its audit session id (pam_loginuid must be in sshd's PAM configuration; \
+             an ending that found no such id is reported as not proven complete)"
+        ),
+        terminate::SessionHandle::TreeOnly => warn!(
+            "no systemd-logind, and logins cannot get an audit session id here (the login \
+             uid is set already and CAP_AUDIT_CONTROL is not granted): a revoked key's \
+             session is ended through its process tree only; what it detached (setsid -f, \
+             a tmux server, a double fork) cannot be told from the user's other processes \
+             and may live on; each such ending is reported as not proven complete \
+             (docs/containers.md)"
+        ),
+    }
+}
+
 /// The monitors of the open sessions, held by pidfds, and a waiter on each that says
 /// when its process ends.
 #[derive(Default)]
@@ -202,11 +223,16 @@ impl SessionsTask {
                     tx,
                 ))
             }
-            Source::Socket(path) => {
-                tokio::spawn(source::follow_socket(path.clone(), tx, self.sessions_problem.clone()))
-            }
+            Source::Socket(path) => tokio::spawn(source::follow_socket(
+                path.clone(),
+                tx,
+                self.sessions_problem.clone(),
+            )),
         };
         let _reader = AbortOnDrop(reader);
+        if self.terminate_on_revoke {
+            warn_when_sessions_cannot_be_found_whole();
+        }
         // Keys revoked while the agent was down end their sessions now.
         let mut revoked = RecentlyRevoked::default();
         revoked.update(self.keys.borrow().as_deref(), now, boot_clock::now());

@@ -30,6 +30,64 @@ use std::path::{Path, PathBuf};
 use super::pidfd::PidFd;
 use super::procs::{self, ProcStat};
 
+/// What the host gives to find a whole session by, as far as can be told before any
+/// login (the start-up warning; each ending still says what it found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionHandle {
+    /// systemd-logind makes a scope per session.
+    Scope,
+    /// No logind, but `pam_loginuid` can give each login an audit session id (the
+    /// image's PAM configuration must run it).
+    AuditSession,
+    /// Neither: a session's process tree is all that can be found.
+    TreeOnly,
+}
+
+/// Decides the [`SessionHandle`] (pure). An audit session id needs the kernel's audit
+/// support, and `pam_loginuid` allowed to set the login uid: always when it is unset
+/// where sshd runs (a container started by a service, not from someone's login), else
+/// only with CAP_AUDIT_CONTROL, which Docker drops.
+pub fn session_handle(
+    logind: bool,
+    audit_supported: bool,
+    login_uid_set: bool,
+    cap_audit_control: bool,
+) -> SessionHandle {
+    if logind {
+        SessionHandle::Scope
+    } else if audit_supported && (!login_uid_set || cap_audit_control) {
+        SessionHandle::AuditSession
+    } else {
+        SessionHandle::TreeOnly
+    }
+}
+
+/// [`session_handle`] on this host: logind's runtime directory, the agent's own
+/// `/proc/self/loginuid` (sshd's, in the usual case where both were started alike) and
+/// its capability bounding set.
+pub fn probe_session_handle() -> SessionHandle {
+    let logind = Path::new("/run/systemd/sessions").is_dir();
+    let login_uid = std::fs::read_to_string("/proc/self/loginuid").ok();
+    let audit_supported = login_uid.is_some() && Path::new("/proc/self/sessionid").exists();
+    let login_uid_set = login_uid
+        .as_deref()
+        .and_then(procs::parse_audit_session)
+        .is_some();
+    const CAP_AUDIT_CONTROL: u32 = 30;
+    let cap_audit_control = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|bounding| bounding & (1 << CAP_AUDIT_CONTROL) != 0);
+    session_handle(logind, audit_supported, login_uid_set, cap_audit_control)
+}
+
 /// Why a session was not ended.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TerminateError {
@@ -495,6 +553,19 @@ mod tests {
         assert_eq!(own_audit_session(None, Some(None), &[]), None);
         assert_eq!(procs::parse_audit_session("4294967295\n"), None, "unset");
         assert_eq!(procs::parse_audit_session("12"), Some(12));
+    }
+
+    #[test]
+    fn what_finds_a_whole_session_is_told_from_the_host() {
+        use SessionHandle::*;
+        assert_eq!(session_handle(true, false, true, false), Scope);
+        // A container started by a service: the login uid is unset, pam_loginuid may
+        // set it without CAP_AUDIT_CONTROL.
+        assert_eq!(session_handle(false, true, false, false), AuditSession);
+        // Started from someone's login, Docker's default capabilities.
+        assert_eq!(session_handle(false, true, true, false), TreeOnly);
+        assert_eq!(session_handle(false, true, true, true), AuditSession);
+        assert_eq!(session_handle(false, false, false, true), TreeOnly);
     }
 
     #[test]

@@ -17,10 +17,10 @@ pub mod syslog_socket;
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 pub use file::follow_file;
-pub use syslog_socket::follow_socket;
 pub use journal::{
     follow_journal, parse_journal_entry, parse_journal_json, JOURNAL_GREP, TRUSTED_SENDER_MATCHES,
 };
+pub use syslog_socket::follow_socket;
 
 use std::path::{Path, PathBuf};
 
@@ -124,9 +124,7 @@ pub fn decide(
     match choice {
         SourceChoice::Journal => Source::Journal,
         SourceChoice::File => Source::File(file()),
-        SourceChoice::SyslogSocket => {
-            Source::Socket(PathBuf::from(DEFAULT_SYSLOG_SOCKET))
-        }
+        SourceChoice::SyslogSocket => Source::Socket(PathBuf::from(DEFAULT_SYSLOG_SOCKET)),
         SourceChoice::Auto if exists(Path::new("/run/systemd/journal/socket")) => Source::Journal,
         SourceChoice::Auto => Source::File(file()),
     }

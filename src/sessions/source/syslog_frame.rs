@@ -51,8 +51,7 @@ fn split_pri(text: &str) -> Option<(u8, &str)> {
 fn split_tag(text: &str) -> Option<(Option<&str>, Option<u32>, &str)> {
     let end = text.find([':', '[', ' '])?;
     let program = &text[..end];
-    if program.is_empty() || program.len() > 48 || program.bytes().any(|b| b.is_ascii_control())
-    {
+    if program.is_empty() || program.len() > 48 || program.bytes().any(|b| b.is_ascii_control()) {
         return None;
     }
     let rest = &text[end..];
@@ -74,9 +73,30 @@ fn split_tag(text: &str) -> Option<(Option<&str>, Option<u32>, &str)> {
 /// The facility's name, as syslog.conf spells it.
 pub fn facility_name(facility: u8) -> &'static str {
     const NAMES: [&str; 24] = [
-        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-        "authpriv", "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1",
-        "local2", "local3", "local4", "local5", "local6", "local7",
+        "kern",
+        "user",
+        "mail",
+        "daemon",
+        "auth",
+        "syslog",
+        "lpr",
+        "news",
+        "uucp",
+        "cron",
+        "authpriv",
+        "ftp",
+        "ntp",
+        "security",
+        "console",
+        "solaris-cron",
+        "local0",
+        "local1",
+        "local2",
+        "local3",
+        "local4",
+        "local5",
+        "local6",
+        "local7",
     ];
     NAMES.get(usize::from(facility)).copied().unwrap_or("user")
 }
@@ -107,20 +127,29 @@ mod tests {
         // OpenSSH 9.8+'s per-session binary, an ISO stamp (newer loggers).
         let frame = parse_frame("<86>2026-12-07T05:31:02.123456+00:00 sshd-session[12]: x");
         assert_eq!(facility_name(frame.facility), "authpriv");
-        assert_eq!((frame.tag, frame.claimed_pid, frame.message), (Some("sshd-session"), Some(12), "x"));
+        assert_eq!(
+            (frame.tag, frame.claimed_pid, frame.message),
+            (Some("sshd-session"), Some(12), "x")
+        );
     }
 
     #[test]
     fn what_has_no_header_is_all_message() {
         let frame = parse_frame("hello world");
         assert_eq!((frame.facility, frame.severity), (1, 5));
-        assert_eq!((frame.tag, frame.claimed_pid, frame.message), (None, None, "hello world"));
+        assert_eq!(
+            (frame.tag, frame.claimed_pid, frame.message),
+            (None, None, "hello world")
+        );
         // Python's SysLogHandler: `<PRI>` and the message, no stamp, no tag.
         let frame = parse_frame("<14>just text");
         assert_eq!((frame.tag, frame.message), (None, "just text"));
         // A tag without a pid; a `[` that is no pid.
         let frame = parse_frame("<13>Dec  7 05:31:02 cron: job done");
-        assert_eq!((frame.tag, frame.claimed_pid, frame.message), (Some("cron"), None, "job done"));
+        assert_eq!(
+            (frame.tag, frame.claimed_pid, frame.message),
+            (Some("cron"), None, "job done")
+        );
         let frame = parse_frame("<13>app[abc]: text");
         assert_eq!((frame.tag, frame.message), (None, "app[abc]: text"));
         // A priority out of range is text.
@@ -130,7 +159,19 @@ mod tests {
 
     #[test]
     fn nothing_in_a_datagram_makes_the_reader_fail() {
-        for text in ["", "<", "<>", "<1", "[", ":", "a[", "a[1", "\0\0", "<13>", "é[1]: ü"] {
+        for text in [
+            "",
+            "<",
+            "<>",
+            "<1",
+            "[",
+            ":",
+            "a[",
+            "a[1",
+            "\0\0",
+            "<13>",
+            "é[1]: ü",
+        ] {
             let _ = parse_frame(text);
         }
     }

@@ -246,8 +246,8 @@ impl Drain {
         records: mpsc::Sender<LogItem>,
         problem: watch::Sender<Option<String>>,
     ) -> std::io::Result<Drain> {
-        let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(std::io::Error::from)?;
+        let (stop_read, stop_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let (forward_tx, forward_rx) = sync_channel::<Forward>(FORWARD_QUEUE);
         std::thread::Builder::new()
             .name("syslog-out".into())
@@ -318,7 +318,9 @@ fn drain(
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    error!("cannot wait on the syslog socket: {e}; sshd's messages are no longer read");
+                    error!(
+                        "cannot wait on the syslog socket: {e}; sshd's messages are no longer read"
+                    );
                     return;
                 }
             }
@@ -361,59 +363,78 @@ fn drain(
         }
         // Everything queued (also when stopping: what was sent before is judged), then
         // back to poll.
-        while socket_ready {
-            let mut iov = [IoSliceMut::new(&mut buffer)];
-            let received = recvmsg::<UnixAddr>(
-                socket.socket.as_raw_fd(),
-                &mut iov,
-                Some(&mut control),
-                MsgFlags::MSG_DONTWAIT,
-            );
-            let (bytes, credentials) = match received {
-                Ok(message) => {
-                    let credentials = message.cmsgs().ok().and_then(|mut cmsgs| {
-                        cmsgs.find_map(|c| match c {
-                            ControlMessageOwned::ScmCredentials(c) => Some(c),
-                            _ => None,
-                        })
-                    });
-                    (message.bytes, credentials)
-                }
-                Err(nix::errno::Errno::EAGAIN) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    warn!("cannot read the syslog socket: {e}");
-                    break;
-                }
-            };
-            // No credentials: the kernel always attaches them with SO_PASSCRED; a
-            // message without them is nobody's.
-            let Some(credentials) = credentials else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&buffer[..bytes.min(MAX_DATAGRAM)]);
-            let frame = syslog_frame::parse_frame(&text);
-            let pid = u32::try_from(credentials.pid()).unwrap_or(0);
-            let uid = credentials.uid();
-            let sender = Sender {
-                pid,
-                uid,
-                trusted: root_sshd(pid, uid),
-            };
-            handle(
-                &frame,
-                sender,
+        if socket_ready {
+            let mut lanes = Lanes {
                 records,
                 forward,
-                &mut limits,
-                &mut dropped,
-                started.elapsed(),
-            );
+                limits: &mut limits,
+                dropped: &mut dropped,
+            };
+            receive_queued(&socket, &mut buffer, &mut control, &mut lanes, started);
         }
         report_drops(&mut dropped, &mut limits, problem);
         if stop_ready {
             return;
         }
+    }
+}
+
+/// Where received messages go, with the counts kept on the way.
+struct Lanes<'a> {
+    records: &'a mpsc::Sender<LogItem>,
+    forward: &'a SyncSender<Forward>,
+    limits: &'a mut SenderLimits,
+    dropped: &'a mut Dropped,
+}
+
+/// Receives every datagram queued on the socket (never waits).
+fn receive_queued(
+    socket: &SyslogSocket,
+    buffer: &mut [u8],
+    control: &mut [u8],
+    lanes: &mut Lanes<'_>,
+    started: Instant,
+) {
+    loop {
+        let mut iov = [IoSliceMut::new(buffer)];
+        let received = recvmsg::<UnixAddr>(
+            socket.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut *control),
+            MsgFlags::MSG_DONTWAIT,
+        );
+        let (bytes, credentials) = match received {
+            Ok(message) => {
+                let credentials = message.cmsgs().ok().and_then(|mut cmsgs| {
+                    cmsgs.find_map(|c| match c {
+                        ControlMessageOwned::ScmCredentials(c) => Some(c),
+                        _ => None,
+                    })
+                });
+                (message.bytes, credentials)
+            }
+            Err(nix::errno::Errno::EAGAIN) => return,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                warn!("cannot read the syslog socket: {e}");
+                return;
+            }
+        };
+        // No credentials: the kernel always attaches them with SO_PASSCRED; a message
+        // without them is nobody's.
+        let Some(credentials) = credentials else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buffer[..bytes.min(MAX_DATAGRAM)]);
+        let frame = syslog_frame::parse_frame(&text);
+        let pid = u32::try_from(credentials.pid()).unwrap_or(0);
+        let uid = credentials.uid();
+        let sender = Sender {
+            pid,
+            uid,
+            trusted: root_sshd(pid, uid),
+        };
+        handle(&frame, sender, lanes, started.elapsed());
     }
 }
 
@@ -447,15 +468,13 @@ fn root_sshd(pid: u32, uid: u32) -> Option<Origin> {
 
 /// One message: to the sessions task when root's sshd sent it, to stderr within the
 /// sender's share.
-fn handle(
-    frame: &Frame<'_>,
-    sender: Sender,
-    records: &mpsc::Sender<LogItem>,
-    forward: &SyncSender<Forward>,
-    limits: &mut SenderLimits,
-    dropped: &mut Dropped,
-    now: Duration,
-) {
+fn handle(frame: &Frame<'_>, sender: Sender, lanes: &mut Lanes<'_>, now: Duration) {
+    let Lanes {
+        records,
+        forward,
+        limits,
+        dropped,
+    } = lanes;
     let Sender { pid, uid, trusted } = sender;
     if let Some(origin) = trusted {
         // The pid is the kernel's, never the one in the tag.
@@ -676,14 +695,22 @@ mod tests {
             }),
         };
         let now = Duration::from_secs(1);
-        handle(&frame, trusted(), &tx, &forward, &mut limits, &mut dropped, now);
-        let record = rx.try_recv().expect("a record").record.expect("sshd's");
-        assert_eq!(record.pid, 77, "the kernel's pid, not the tag's 4242");
-        assert_eq!(record.message, "Accepted publickey for root");
-        assert_eq!(forwarded.try_recv().expect("copied to stderr").pid, 77);
-        // The sessions queue full: dropped and counted, never waited for.
-        handle(&frame, trusted(), &tx, &forward, &mut limits, &mut dropped, now);
-        handle(&frame, trusted(), &tx, &forward, &mut limits, &mut dropped, now);
+        {
+            let mut lanes = Lanes {
+                records: &tx,
+                forward: &forward,
+                limits: &mut limits,
+                dropped: &mut dropped,
+            };
+            handle(&frame, trusted(), &mut lanes, now);
+            let record = rx.try_recv().expect("a record").record.expect("sshd's");
+            assert_eq!(record.pid, 77, "the kernel's pid, not the tag's 4242");
+            assert_eq!(record.message, "Accepted publickey for root");
+            assert_eq!(forwarded.try_recv().expect("copied to stderr").pid, 77);
+            // The sessions queue full: dropped and counted, never waited for.
+            handle(&frame, trusted(), &mut lanes, now);
+            handle(&frame, trusted(), &mut lanes, now);
+        }
         assert_eq!(dropped.sessions, 1);
         assert_eq!(dropped.forwarded, 1, "stderr's queue too");
         // Anyone else: copied to stderr only.
@@ -694,7 +721,13 @@ mod tests {
             uid: 1000,
             trusted: None,
         };
-        handle(&frame, user, &tx, &forward, &mut limits, &mut dropped, now);
+        let mut lanes = Lanes {
+            records: &tx,
+            forward: &forward,
+            limits: &mut limits,
+            dropped: &mut dropped,
+        };
+        handle(&frame, user, &mut lanes, now);
         assert!(rx.try_recv().is_err());
         assert_eq!(forwarded.try_recv().expect("forwarded").uid, 1000);
     }

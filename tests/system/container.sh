@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Container test, in the shape of a RunPod or Vast.ai instance: a Debian 12 tree with
+# OpenSSH and no systemd running, started with `systemd-nspawn --as-pid2` (a stub init
+# is PID 1, the image's /start.sh is PID 2), CAP_AUDIT_CONTROL dropped (as Docker
+# does), pam_loginuid made optional (as such images make it), and a /dev/log of its own
+# (nspawn's /dev is private: nothing listens there). /start.sh starts the agent in the
+# background, configured only by PICTOR_* variables, then sshd: the two lines
+# docs/containers.md gives. The reference control plane runs on the host's loopback,
+# which the container shares (no private network).
+#
+# Checked: the agent binds /dev/log itself and a real login is reported with its key;
+# lines an unprivileged user forges in the container (`logger -t sshd --id=PID`, naming
+# a real session's monitor) change nothing, and are still shown in the container's log;
+# a deleted key's session is ended with its `setsid -f` child, $rounds times, with the
+# time from the deletion to the file and to the session's end (p50 and worst); the
+# container stopped (the agent SIGKILLed, as `docker stop` does to everything but PID 1)
+# and started again loses nothing; idle memory and CPU inside the container; and, where
+# logins cannot get an audit session id (the login uid set before the container
+# started), the agent warns at start and says the ending was not complete: the detached
+# child is found alive, as the report says.
+#
+# Needs root, systemd-container and debootstrap (scripts/test.sh installs them), and the
+# host's ssh client. The tree is cached in $PICTOR_NSPAWN_CACHE.
+# Usage: tests/system/container.sh AGENT_BINARY CONTROL_PLANE_BINARY
+set -Eeuo pipefail
+
+agent_bin=$(realpath "$1"); cp_bin=$(realpath "$2")
+cache=${PICTOR_NSPAWN_CACHE:-/var/cache/pictor-agent-test}
+rounds=${PICTOR_CONTAINER_ROUNDS:-20}
+tree=container-bookworm-1
+started=$(date +%s)
+
+fail() {
+    echo "CONTAINER TEST FAILED: $*" >&2
+    echo "--- the container's log (its stderr, as docker logs shows it), last lines:" >&2
+    tail -n 40 "$work/console.log" >&2 2>/dev/null || true
+    exit 1
+}
+step() { echo "--- [container] $*"; }
+trap 'echo "CONTAINER TEST FAILED: line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
+
+if [ ! -d "$cache/$tree" ]; then
+    step "debootstrap bookworm without systemd running (once, cached in $cache)"
+    mkdir -p "$cache"
+    mirror=$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } \
+        | awk '/^(URIs:|deb )/ {print $2; exit}')
+    for attempt in 1 2; do
+        rm -rf "$cache/$tree.tmp"
+        if debootstrap --variant=minbase --include=openssh-server,openssh-client,procps \
+            bookworm "$cache/$tree.tmp" "${mirror:-http://deb.debian.org/debian}" \
+            >"$cache/debootstrap-container.log" 2>&1; then
+            mv "$cache/$tree.tmp" "$cache/$tree"
+            break
+        fi
+        echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap-container.log")" >&2
+        [ "$attempt" = 2 ] && { echo "debootstrap failed twice" >&2; exit 1; }
+    done
+fi
+
+work=$(mktemp -d /var/tmp/pictor-container.XXXXXX)
+root="$work/root"
+nspawn_pid=""; cp_pid=""
+stop_container() {
+    if [ -n "$nspawn_pid" ]; then
+        kill "$nspawn_pid" 2>/dev/null || true
+        wait "$nspawn_pid" 2>/dev/null || true
+        nspawn_pid=""
+    fi
+}
+cleanup() {
+    stop_container
+    [ -n "$cp_pid" ] && kill "$cp_pid" 2>/dev/null || true
+    pkill -f "^sleep (7|8|9)[0-9]{5}$" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local limit=$1 what=$2; shift 2
+    for _ in $(seq 1 $((limit * 20))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    fail "timed out after ${limit}s: $what"
+}
+now_ns() { date +%s%N; }
+
+step "the image: sshd, the agent binary, /start.sh; pam_loginuid optional; an unprivileged user"
+cp -a --reflink=auto "$cache/$tree" "$root"
+install -m 0755 "$agent_bin" "$root/usr/local/bin/pictor-agent"
+ssh_port=$(free_port)
+cat > "$root/etc/ssh/sshd_config.d/pictor-test.conf" <<EOF
+Port $ssh_port
+ListenAddress 127.0.0.1
+PasswordAuthentication no
+PermitRootLogin prohibit-password
+LogLevel VERBOSE
+EOF
+sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' "$root/etc/pam.d/sshd"
+grep -q "^session optional pam_loginuid.so" "$root/etc/pam.d/sshd" || fail "pam_loginuid line not found"
+chroot "$root" useradd -m -s /bin/sh mallory
+# The image's start script: the two lines of docs/containers.md, then what it ran before.
+cat > "$root/start.sh" <<'EOF'
+#!/bin/sh
+pictor-agent run &
+mkdir -p /run/sshd && /usr/sbin/sshd
+exec sleep infinity
+EOF
+chmod 0755 "$root/start.sh"
+# The same image where every process carries a login uid already (a container runtime
+# started from someone's login, not by a service): set here, inside, since nspawn
+# clears the one it inherits; changing it again needs CAP_AUDIT_CONTROL, dropped.
+cat > "$root/start-with-loginuid.sh" <<'EOF'
+#!/bin/sh
+echo 4242 > /proc/self/loginuid || exit 1
+exec /start.sh
+EOF
+chmod 0755 "$root/start-with-loginuid.sh"
+token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+install -m 0600 /dev/null "$root/etc/pictor-token"
+printf '%s' "$token" > "$root/etc/pictor-token"
+
+step "the reference control plane on the host's loopback"
+printf '%s' "$token" > "$work/token"
+admin_token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+printf '%s' "$admin_token" > "$work/admin-token"
+"$cp_bin" --listen 127.0.0.1:0 --address-file "$work/cp-address" --instance pod \
+    --token-file "$work/token" --admin-token-file "$work/admin-token" 2>"$work/cp.log" &
+cp_pid=$!
+wait_for 10 "control plane up" test -s "$work/cp-address"
+cp_url="http://$(cat "$work/cp-address")"
+admin() { curl -fsS -H 'content-type: application/json' -H "authorization: Bearer $admin_token" "$@"; }
+events() { admin "$cp_url/admin/instances/pod/events"; }
+status() { admin "$cp_url/admin/instances/pod/status"; }
+
+# The host pid of the agent running in the container, if any.
+find_agent() {
+    local p
+    for p in $(pgrep -x pictor-agent || true); do
+        local up=$p
+        while [ -n "$up" ] && [ "$up" -gt 1 ]; do
+            if [ "$up" = "$nspawn_pid" ]; then echo "$p"; return 0; fi
+            up=$(awk '/^PPid:/ {print $2}' "/proc/$up/status" 2>/dev/null || true)
+        done
+    done
+    return 0
+}
+# Starts the container with its start script (default /start.sh).
+start_container() {
+    systemd-nspawn -q --register=no --keep-unit --console=pipe --as-pid2 -D "$root" \
+        --drop-capability=CAP_AUDIT_CONTROL \
+        --setenv=PICTOR_API_URL="$cp_url" --setenv=PICTOR_INSTANCE_ID=pod \
+        --setenv=PICTOR_TOKEN_FILE=/etc/pictor-token "${1:-/start.sh}" \
+        </dev/null >>"$work/console.log" 2>&1 &
+    nspawn_pid=$!
+    agent=""
+    for _ in $(seq 1 100); do
+        agent=$(find_agent)
+        [ -n "$agent" ] && break
+        sleep 0.05
+    done
+    [ -n "$agent" ] || fail "the agent did not start in the container"
+    wait_for 10 "/dev/log bound by the agent" sh -c "[ -S '$root/dev/log' ] || nsenter -t $agent -m test -S /dev/log"
+    wait_for 10 "sshd listening" bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port"
+}
+ct() { nsenter -t "$agent" -a -- "$@"; }   # a command inside the container
+ssh_opts=(-p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+          -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR)
+add_key() { # add_key ID FILE
+    admin -X POST "$cp_url/admin/keys" \
+        -d "{\"id\":\"$1\",\"name\":\"$1\",\"public_key\":\"$(cat "$2.pub")\"}" >/dev/null
+}
+in_file() { grep -q "pictor-key-id=$1" "$root/root/.ssh/authorized_keys" 2>/dev/null; }
+# The control plane's events of TYPE for key KEY_ID (each event is one flat object).
+event_count() { events | grep -o '{[^{}]*}' | grep "\"type\":\"$1\"" | grep -c "\"key_id\":\"$2\"" || true; }
+has_event() { [ "$(event_count "$1" "$2")" -ge "${3:-1}" ]; }
+opened() { has_event session_opened "$1"; }
+count_events() { events | grep -o '"type":"session_[a-z]*"' | wc -l; }
+host_pid_of() { pgrep -f "^$1\$" | head -1; }   # the host pid of the process with this command line
+
+step "start: the agent from the environment alone, /dev/log its own, no systemd"
+start_container
+ct test -S /dev/log || fail "/dev/log is not a socket in the container"
+[ "$(ct cat /proc/1/comm)" != systemd ] || fail "systemd runs as PID 1"
+[ "$(ct cat /proc/"$(ct pgrep -x pictor-agent | head -1)"/status | awk '/^PPid:/ {print $2}')" != 0 ] || true
+grep -q "reading sshd's messages from the syslog socket" "$work/console.log" \
+    || fail "the agent did not say it reads the syslog socket"
+if grep -q "logins cannot get an audit session id" "$work/console.log"; then
+    fail "warned that sessions cannot be found whole, although the login uid is unset"
+fi
+
+step "a real login is reported with its key"
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_a" -C key-a
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_b" -C key-b
+add_key key_a "$work/key_a"; add_key key_b "$work/key_b"
+wait_for 10 "key_a in root's authorized_keys" in_file key_a
+ssh -i "$work/key_a" "${ssh_opts[@]}" root@127.0.0.1 'setsid -f sleep 900001; exec sleep 900002' &
+victim_ssh=$!
+wait_for 10 "key_a's login reported" opened key_a
+wait_for 5 "the detached child" host_pid_of "sleep 900001"
+grep -q "Accepted publickey for root" "$work/console.log" \
+    || fail "sshd's own lines are not in the container's log"
+
+step "forged lines from an unprivileged user change nothing"
+# The session's id ends in its monitor's pid (as the container sees it).
+monitor_ct=$(events | grep -o '{[^{}]*}' | grep '"key_id":"key_a"' | grep -o '"session_id":"[^"]*"' \
+    | head -1 | sed 's/.*:\([0-9]*\)"$/\1/')
+[ -n "$monitor_ct" ] || fail "no monitor pid in key_a's session id: $(events)"
+ct sh -c "grep -q sshd /proc/$monitor_ct/comm" || fail "pid $monitor_ct is not sshd in the container"
+fp_b=$(ssh-keygen -lf "$work/key_b.pub" | awk '{print $2}')
+before=$(count_events)
+ct setpriv --reuid=mallory --regid=mallory --init-groups -- sh -c "
+    logger -t sshd --id=$monitor_ct 'Accepted publickey for root from 10.9.9.9 port 4444 ssh2: ED25519 $fp_b'
+    logger -t sshd --id=$monitor_ct 'User child is on pid 1'
+    logger -t sshd --id=$monitor_ct 'Disconnected from user root 127.0.0.1 port 1'
+    logger -t sshd-session --id=$monitor_ct 'pam_unix(sshd:session): session closed for user root'
+    logger -t sshd 'forged-marker-line'" || true
+wait_for 10 "mallory's lines in the container's log, with the kernel's uid" \
+    grep -q "forged-marker-line.*uid=1000" "$work/console.log"
+grep -q "Accepted publickey for root from 10.9.9.9 port 4444.*tag=sshd pid=[0-9]* uid=1000" "$work/console.log" \
+    || fail "the forged login line was not sent (or not shown with its sender)"
+sleep 1
+[ "$(count_events)" = "$before" ] || fail "a forged line made an event: $(events)"
+status | grep -q '"key_id":"key_a"' || fail "the real session was hidden from the status: $(status)"
+status | grep -q '"contested":true' && fail "a forged line made the session contested"
+# key_b, named by the forged login, is deleted: the real session (key_a's) must live on.
+admin -X DELETE "$cp_url/admin/keys/key_b" >/dev/null
+wait_for 10 "key_b out of the file" sh -c "! grep -q pictor-key-id=key_b '$root/root/.ssh/authorized_keys'"
+sleep 1
+kill -0 "$victim_ssh" 2>/dev/null || fail "a forged line got a session killed"
+[ -n "$(host_pid_of "sleep 900001")" ] || fail "a forged line got a detached process killed"
+
+step "the key deleted: its session ends, the setsid -f child too"
+admin -X DELETE "$cp_url/admin/keys/key_a" >/dev/null
+for _ in $(seq 1 200); do kill -0 "$victim_ssh" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$victim_ssh" 2>/dev/null && fail "key_a's session still runs"
+wait "$victim_ssh" 2>/dev/null || true
+wait_for 5 "the detached child ended" sh -c '! pgrep -f "^sleep 900001$"'
+wait_for 10 "session_terminated reported for key_a" has_event session_terminated key_a
+
+step "$rounds rounds: add a key, log in (with a setsid -f child), delete it, time the file and the end"
+file_ms=(); end_ms=()
+for r in $(seq 1 "$rounds"); do
+    id="key_r$r"; key="$work/key_r$r"; detached=$((700000 + r)); fg=$((800000 + r))
+    ssh-keygen -q -t ed25519 -N '' -f "$key" -C "$id"
+    add_key "$id" "$key"
+    wait_for 10 "$id in the file" in_file "$id"
+    ssh -i "$key" "${ssh_opts[@]}" root@127.0.0.1 "setsid -f sleep $detached; exec sleep $fg" &
+    client=$!
+    wait_for 10 "$id's login reported" opened "$id"
+    wait_for 5 "$id's detached child" host_pid_of "sleep $detached"
+    child=$(host_pid_of "sleep $detached")
+    t0=$(now_ns)
+    admin -X DELETE "$cp_url/admin/keys/$id" >/dev/null
+    t_file=""; t_end=""
+    for _ in $(seq 1 2500); do
+        if [ -z "$t_file" ] && ! grep -q "pictor-key-id=$id" "$root/root/.ssh/authorized_keys"; then
+            t_file=$(now_ns)
+        fi
+        if [ -z "$t_end" ] && ! kill -0 "$client" 2>/dev/null && ! kill -0 "$child" 2>/dev/null; then
+            t_end=$(now_ns)
+        fi
+        [ -n "$t_file" ] && [ -n "$t_end" ] && break
+        sleep 0.002
+    done
+    [ -n "$t_file" ] || fail "round $r: the key stayed in the file"
+    [ -n "$t_end" ] || fail "round $r: the session or its detached child outlived the key"
+    wait "$client" 2>/dev/null || true
+    file_ms+=($(( (t_file - t0) / 1000000 ))); end_ms+=($(( (t_end - t0) / 1000000 )))
+done
+summary() { # summary NAME VALUES...
+    local name=$1; shift
+    printf '%s\n' "$@" | sort -n | awk -v name="$name" '{ v[NR] = $1 } END {
+        printf "    %s: p50 %d ms, worst %d ms (of %d)\n", name, v[int((NR + 1) / 2)], v[NR], NR }'
+}
+summary "deletion -> authorized_keys rewritten" "${file_ms[@]}"
+summary "deletion -> session ended, setsid -f child included" "${end_ms[@]}"
+for r in $(seq 1 "$rounds"); do
+    wait_for 10 "key_r$r's session_terminated reported" has_event session_terminated "key_r$r"
+done
+grep -q "complete=false" "$work/console.log" && fail "an ending was not proven complete"
+
+step "stopped (everything SIGKILLed) and started again: nothing lost"
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_c" -C key-c
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_d" -C key-d
+add_key key_c "$work/key_c"; add_key key_d "$work/key_d"
+wait_for 10 "key_c in the file" in_file key_c
+wait_for 10 "key_d in the file" in_file key_d
+ssh -i "$work/key_c" "${ssh_opts[@]}" root@127.0.0.1 'exec sleep 900003' &
+wait_for 10 "key_c's login reported" opened key_c
+stop_container
+# Deleted while the container is down: gone from the file at the next start.
+admin -X DELETE "$cp_url/admin/keys/key_d" >/dev/null
+t0=$(now_ns)
+start_container
+wait_for 10 "key_d gone after the restart" sh -c "! grep -q pictor-key-id=key_d '$root/root/.ssh/authorized_keys'"
+echo "    start -> deleted key out of the file: $(( ($(now_ns) - t0) / 1000000 )) ms"
+in_file key_c || fail "key_c lost over the restart"
+wait_for 15 "key_c's session reported closed after the restart" has_event session_closed key_c
+ssh -i "$work/key_c" "${ssh_opts[@]}" root@127.0.0.1 true || fail "key_c cannot log in after the restart"
+wait_for 10 "the login after the restart reported" has_event session_opened key_c 2
+ct env PICTOR_API_URL="$cp_url" PICTOR_INSTANCE_ID=pod PICTOR_TOKEN_FILE=/etc/pictor-token \
+    pictor-agent status > "$work/status.txt" || fail "pictor-agent status failed: $(cat "$work/status.txt")"
+grep -q "key_c" "$work/status.txt" || fail "status does not show key_c: $(cat "$work/status.txt")"
+
+step "idle, inside the container"
+sleep 5
+ticks() { awk '{ print $14 + $15 }' "/proc/$agent/stat"; }
+t_before=$(ticks); sleep 30; t_after=$(ticks)
+rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$agent/status")
+echo "    idle VmRSS $((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MiB; CPU over 30 s: $(( (t_after - t_before) * 10 )) ms"
+
+step "logins that cannot get an audit session id: warned at start, the ending said incomplete"
+stop_container
+start_container /start-with-loginuid.sh
+grep -q "logins cannot get an audit session id" "$work/console.log" \
+    || fail "no warning at start with the login uid set and CAP_AUDIT_CONTROL dropped"
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_e" -C key-e
+add_key key_e "$work/key_e"
+wait_for 10 "key_e in the file" in_file key_e
+ssh -i "$work/key_e" "${ssh_opts[@]}" root@127.0.0.1 'setsid -f sleep 900004; exec sleep 900005' &
+client=$!
+wait_for 10 "key_e's login reported" opened key_e
+wait_for 5 "key_e's detached child" host_pid_of "sleep 900004"
+admin -X DELETE "$cp_url/admin/keys/key_e" >/dev/null
+for _ in $(seq 1 200); do kill -0 "$client" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$client" 2>/dev/null && fail "key_e's connection still runs"
+incomplete() { status | grep -q 'no audit session'; }
+wait_for 10 "the ending reported as not proven complete" incomplete
+[ -n "$(host_pid_of "sleep 900004")" ] \
+    || fail "the detached child is gone: then the ending was complete and should say so"
+echo "    as reported: the connection and its tree ended, the setsid -f child lives on"
+pkill -f "^sleep 900004$" || true
+
+stop_container
+echo "container test passed in $(( $(date +%s) - started )) s"
