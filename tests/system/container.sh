@@ -140,10 +140,11 @@ admin() { curl -fsS -H 'content-type: application/json' -H "authorization: Beare
 events() { admin "$cp_url/admin/instances/pod/events"; }
 status() { admin "$cp_url/admin/instances/pod/status"; }
 
-# The host pid of the agent running in the container, if any.
+# The host pid of the process named NAME (default pictor-agent) running in the
+# container, if any.
 find_agent() {
     local p
-    for p in $(pgrep -x pictor-agent || true); do
+    for p in $(pgrep -x "${1:-pictor-agent}" || true); do
         local up=$p
         while [ -n "$up" ] && [ "$up" -gt 1 ]; do
             if [ "$up" = "$nspawn_pid" ]; then echo "$p"; return 0; fi
@@ -236,6 +237,22 @@ wait_for 10 "key_b out of the file" sh -c "! grep -q pictor-key-id=key_b '$root/
 sleep 1
 kill -0 "$victim_ssh" 2>/dev/null || fail "a forged line got a session killed"
 [ -n "$(host_pid_of "sleep 900001")" ] || fail "a forged line got a detached process killed"
+
+step "a user flooding logger neither hangs logins nor hides them"
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_f" -C key-f
+add_key key_f "$work/key_f"
+wait_for 10 "key_f in the file" in_file key_f
+(ct setpriv --reuid=mallory --regid=mallory --init-groups -- \
+    timeout 4 sh -c 'while :; do seq 1 20000 | logger -t flood; done' || true) &
+flood=$!
+sleep 0.5
+kill -0 "$flood" 2>/dev/null || fail "the flood ended before the login"
+t0=$(now_ns)
+ssh -i "$work/key_f" "${ssh_opts[@]}" root@127.0.0.1 true || fail "no login during the flood"
+echo "    a login during the flood took $(( ($(now_ns) - t0) / 1000000 )) ms"
+wait_for 10 "the login during the flood reported" has_event session_opened key_f
+wait "$flood" || true
+wait_for 15 "the flood's dropped lines counted" grep -q "syslog lines of uid 1000 dropped" "$work/console.log"
 
 step "the key deleted: its session ends, the setsid -f child too"
 admin -X DELETE "$cp_url/admin/keys/key_a" >/dev/null
@@ -338,6 +355,22 @@ wait_for 10 "the ending reported as not proven complete" incomplete
     || fail "the detached child is gone: then the ending was complete and should say so"
 echo "    as reported: the connection and its tree ended, the setsid -f child lives on"
 pkill -f "^sleep 900004$" || true
+
+step "SIGTERM: the agent stops cleanly and takes its /dev/log with it"
+holder=$(find_agent sleep)
+[ -n "$holder" ] || fail "no process of the container to look through"
+# Exited: gone, or a zombie (its parent, the start script's `exec sleep`, reaps nothing).
+running() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+t0=$(now_ns)
+kill -TERM "$agent"
+for _ in $(seq 1 400); do running "$agent" || break; sleep 0.05; done
+if running "$agent"; then
+    for t in /proc/"$agent"/task/*; do echo "thread $(cat "$t/comm") in $(cat "$t/wchan")"; done >&2
+    fail "the agent did not stop on SIGTERM"
+fi
+echo "    SIGTERM -> exited: $(( ($(now_ns) - t0) / 1000000 )) ms"
+grep -q "SIGTERM: stopping" "$work/console.log" || fail "no clean stop logged"
+nsenter -t "$holder" -m -- test -e /dev/log && fail "/dev/log left behind by a clean stop"
 
 stop_container
 echo "container test passed in $(( $(date +%s) - started )) s"

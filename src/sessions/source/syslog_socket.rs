@@ -249,17 +249,42 @@ impl Drain {
         let (stop_read, stop_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let (forward_tx, forward_rx) = sync_channel::<Forward>(FORWARD_QUEUE);
+        // Watched before anything else can happen to it.
+        let watch = watch_directory(&socket.path);
+        if watch.is_none() {
+            warn!(
+                path = %crate::escape::path(&socket.path),
+                "cannot watch the syslog socket's directory: if another program takes the \
+                 socket, the agent will not notice"
+            );
+        }
         std::thread::Builder::new()
             .name("syslog-out".into())
             .spawn(move || write_forwarded(&forward_rx))?;
         let thread = std::thread::Builder::new()
             .name("syslog".into())
-            .spawn(move || drain(socket, &stop_read, &records, &forward_tx, &problem))?;
+            .spawn(move || drain(socket, watch, &stop_read, &records, &forward_tx, &problem))?;
         Ok(Drain {
             stop: Some(stop_write),
             thread: Some(thread),
         })
     }
+}
+
+/// An inotify watch on the directory of `path`, for its entries coming and going.
+fn watch_directory(path: &Path) -> Option<Inotify> {
+    let dir = path.parent()?;
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_MOVED_TO,
+        )
+        .ok()?;
+    Some(inotify)
 }
 
 /// The stderr writer: one log line per message, its sender as the kernel told it.
@@ -281,24 +306,12 @@ fn write_forwarded(rx: &Receiver<Forward>) {
 /// The drain loop: returns when the stop pipe closes.
 fn drain(
     mut socket: SyslogSocket,
+    watch: Option<Inotify>,
     stop: &OwnedFd,
     records: &mpsc::Sender<LogItem>,
     forward: &SyncSender<Forward>,
     problem: &watch::Sender<Option<String>>,
 ) {
-    let watch = socket.path.parent().and_then(|dir| {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        inotify
-            .add_watch(
-                dir,
-                AddWatchFlags::IN_CREATE
-                    | AddWatchFlags::IN_DELETE
-                    | AddWatchFlags::IN_MOVED_FROM
-                    | AddWatchFlags::IN_MOVED_TO,
-            )
-            .ok()?;
-        Some(inotify)
-    });
     let started = Instant::now();
     let mut limits = SenderLimits::default();
     let mut dropped = Dropped::default();
@@ -675,6 +688,36 @@ mod tests {
         drop(drain);
         assert!(rx.try_recv().is_err(), "a forged sshd line is no record");
         assert_eq!(inspect(&path), Found::Nothing, "stopped and removed");
+    }
+
+    #[test]
+    fn another_program_taking_the_path_is_said_and_a_removed_socket_is_bound_again() {
+        let dir = crate::testing::tempdir();
+        let path = dir.path().join("log");
+        let socket = SyslogSocket::claim(&path).expect("bound");
+        let (tx, _rx) = mpsc::channel(16);
+        let (problem, mut problems) = watch::channel(None);
+        let drain = Drain::start(socket, tx, problem).expect("started");
+        let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !done() {
+                assert!(Instant::now() < deadline, "timed out: {what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        // Removed (someone cleaning /dev): bound again, and it receives.
+        std::fs::remove_file(&path).expect("rm");
+        wait_until("bound again", &|| inspect(&path) == Found::Live);
+        assert!(problems.borrow_and_update().is_none());
+        // rsyslog starting later: its own socket renamed over the path.
+        let theirs = dir.path().join("rsyslog.sock");
+        let _rsyslog = UnixDatagram::bind(&theirs).expect("bind");
+        std::fs::rename(&theirs, &path).expect("rename");
+        wait_until("said", &|| problems.borrow().is_some());
+        let said = problems.borrow().clone().unwrap_or_default();
+        assert!(said.contains("another program"), "{said}");
+        drop(drain);
+        assert_eq!(inspect(&path), Found::Live, "the other program's socket is left alone");
     }
 
     #[test]
