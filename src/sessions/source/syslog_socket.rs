@@ -717,7 +717,11 @@ mod tests {
         let said = problems.borrow().clone().unwrap_or_default();
         assert!(said.contains("another program"), "{said}");
         drop(drain);
-        assert_eq!(inspect(&path), Found::Live, "the other program's socket is left alone");
+        assert_eq!(
+            inspect(&path),
+            Found::Live,
+            "the other program's socket is left alone"
+        );
     }
 
     #[test]
