@@ -3,7 +3,8 @@
 //!
 //! The map of the crate (data flows top to bottom):
 //!
-//! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading).
+//! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading);
+//!   [`config::env`] the same from a container's `PICTOR_*` variables (pure).
 //! - [`login_user`]: the image's default login user, managed when there is no
 //!   `[[users]]`: chosen from cloud-init's `default_user` or os-release (pure), the
 //!   files read by [`login_user::distro_files`].
@@ -26,8 +27,11 @@
 //! - [`drift_watch`]: inotify watches on managed files' directories, for drift repair.
 //! - [`sessions`]: sshd's log parsed ([`sessions::parse`], its time stamps
 //!   [`sessions::stamp`]) and correlated into sessions ([`sessions::track`]), read from
-//!   the journal or a syslog file ([`sessions::source`]); a login believed only on the
-//!   kernel's word ([`sessions::proof`], [`sessions::procs`], [`sessions::pidfd`]);
+//!   the journal, a syslog file or the syslog socket the agent binds in a container
+//!   ([`sessions::source`]; a datagram read by [`sessions::source::syslog_frame`], each
+//!   sender's share by [`sessions::source::sender_limit`], both pure); a login believed
+//!   only on the kernel's word ([`sessions::proof`], [`sessions::procs`],
+//!   [`sessions::pidfd`]);
 //!   every decision about ending a session, pure ([`sessions::revocation`], on the boot
 //!   clock of [`sessions::boot_clock`]); revoked sessions ended
 //!   ([`sessions::terminate`]); the whole as one task on a thread of its own

@@ -4,8 +4,9 @@
 # is PID 1, the image's /start.sh is PID 2), CAP_AUDIT_CONTROL dropped (as Docker
 # does), pam_loginuid made optional (as such images make it), and a /dev/log of its own
 # (nspawn's /dev is private: nothing listens there). /start.sh starts the agent in the
-# background, configured only by PICTOR_* variables, then sshd: the two lines
-# docs/containers.md gives. The reference control plane runs on the host's loopback,
+# background, configured only by PICTOR_* variables, then sshd: the shipped example,
+# packaging/container/start.sh. The same image is also run under supervisord with
+# packaging/container/supervisord.conf. The reference control plane runs on the host's loopback,
 # which the container shares (no private network).
 #
 # Checked: the agent binds /dev/log itself and a real login is reported with its key;
@@ -27,7 +28,8 @@ set -Eeuo pipefail
 agent_bin=$(realpath "$1"); cp_bin=$(realpath "$2")
 cache=${PICTOR_NSPAWN_CACHE:-/var/cache/pictor-agent-test}
 rounds=${PICTOR_CONTAINER_ROUNDS:-20}
-tree=container-bookworm-1
+tree=container-bookworm-2
+examples=$(cd "$(dirname "$0")/../../packaging/container" && pwd)
 started=$(date +%s)
 
 fail() {
@@ -46,7 +48,7 @@ if [ ! -d "$cache/$tree" ]; then
         | awk '/^(URIs:|deb )/ {print $2; exit}')
     for attempt in 1 2; do
         rm -rf "$cache/$tree.tmp"
-        if debootstrap --variant=minbase --include=openssh-server,openssh-client,procps \
+        if debootstrap --variant=minbase --include=openssh-server,openssh-client,procps,supervisor \
             bookworm "$cache/$tree.tmp" "${mirror:-http://deb.debian.org/debian}" \
             >"$cache/debootstrap-container.log" 2>&1; then
             mv "$cache/$tree.tmp" "$cache/$tree"
@@ -106,14 +108,14 @@ EOF
 sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' "$root/etc/pam.d/sshd"
 grep -q "^session optional pam_loginuid.so" "$root/etc/pam.d/sshd" || fail "pam_loginuid line not found"
 chroot "$root" useradd -m -s /bin/sh mallory
-# The image's start script: the two lines of docs/containers.md, then what it ran before.
-cat > "$root/start.sh" <<'EOF'
+# The image's start script and supervisord configuration: the shipped examples.
+install -m 0755 "$examples/start.sh" "$root/start.sh"
+install -m 0644 "$examples/supervisord.conf" "$root/etc/pictor-supervisord.conf"
+cat > "$root/start-supervisord.sh" <<'EOF'
 #!/bin/sh
-pictor-agent run &
-mkdir -p /run/sshd && /usr/sbin/sshd
-exec sleep infinity
+exec supervisord -c /etc/pictor-supervisord.conf
 EOF
-chmod 0755 "$root/start.sh"
+chmod 0755 "$root/start-supervisord.sh"
 # The same image where every process carries a login uid already (a container runtime
 # started from someone's login, not by a service): set here, inside, since nspawn
 # clears the one it inherits; changing it again needs CAP_AUDIT_CONTROL, dropped.
@@ -190,7 +192,6 @@ step "start: the agent from the environment alone, /dev/log its own, no systemd"
 start_container
 ct test -S /dev/log || fail "/dev/log is not a socket in the container"
 [ "$(ct cat /proc/1/comm)" != systemd ] || fail "systemd runs as PID 1"
-[ "$(ct cat /proc/"$(ct pgrep -x pictor-agent | head -1)"/status | awk '/^PPid:/ {print $2}')" != 0 ] || true
 grep -q "reading sshd's messages from the syslog socket" "$work/console.log" \
     || fail "the agent did not say it reads the syslog socket"
 if grep -q "logins cannot get an audit session id" "$work/console.log"; then
@@ -356,14 +357,13 @@ wait_for 10 "the ending reported as not proven complete" incomplete
 echo "    as reported: the connection and its tree ended, the setsid -f child lives on"
 pkill -f "^sleep 900004$" || true
 
-step "SIGTERM: the agent stops cleanly and takes its /dev/log with it"
+step "SIGTERM: the agent stops cleanly, takes its /dev/log with it, and the start script's loop starts it again"
 holder=$(find_agent sleep)
 [ -n "$holder" ] || fail "no process of the container to look through"
-# Exited: gone, or a zombie (its parent, the start script's `exec sleep`, reaps nothing).
 running() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 t0=$(now_ns)
 kill -TERM "$agent"
-for _ in $(seq 1 400); do running "$agent" || break; sleep 0.05; done
+for _ in $(seq 1 400); do running "$agent" || break; sleep 0.01; done
 if running "$agent"; then
     for t in /proc/"$agent"/task/*; do echo "thread $(cat "$t/comm") in $(cat "$t/wchan")"; done >&2
     fail "the agent did not stop on SIGTERM"
@@ -371,6 +371,40 @@ fi
 echo "    SIGTERM -> exited: $(( ($(now_ns) - t0) / 1000000 )) ms"
 grep -q "SIGTERM: stopping" "$work/console.log" || fail "no clean stop logged"
 nsenter -t "$holder" -m -- test -e /dev/log && fail "/dev/log left behind by a clean stop"
+old=$agent
+restarted() { agent=$(find_agent); [ -n "$agent" ] && [ "$agent" != "$old" ] && nsenter -t "$holder" -m -- test -S /dev/log; }
+wait_for 10 "the agent started again by the loop, /dev/log bound" restarted
 
+step "SIGKILL: the socket left behind is stale, taken over by the next agent, logins seen again"
+old=$agent
+kill -KILL "$agent"
+wait_for 10 "the agent started again after SIGKILL" restarted
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_g" -C key-g
+add_key key_g "$work/key_g"
+wait_for 10 "key_g in the file" in_file key_g
+ssh -i "$work/key_g" "${ssh_opts[@]}" root@127.0.0.1 true || fail "key_g cannot log in"
+wait_for 10 "key_g's login reported by the restarted agent" has_event session_opened key_g
 stop_container
+
+step "the same image under supervisord: the agent a program beside sshd"
+start_container /start-supervisord.sh
+ssh-keygen -q -t ed25519 -N '' -f "$work/key_s" -C key-s
+add_key key_s "$work/key_s"
+wait_for 10 "key_s in the file" in_file key_s
+ssh -i "$work/key_s" "${ssh_opts[@]}" root@127.0.0.1 'setsid -f sleep 900006; exec sleep 900007' &
+client=$!
+wait_for 10 "key_s's login reported" opened key_s
+wait_for 5 "key_s's detached child" host_pid_of "sleep 900006"
+admin -X DELETE "$cp_url/admin/keys/key_s" >/dev/null
+for _ in $(seq 1 200); do kill -0 "$client" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$client" 2>/dev/null && fail "key_s's session still runs under supervisord"
+wait_for 5 "key_s's detached child ended" sh -c '! pgrep -f "^sleep 900006$"'
+supervisord=$(find_agent supervisord)
+[ -n "$supervisord" ] || fail "no supervisord"
+before_stop=$(grep -c "SIGTERM: stopping" "$work/console.log")
+kill -TERM "$supervisord"
+wait_for 15 "the agent stopped by supervisord with SIGTERM" sh -c \
+    "[ \$(grep -c 'SIGTERM: stopping' '$work/console.log') -gt $before_stop ]"
+wait "$nspawn_pid" 2>/dev/null || true
+nspawn_pid=""
 echo "container test passed in $(( $(date +%s) - started )) s"
