@@ -4,7 +4,7 @@
 //! The map of the crate (data flows top to bottom):
 //!
 //! - [`config`]: the TOML configuration file, parsed and validated (pure, plus loading);
-//!   [`config::env`] the same from a container's `PICTOR_*` variables (pure).
+//!   [`config::env`](mod@config::env) the same from a container's `PICTOR_*` variables (pure).
 //! - [`login_user`]: the image's default login user, managed when there is no
 //!   `[[users]]`: chosen from cloud-init's `default_user` or os-release (pure), the
 //!   files read by [`login_user::distro_files`].

@@ -1,7 +1,7 @@
 //! The configuration file: one TOML file, parsed strictly (unknown keys are errors, so a
 //! typo never silently falls back to a default) and validated before anything runs.
 //! Every option is documented in docs/operations.md ("Configuration"). A container can
-//! give the few settings it needs in the environment instead ([`env`]).
+//! give the few settings it needs in the environment instead ([`env`](mod@env)).
 
 pub mod env;
 
@@ -308,7 +308,7 @@ fn default_log_level() -> String {
 pub enum ConfigSource {
     /// The TOML file (`--config`, else [`DEFAULT_PATH`]).
     File(PathBuf),
-    /// The `PICTOR_*` variables ([`env`]): `PICTOR_API_URL` set and no `--config`.
+    /// The `PICTOR_*` variables ([`env`](mod@env)): `PICTOR_API_URL` set and no `--config`.
     Environment,
 }
 
