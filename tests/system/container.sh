@@ -41,23 +41,11 @@ fail() {
 step() { echo "--- [container] $*"; }
 trap 'echo "CONTAINER TEST FAILED: line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 
-if [ ! -d "$cache/$tree" ]; then
-    step "debootstrap bookworm without systemd running (once, cached in $cache)"
-    mkdir -p "$cache"
-    mirror=$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } \
-        | awk '/^(URIs:|deb )/ {print $2; exit}')
-    for attempt in 1 2; do
-        rm -rf "$cache/$tree.tmp"
-        if debootstrap --variant=minbase --include=openssh-server,openssh-client,procps,supervisor \
-            bookworm "$cache/$tree.tmp" "${mirror:-http://deb.debian.org/debian}" \
-            >"$cache/debootstrap-container.log" 2>&1; then
-            mv "$cache/$tree.tmp" "$cache/$tree"
-            break
-        fi
-        echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap-container.log")" >&2
-        [ "$attempt" = 2 ] && { echo "debootstrap failed twice" >&2; exit 1; }
-    done
-fi
+# shellcheck source=tests/system/cached-tree.sh
+. "$(dirname "$0")/cached-tree.sh"
+[ -d "$cache/$tree" ] || step "debootstrap bookworm without systemd running (once, cached in $cache)"
+cached_tree "$cache" "$tree" bookworm openssh-server,openssh-client,procps,supervisor \
+    || { echo "CONTAINER TEST FAILED: no container tree" >&2; exit 1; }
 
 work=$(mktemp -d /var/tmp/pictor-container.XXXXXX)
 root="$work/root"
@@ -187,6 +175,23 @@ has_event() { [ "$(event_count "$1" "$2")" -ge "${3:-1}" ]; }
 opened() { has_event session_opened "$1"; }
 count_events() { events | grep -o '"type":"session_[a-z]*"' | wc -l; }
 host_pid_of() { pgrep -f "^$1\$" | head -1; }   # the host pid of the process with this command line
+# A key ID added; a login with it that runs `setsid -f sleep DETACHED` (reported, the
+# detached child seen); the key deleted and the connection seen to end.
+login_then_delete() { # login_then_delete ID DETACHED
+    local id=$1 detached=$2 client
+    ssh-keygen -q -t ed25519 -N '' -f "$work/$id" -C "$id"
+    add_key "$id" "$work/$id"
+    wait_for 10 "$id in the file" in_file "$id"
+    ssh -i "$work/$id" "${ssh_opts[@]}" root@127.0.0.1 \
+        "setsid -f sleep $detached; exec sleep $((detached + 1))" &
+    client=$!
+    wait_for 10 "$id's login reported" opened "$id"
+    wait_for 5 "$id's detached child" host_pid_of "sleep $detached"
+    admin -X DELETE "$cp_url/admin/keys/$id" >/dev/null
+    for _ in $(seq 1 200); do kill -0 "$client" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$client" 2>/dev/null; then fail "$id's connection outlived its key"; fi
+    wait "$client" 2>/dev/null || true
+}
 
 step "start: the agent from the environment alone, /dev/log its own, no systemd"
 start_container
@@ -340,16 +345,7 @@ stop_container
 start_container /start-with-loginuid.sh
 grep -q "logins cannot get an audit session id" "$work/console.log" \
     || fail "no warning at start with the login uid set and CAP_AUDIT_CONTROL dropped"
-ssh-keygen -q -t ed25519 -N '' -f "$work/key_e" -C key-e
-add_key key_e "$work/key_e"
-wait_for 10 "key_e in the file" in_file key_e
-ssh -i "$work/key_e" "${ssh_opts[@]}" root@127.0.0.1 'setsid -f sleep 900004; exec sleep 900005' &
-client=$!
-wait_for 10 "key_e's login reported" opened key_e
-wait_for 5 "key_e's detached child" host_pid_of "sleep 900004"
-admin -X DELETE "$cp_url/admin/keys/key_e" >/dev/null
-for _ in $(seq 1 200); do kill -0 "$client" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$client" 2>/dev/null && fail "key_e's connection still runs"
+login_then_delete key_e 900004
 incomplete() { status | grep -q 'no audit session'; }
 wait_for 10 "the ending reported as not proven complete" incomplete
 [ -n "$(host_pid_of "sleep 900004")" ] \
@@ -388,16 +384,7 @@ stop_container
 
 step "the same image under supervisord: the agent a program beside sshd"
 start_container /start-supervisord.sh
-ssh-keygen -q -t ed25519 -N '' -f "$work/key_s" -C key-s
-add_key key_s "$work/key_s"
-wait_for 10 "key_s in the file" in_file key_s
-ssh -i "$work/key_s" "${ssh_opts[@]}" root@127.0.0.1 'setsid -f sleep 900006; exec sleep 900007' &
-client=$!
-wait_for 10 "key_s's login reported" opened key_s
-wait_for 5 "key_s's detached child" host_pid_of "sleep 900006"
-admin -X DELETE "$cp_url/admin/keys/key_s" >/dev/null
-for _ in $(seq 1 200); do kill -0 "$client" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$client" 2>/dev/null && fail "key_s's session still runs under supervisord"
+login_then_delete key_s 900006
 wait_for 5 "key_s's detached child ended" sh -c '! pgrep -f "^sleep 900006$"'
 supervisord=$(find_agent supervisord)
 [ -n "$supervisord" ] || fail "no supervisord"

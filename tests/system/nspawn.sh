@@ -51,25 +51,12 @@ trap 'echo "SYSTEM TEST FAILED ($suite): line $LINENO (called from ${BASH_LINENO
 
 # A cached minimal Debian with systemd, dbus, sshd, curl.
 # libpam-systemd: sshd's sessions get logind scopes, as on every real host.
-if [ ! -d "$cache/$tree" ]; then
-    step "debootstrap $suite (once, cached in $cache)"
-    mkdir -p "$cache"
-    # The mirror apt already uses (either file may be missing: no pipefail exit here).
-    mirror=$({ cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; } \
-        | awk '/^(URIs:|deb )/ {print $2; exit}')
-    # Twice at most: a mirror hiccup should not fail the suite; its output is shown if
-    # both attempts fail.
-    for attempt in 1 2; do
-        rm -rf "$cache/$tree.tmp"
-        if debootstrap --variant=minbase --include=systemd-sysv,dbus,libpam-systemd,openssh-server,openssh-client,curl,ca-certificates,procps,util-linux \
-            "$suite" "$cache/$tree.tmp" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap-$suite.log" 2>&1; then
-            mv "$cache/$tree.tmp" "$cache/$tree"
-            break
-        fi
-        echo "debootstrap attempt $attempt failed: $(tail -n 3 "$cache/debootstrap-$suite.log")" >&2
-        [ "$attempt" = 2 ] && fail "debootstrap failed twice; see $cache/debootstrap-$suite.log"
-    done
-fi
+# shellcheck source=tests/system/cached-tree.sh
+. "$(dirname "$0")/cached-tree.sh"
+[ -d "$cache/$tree" ] || step "debootstrap $suite (once, cached in $cache)"
+cached_tree "$cache" "$tree" "$suite" \
+    systemd-sysv,dbus,libpam-systemd,openssh-server,openssh-client,curl,ca-certificates,procps,util-linux \
+    || fail "no $suite tree"
 
 work=$(mktemp -d /var/tmp/pictor-nspawn.XXXXXX)
 root="$work/root"; share="$work/share"
