@@ -25,7 +25,10 @@ pub fn check_message(message: &str) {
                     assert!(parse::is_valid_fingerprint(fingerprint), "{fingerprint:?}");
                     assert!(fingerprint.starts_with("SHA256:") || fingerprint.starts_with("MD5:"));
                 } else {
-                    assert!(key.certificate, "only a 7.4-7.8 certificate names no fingerprint");
+                    assert!(
+                        key.certificate,
+                        "only a 7.4-7.8 certificate names no fingerprint"
+                    );
                 }
                 assert_eq!(key.certificate, key.key_type.ends_with("-CERT"));
             }
@@ -37,6 +40,8 @@ pub fn check_message(message: &str) {
             assert!(parse::is_valid_logged_user(user), "{user:?}");
             assert!(!user.is_empty() && user.bytes().all(|b| b.is_ascii_graphic()));
         }
-        Some(SshdMessage::UserChild { .. } | SshdMessage::Ended { .. } | SshdMessage::EndedHere) => {}
+        Some(
+            SshdMessage::UserChild { .. } | SshdMessage::Ended { .. } | SshdMessage::EndedHere,
+        ) => {}
     }
 }
