@@ -20,6 +20,9 @@ if [ "$(id -u)" = 0 ]; then
     command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v curl >/dev/null || missing+=(curl)
+    # The container test (tests/system/container.sh): podman, with runc as its runtime.
+    command -v podman >/dev/null || missing+=(podman)
+    command -v runc >/dev/null || missing+=(runc)
     command -v lintian >/dev/null || missing+=(lintian)
     command -v rpmbuild >/dev/null || missing+=(rpm)
     command -v rpmlint >/dev/null || missing+=(rpmlint)
@@ -78,8 +81,9 @@ if [ "$(id -u)" = 0 ]; then
             "target/packages/pictor-agent_${version}-2_amd64.deb" \
             target/x86_64-unknown-linux-gnu/release/pictor-control-plane
     done
-    # A container without systemd, RunPod's shape: the portable agent configured from
-    # PICTOR_* alone, sshd's messages from the /dev/log it binds (docs/containers.md).
+    # A container without systemd, RunPod's shape, under podman: the portable agent
+    # configured from PICTOR_* alone, sshd's messages from the /dev/log it binds
+    # (docs/containers.md).
     tests/system/container.sh target/x86_64-unknown-linux-gnu/release/pictor-agent \
         target/x86_64-unknown-linux-gnu/release/pictor-control-plane
 elif [ -n "${CI:-}" ]; then

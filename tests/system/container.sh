@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
-# Container test, in the shape of a RunPod or Vast.ai instance: a Debian 12 tree with
-# OpenSSH and no systemd running, started with `systemd-nspawn --as-pid2` (a stub init
-# is PID 1, the image's /start.sh is PID 2), CAP_AUDIT_CONTROL dropped (as Docker
-# does), pam_loginuid made optional (as such images make it), and a /dev/log of its own
-# (nspawn's /dev is private: nothing listens there). /start.sh starts the agent in the
-# background, configured only by PICTOR_* variables, then sshd: the shipped example,
+# Container test, in the shape of a RunPod or Vast.ai instance, under podman (Docker's
+# command line, runc): an image imported from a debootstrapped Debian 12 tree (no
+# registry pull) with OpenSSH and no systemd, its start script as PID 1 (as `docker
+# run` makes it), CAP_AUDIT_CONTROL dropped (Docker's and podman's default, asked for
+# explicitly), pam_loginuid made optional (as such images make it), and a /dev/ of its
+# own where nothing listens. The start script starts the agent in the background,
+# configured only by PICTOR_* variables, then sshd: the shipped example,
 # packaging/container/start.sh. The same image is also run under supervisord with
-# packaging/container/supervisord.conf. The reference control plane runs on the host's loopback,
-# which the container shares (no private network).
+# packaging/container/supervisord.conf. The reference control plane runs on the host's
+# loopback, which the container shares (--network host).
 #
-# Checked: the agent binds /dev/log itself and a real login is reported with its key;
-# lines an unprivileged user forges in the container (`logger -t sshd --id=PID`, naming
-# a real session's monitor) change nothing, and are still shown in the container's log;
-# a deleted key's session is ended with its `setsid -f` child, $rounds times, with the
-# time from the deletion to the file and to the session's end (p50 and worst); the
-# container stopped (the agent SIGKILLed, as `docker stop` does to everything but PID 1)
-# and started again loses nothing; idle memory and CPU inside the container; and, where
-# logins cannot get an audit session id (the login uid set before the container
-# started), the agent warns at start and says the ending was not complete: the detached
-# child is found alive, as the report says.
+# Checked (docs/containers.md, "How it is tested"): the agent binds /dev/log itself and
+# a real login is reported with its key; lines an unprivileged user forges in the
+# container (`logger -t sshd --id=PID`, naming a real session's monitor) change nothing,
+# and are still shown in the container's log; a login during a logger flood goes
+# through; a deleted key's session is ended with its `setsid -f` child, $rounds times,
+# with the time from the deletion to the file and to the session's end (p50 and worst);
+# the container stopped (`podman stop`: SIGKILL for all but PID 1) and started again
+# loses nothing; idle memory and CPU inside the container; where logins cannot get an
+# audit session id (a login uid set before sshd started), the agent warns at start and
+# says the ending was not complete, and the detached child is found alive; SIGTERM and
+# SIGKILL with the start script's restart loop; the image under supervisord.
 #
-# Needs root, systemd-container and debootstrap (scripts/test.sh installs them), and the
-# host's ssh client. The tree is cached in $PICTOR_NSPAWN_CACHE.
+# Needs root, podman, runc and debootstrap (scripts/test.sh installs them), and the
+# host's ssh client. The tree is cached in $PICTOR_NSPAWN_CACHE. (crun, podman's default
+# runtime, refuses the hybrid cgroup tree of these test machines; and podman's default
+# ulimits are past what the machine lets it set: lower ones are given instead.)
 # Usage: tests/system/container.sh AGENT_BINARY CONTROL_PLANE_BINARY
 set -Eeuo pipefail
 
@@ -34,8 +38,9 @@ started=$(date +%s)
 
 fail() {
     echo "CONTAINER TEST FAILED: $*" >&2
-    echo "--- the container's log (its stderr, as docker logs shows it), last lines:" >&2
-    tail -n 40 "$work/console.log" >&2 2>/dev/null || true
+    echo "--- the container's log (podman logs), last lines:" >&2
+    console > "$work/console.txt" || true
+    tail -n 40 "$work/console.txt" >&2
     exit 1
 }
 step() { echo "--- [container] $*"; }
@@ -48,19 +53,22 @@ cached_tree "$cache" "$tree" bookworm openssh-server,openssh-client,procps,super
     || { echo "CONTAINER TEST FAILED: no container tree" >&2; exit 1; }
 
 work=$(mktemp -d /var/tmp/pictor-container.XXXXXX)
-root="$work/root"
-nspawn_pid=""; cp_pid=""
-stop_container() {
-    if [ -n "$nspawn_pid" ]; then
-        kill "$nspawn_pid" 2>/dev/null || true
-        wait "$nspawn_pid" 2>/dev/null || true
-        nspawn_pid=""
-    fi
-}
+tree_dir="$work/tree"
+image="localhost/pictor-container-test:$$"
+ctr=""; containers=(); cp_pid=""; root=""
+console() { [ -n "$ctr" ] && podman logs "$ctr" 2>&1; }
+# `docker stop`: SIGTERM to PID 1 (the start script's `exec sleep`, which ignores it as
+# PID 1), then SIGKILL to everything after the timeout.
+stop_container() { [ -n "$ctr" ] && podman stop -t 2 "$ctr" >/dev/null 2>&1 || true; }
 cleanup() {
-    stop_container
+    local c
+    if [ -n "${PICTOR_KEEP_CONTAINER:-}" ]; then
+        echo "kept for debugging: podman ps -a; the control plane is pid $cp_pid" >&2
+        return
+    fi
+    for c in "${containers[@]}"; do podman rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
+    podman rmi -f "$image" >/dev/null 2>&1 || true
     [ -n "$cp_pid" ] && kill "$cp_pid" 2>/dev/null || true
-    pkill -f "^sleep (7|8|9)[0-9]{5}$" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -81,8 +89,12 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     fail "timed out after ${limit}s: $what"
 }
 now_ns() { date +%s%N; }
+# The sessions' commands are `sleep N` with N unique to this run, found by their
+# command line on the host.
+run=$(( (1000 + RANDOM % 8000) * 100000 ))
 
 step "the image: sshd, the agent binary, /start.sh; pam_loginuid optional; an unprivileged user"
+root=$tree_dir
 cp -a --reflink=auto "$cache/$tree" "$root"
 install -m 0755 "$agent_bin" "$root/usr/local/bin/pictor-agent"
 ssh_port=$(free_port)
@@ -104,9 +116,9 @@ cat > "$root/start-supervisord.sh" <<'EOF'
 exec supervisord -c /etc/pictor-supervisord.conf
 EOF
 chmod 0755 "$root/start-supervisord.sh"
-# The same image where every process carries a login uid already (a container runtime
-# started from someone's login, not by a service): set here, inside, since nspawn
-# clears the one it inherits; changing it again needs CAP_AUDIT_CONTROL, dropped.
+# The same image where every process carries a login uid already (as when the container
+# runtime was started from someone's login, not by a service): set inside, where the
+# kernel allows setting an unset one; changing it again needs CAP_AUDIT_CONTROL, dropped.
 cat > "$root/start-with-loginuid.sh" <<'EOF'
 #!/bin/sh
 echo 4242 > /proc/self/loginuid || exit 1
@@ -116,6 +128,8 @@ chmod 0755 "$root/start-with-loginuid.sh"
 token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 install -m 0600 /dev/null "$root/etc/pictor-token"
 printf '%s' "$token" > "$root/etc/pictor-token"
+tar -C "$root" -c . | podman import -q - "$image" >/dev/null || fail "podman import"
+root=""
 
 step "the reference control plane on the host's loopback"
 printf '%s' "$token" > "$work/token"
@@ -131,26 +145,34 @@ events() { admin "$cp_url/admin/instances/pod/events"; }
 status() { admin "$cp_url/admin/instances/pod/status"; }
 
 # The host pid of the process named NAME (default pictor-agent) running in the
-# container, if any.
+# container (in its pid namespace), if any.
 find_agent() {
-    local p
+    local p init ns
+    init=$(podman inspect -f '{{.State.Pid}}' "$ctr" 2>/dev/null || true)
+    [ -n "$init" ] && [ "$init" != 0 ] || return 0
+    ns=$(readlink "/proc/$init/ns/pid" 2>/dev/null || true)
     for p in $(pgrep -x "${1:-pictor-agent}" || true); do
-        local up=$p
-        while [ -n "$up" ] && [ "$up" -gt 1 ]; do
-            if [ "$up" = "$nspawn_pid" ]; then echo "$p"; return 0; fi
-            up=$(awk '/^PPid:/ {print $2}' "/proc/$up/status" 2>/dev/null || true)
-        done
+        if [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null || true)" = "$ns" ]; then echo "$p"; return 0; fi
     done
     return 0
 }
-# Starts the container with its start script (default /start.sh).
+# Starts a container NAME of the image with its start script (default /start.sh),
+# created the first time, started again (its writable layer kept) after that; $root is
+# its file system as the host sees it.
 start_container() {
-    systemd-nspawn -q --register=no --keep-unit --console=pipe --as-pid2 -D "$root" \
-        --drop-capability=CAP_AUDIT_CONTROL \
-        --setenv=PICTOR_API_URL="$cp_url" --setenv=PICTOR_INSTANCE_ID=pod \
-        --setenv=PICTOR_TOKEN_FILE=/etc/pictor-token "${1:-/start.sh}" \
-        </dev/null >>"$work/console.log" 2>&1 &
-    nspawn_pid=$!
+    local script=${1:-/start.sh} name="pictor-ct-$$-${2:-main}"
+    if ! podman container exists "$name"; then
+        podman create -q --name "$name" --runtime runc --network host \
+            --cap-drop=AUDIT_CONTROL \
+            --ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" --ulimit nproc=8192:8192 \
+            -e PICTOR_API_URL="$cp_url" -e PICTOR_INSTANCE_ID=pod \
+            -e PICTOR_TOKEN_FILE=/etc/pictor-token "$image" "$script" >/dev/null \
+            || fail "podman create"
+        containers+=("$name")
+    fi
+    ctr=$name
+    podman start "$ctr" >/dev/null || fail "podman start: $(console | tail -5)"
+    root=$(podman mount "$ctr") || fail "podman mount"
     agent=""
     for _ in $(seq 1 100); do
         agent=$(find_agent)
@@ -158,10 +180,13 @@ start_container() {
         sleep 0.05
     done
     [ -n "$agent" ] || fail "the agent did not start in the container"
-    wait_for 10 "/dev/log bound by the agent" sh -c "[ -S '$root/dev/log' ] || nsenter -t $agent -m test -S /dev/log"
+    wait_for 10 "/dev/log bound by the agent" podman exec "$ctr" test -S /dev/log
     wait_for 10 "sshd listening" bash -c "exec 3<>/dev/tcp/127.0.0.1/$ssh_port"
 }
-ct() { nsenter -t "$agent" -a -- "$@"; }   # a command inside the container
+ct() { podman exec "$ctr" "$@"; }   # a command inside the container
+# The container's log has a line matching $1 (read whole first: `grep -q` leaving early
+# would fail the pipe under pipefail).
+logged() { console > "$work/console.txt"; grep -q -- "$1" "$work/console.txt"; }
 ssh_opts=(-p "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
           -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR)
 add_key() { # add_key ID FILE
@@ -175,6 +200,10 @@ has_event() { [ "$(event_count "$1" "$2")" -ge "${3:-1}" ]; }
 opened() { has_event session_opened "$1"; }
 count_events() { events | grep -o '"type":"session_[a-z]*"' | wc -l; }
 host_pid_of() { pgrep -f "^$1\$" | head -1; }   # the host pid of the process with this command line
+gone() { [ -z "$(host_pid_of "sleep $1")" ]; }   # no process `sleep N` any more
+# Process PID runs: neither gone nor a zombie (PID 1 here is the start script's `exec
+# sleep`, which reaps nothing: every killed orphan stays a zombie, as in such images).
+running() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 # A key ID added; a login with it that runs `setsid -f sleep DETACHED` (reported, the
 # detached child seen); the key deleted and the connection seen to end.
 login_then_delete() { # login_then_delete ID DETACHED
@@ -197,9 +226,9 @@ step "start: the agent from the environment alone, /dev/log its own, no systemd"
 start_container
 ct test -S /dev/log || fail "/dev/log is not a socket in the container"
 [ "$(ct cat /proc/1/comm)" != systemd ] || fail "systemd runs as PID 1"
-grep -q "reading sshd's messages from the syslog socket" "$work/console.log" \
+logged "reading sshd's messages from the syslog socket" \
     || fail "the agent did not say it reads the syslog socket"
-if grep -q "logins cannot get an audit session id" "$work/console.log"; then
+if logged "logins cannot get an audit session id"; then
     fail "warned that sessions cannot be found whole, although the login uid is unset"
 fi
 
@@ -208,11 +237,11 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/key_a" -C key-a
 ssh-keygen -q -t ed25519 -N '' -f "$work/key_b" -C key-b
 add_key key_a "$work/key_a"; add_key key_b "$work/key_b"
 wait_for 10 "key_a in root's authorized_keys" in_file key_a
-ssh -i "$work/key_a" "${ssh_opts[@]}" root@127.0.0.1 'setsid -f sleep 900001; exec sleep 900002' &
+ssh -i "$work/key_a" "${ssh_opts[@]}" root@127.0.0.1 "setsid -f sleep $((run + 1)); exec sleep $((run + 2))" &
 victim_ssh=$!
 wait_for 10 "key_a's login reported" opened key_a
-wait_for 5 "the detached child" host_pid_of "sleep 900001"
-grep -q "Accepted publickey for root" "$work/console.log" \
+wait_for 5 "the detached child" host_pid_of "sleep $((run + 1))"
+logged "Accepted publickey for root" \
     || fail "sshd's own lines are not in the container's log"
 
 step "forged lines from an unprivileged user change nothing"
@@ -223,15 +252,15 @@ monitor_ct=$(events | grep -o '{[^{}]*}' | grep '"key_id":"key_a"' | grep -o '"s
 ct sh -c "grep -q sshd /proc/$monitor_ct/comm" || fail "pid $monitor_ct is not sshd in the container"
 fp_b=$(ssh-keygen -lf "$work/key_b.pub" | awk '{print $2}')
 before=$(count_events)
-ct setpriv --reuid=mallory --regid=mallory --init-groups -- sh -c "
+podman exec --user mallory "$ctr" sh -c "
     logger -t sshd --id=$monitor_ct 'Accepted publickey for root from 10.9.9.9 port 4444 ssh2: ED25519 $fp_b'
     logger -t sshd --id=$monitor_ct 'User child is on pid 1'
     logger -t sshd --id=$monitor_ct 'Disconnected from user root 127.0.0.1 port 1'
     logger -t sshd-session --id=$monitor_ct 'pam_unix(sshd:session): session closed for user root'
     logger -t sshd 'forged-marker-line'" || true
 wait_for 10 "mallory's lines in the container's log, with the kernel's uid" \
-    grep -q "forged-marker-line.*uid=1000" "$work/console.log"
-grep -q "Accepted publickey for root from 10.9.9.9 port 4444.*tag=sshd pid=[0-9]* uid=1000" "$work/console.log" \
+    logged "forged-marker-line.*uid=1000"
+logged "Accepted publickey for root from 10.9.9.9 port 4444.*tag=sshd pid=[0-9]* uid=1000" \
     || fail "the forged login line was not sent (or not shown with its sender)"
 sleep 1
 [ "$(count_events)" = "$before" ] || fail "a forged line made an event: $(events)"
@@ -242,14 +271,15 @@ admin -X DELETE "$cp_url/admin/keys/key_b" >/dev/null
 wait_for 10 "key_b out of the file" sh -c "! grep -q pictor-key-id=key_b '$root/root/.ssh/authorized_keys'"
 sleep 1
 kill -0 "$victim_ssh" 2>/dev/null || fail "a forged line got a session killed"
-[ -n "$(host_pid_of "sleep 900001")" ] || fail "a forged line got a detached process killed"
+[ -n "$(host_pid_of "sleep $((run + 1))")" ] || fail "a forged line got a detached process killed"
 
 step "a user flooding logger neither hangs logins nor hides them"
 ssh-keygen -q -t ed25519 -N '' -f "$work/key_f" -C key-f
 add_key key_f "$work/key_f"
 wait_for 10 "key_f in the file" in_file key_f
-(ct setpriv --reuid=mallory --regid=mallory --init-groups -- \
-    timeout 4 sh -c 'while :; do seq 1 20000 | logger -t flood; done' || true) &
+(podman exec --user mallory "$ctr" timeout 4 sh -c \
+    'for i in 1 2 3 4; do (while :; do seq 1 20000 | logger -t flood; done) & done; wait' \
+    || true) &
 flood=$!
 sleep 0.5
 kill -0 "$flood" 2>/dev/null || fail "the flood ended before the login"
@@ -258,20 +288,20 @@ ssh -i "$work/key_f" "${ssh_opts[@]}" root@127.0.0.1 true || fail "no login duri
 echo "    a login during the flood took $(( ($(now_ns) - t0) / 1000000 )) ms"
 wait_for 10 "the login during the flood reported" has_event session_opened key_f
 wait "$flood" || true
-wait_for 15 "the flood's dropped lines counted" grep -q "syslog lines of uid 1000 dropped" "$work/console.log"
+wait_for 15 "the flood's dropped lines counted" logged "syslog lines of uid 1000 dropped"
 
 step "the key deleted: its session ends, the setsid -f child too"
 admin -X DELETE "$cp_url/admin/keys/key_a" >/dev/null
 for _ in $(seq 1 200); do kill -0 "$victim_ssh" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$victim_ssh" 2>/dev/null && fail "key_a's session still runs"
 wait "$victim_ssh" 2>/dev/null || true
-wait_for 5 "the detached child ended" sh -c '! pgrep -f "^sleep 900001$"'
+wait_for 5 "the detached child ended" gone $((run + 1))
 wait_for 10 "session_terminated reported for key_a" has_event session_terminated key_a
 
 step "$rounds rounds: add a key, log in (with a setsid -f child), delete it, time the file and the end"
 file_ms=(); end_ms=()
 for r in $(seq 1 "$rounds"); do
-    id="key_r$r"; key="$work/key_r$r"; detached=$((700000 + r)); fg=$((800000 + r))
+    id="key_r$r"; key="$work/key_r$r"; detached=$((run + 1000 + r)); fg=$((run + 2000 + r))
     ssh-keygen -q -t ed25519 -N '' -f "$key" -C "$id"
     add_key "$id" "$key"
     wait_for 10 "$id in the file" in_file "$id"
@@ -287,7 +317,7 @@ for r in $(seq 1 "$rounds"); do
         if [ -z "$t_file" ] && ! grep -q "pictor-key-id=$id" "$root/root/.ssh/authorized_keys"; then
             t_file=$(now_ns)
         fi
-        if [ -z "$t_end" ] && ! kill -0 "$client" 2>/dev/null && ! kill -0 "$child" 2>/dev/null; then
+        if [ -z "$t_end" ] && ! kill -0 "$client" 2>/dev/null && ! running "$child"; then
             t_end=$(now_ns)
         fi
         [ -n "$t_file" ] && [ -n "$t_end" ] && break
@@ -308,7 +338,7 @@ summary "deletion -> session ended, setsid -f child included" "${end_ms[@]}"
 for r in $(seq 1 "$rounds"); do
     wait_for 10 "key_r$r's session_terminated reported" has_event session_terminated "key_r$r"
 done
-grep -q "complete=false" "$work/console.log" && fail "an ending was not proven complete"
+logged "complete=false" && fail "an ending was not proven complete"
 
 step "stopped (everything SIGKILLed) and started again: nothing lost"
 ssh-keygen -q -t ed25519 -N '' -f "$work/key_c" -C key-c
@@ -316,7 +346,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/key_d" -C key-d
 add_key key_c "$work/key_c"; add_key key_d "$work/key_d"
 wait_for 10 "key_c in the file" in_file key_c
 wait_for 10 "key_d in the file" in_file key_d
-ssh -i "$work/key_c" "${ssh_opts[@]}" root@127.0.0.1 'exec sleep 900003' &
+ssh -i "$work/key_c" "${ssh_opts[@]}" root@127.0.0.1 "exec sleep $((run + 3))" &
 wait_for 10 "key_c's login reported" opened key_c
 stop_container
 # Deleted while the container is down: gone from the file at the next start.
@@ -342,21 +372,18 @@ echo "    idle VmRSS $((rss / 1024)).$(( (rss % 1024) * 10 / 1024 )) MiB; CPU ov
 
 step "logins that cannot get an audit session id: warned at start, the ending said incomplete"
 stop_container
-start_container /start-with-loginuid.sh
-grep -q "logins cannot get an audit session id" "$work/console.log" \
+start_container /start-with-loginuid.sh loginuid
+logged "logins cannot get an audit session id" \
     || fail "no warning at start with the login uid set and CAP_AUDIT_CONTROL dropped"
-login_then_delete key_e 900004
+login_then_delete key_e $((run + 4))
 incomplete() { status | grep -q 'no audit session'; }
 wait_for 10 "the ending reported as not proven complete" incomplete
-[ -n "$(host_pid_of "sleep 900004")" ] \
+[ -n "$(host_pid_of "sleep $((run + 4))")" ] \
     || fail "the detached child is gone: then the ending was complete and should say so"
 echo "    as reported: the connection and its tree ended, the setsid -f child lives on"
-pkill -f "^sleep 900004$" || true
+pkill -f "^sleep $((run + 4))$" || true
 
 step "SIGTERM: the agent stops cleanly, takes its /dev/log with it, and the start script's loop starts it again"
-holder=$(find_agent sleep)
-[ -n "$holder" ] || fail "no process of the container to look through"
-running() { [ -e "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 t0=$(now_ns)
 kill -TERM "$agent"
 for _ in $(seq 1 400); do running "$agent" || break; sleep 0.01; done
@@ -365,10 +392,10 @@ if running "$agent"; then
     fail "the agent did not stop on SIGTERM"
 fi
 echo "    SIGTERM -> exited: $(( ($(now_ns) - t0) / 1000000 )) ms"
-grep -q "SIGTERM: stopping" "$work/console.log" || fail "no clean stop logged"
-nsenter -t "$holder" -m -- test -e /dev/log && fail "/dev/log left behind by a clean stop"
+logged "SIGTERM: stopping" || fail "no clean stop logged"
+ct test -e /dev/log && fail "/dev/log left behind by a clean stop"
 old=$agent
-restarted() { agent=$(find_agent); [ -n "$agent" ] && [ "$agent" != "$old" ] && nsenter -t "$holder" -m -- test -S /dev/log; }
+restarted() { agent=$(find_agent); [ -n "$agent" ] && [ "$agent" != "$old" ] && ct test -S /dev/log; }
 wait_for 10 "the agent started again by the loop, /dev/log bound" restarted
 
 step "SIGKILL: the socket left behind is stale, taken over by the next agent, logins seen again"
@@ -383,15 +410,17 @@ wait_for 10 "key_g's login reported by the restarted agent" has_event session_op
 stop_container
 
 step "the same image under supervisord: the agent a program beside sshd"
-start_container /start-supervisord.sh
-login_then_delete key_s 900006
-wait_for 5 "key_s's detached child ended" sh -c '! pgrep -f "^sleep 900006$"'
+start_container /start-supervisord.sh supervisord
+login_then_delete key_s $((run + 6))
+wait_for 5 "key_s's detached child ended" gone $((run + 6))
 supervisord=$(find_agent supervisord)
 [ -n "$supervisord" ] || fail "no supervisord"
-before_stop=$(grep -c "SIGTERM: stopping" "$work/console.log")
+console > "$work/console.txt"
+before_stop=$(grep -c "SIGTERM: stopping" "$work/console.txt" || true)
 kill -TERM "$supervisord"
-wait_for 15 "the agent stopped by supervisord with SIGTERM" sh -c \
-    "[ \$(grep -c 'SIGTERM: stopping' '$work/console.log') -gt $before_stop ]"
-wait "$nspawn_pid" 2>/dev/null || true
-nspawn_pid=""
+stopped_once_more() {
+    console > "$work/console.txt"
+    [ "$(grep -c "SIGTERM: stopping" "$work/console.txt" || true)" -gt "$before_stop" ]
+}
+wait_for 15 "the agent stopped by supervisord with SIGTERM" stopped_once_more
 echo "container test passed in $(( $(date +%s) - started )) s"
