@@ -625,6 +625,7 @@ mod tests {
             source_ip: "127.0.0.1".into(),
             source_port: 1,
             session_id: format!("b:{n}"),
+            contested: false,
         }
     }
 

@@ -145,6 +145,17 @@ pub fn validate_event(event: &Value) -> Result<(), String> {
         .ok_or("session_id must be a non-empty string")?;
     nullable_string("key_id")?;
     nullable_string("fingerprint")?;
+    match object.get("contested") {
+        None | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            // Which key opened it is unknown: naming one would be a claim.
+            let named = |field: &str| object.get(field).is_some_and(|v| !v.is_null());
+            if named("key_id") || named("fingerprint") {
+                return Err("a contested event must have a null key_id and fingerprint".into());
+            }
+        }
+        Some(_) => return Err("contested must be a boolean".into()),
+    }
     if let Some(ip) = object.get("source_ip").filter(|v| !v.is_null()) {
         ip.as_str()
             .and_then(|s| s.parse::<IpAddr>().ok())
@@ -409,8 +420,19 @@ mod tests {
         let mut bad = good.clone();
         bad["type"] = json!("session_started");
         assert!(validate_event(&bad).is_err());
-        let mut bad = good;
+        let mut bad = good.clone();
         bad["source_ip"] = json!("not-an-ip");
         assert!(validate_event(&bad).unwrap_err().contains("source_ip"));
+        // contested: a boolean; when true, no key may be named.
+        let mut contested = good.clone();
+        contested["contested"] = json!(true);
+        assert_eq!(validate_event(&contested), Ok(()));
+        contested["key_id"] = json!("key_a");
+        assert!(validate_event(&contested)
+            .unwrap_err()
+            .contains("contested"));
+        let mut bad = good;
+        bad["contested"] = json!("yes");
+        assert!(validate_event(&bad).unwrap_err().contains("contested"));
     }
 }

@@ -72,6 +72,12 @@ pub struct SessionEvent {
     pub source_ip: String,
     pub source_port: u16,
     pub session_id: String,
+    /// Two different logins were claimed for the session's connection, so which key
+    /// opened it is unknown: `key_id` and `fingerprint` are null (contract addition of
+    /// 2026-12-06, on `session_opened`; this agent marks the session's later events
+    /// too, docs/api.md). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contested: bool,
 }
 
 /// The body of `POST .../ssh-sessions` (at most 500 events).
@@ -245,7 +251,19 @@ mod tests {
         );
         assert!(events.iter().any(|e| e.key_id.is_none()));
         assert!(events.iter().any(|e| e.source_ip.contains(':')), "IPv6");
+        // A contested session's events say so, with no key.
+        let mut contested = events[0].clone();
+        contested.contested = true;
+        contested.key_id = None;
+        contested.fingerprint = None;
+        contested.id = "contested-1".into();
+        events.push(contested);
         let batch = json(&EventBatch { events: &events });
+        assert!(
+            batch["events"][0].get("contested").is_none(),
+            "absent when false"
+        );
+        assert_eq!(batch["events"][events.len() - 1]["contested"], true);
         let checked = pictor_control_plane::validate_batch(&batch).expect("a valid batch");
         assert_eq!(checked.len(), events.len());
     }

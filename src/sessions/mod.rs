@@ -93,6 +93,7 @@ impl Session {
             source_ip: self.source_ip.to_string(),
             source_port: self.source_port,
             session_id: self.session_id.clone(),
+            contested: self.contested,
         }
     }
 

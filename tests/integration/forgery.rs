@@ -224,6 +224,24 @@ fn forgeries_have_no_effect(s: &mut Scene, file_mode: bool) {
             "the contested session ended with a key claimed for it",
             || !alive(own_monitor),
         );
+        // Its termination is reported contested, naming no key.
+        let terminated = || {
+            events_for(&s.server, s.mallory).into_iter().find(|e| {
+                e["type"] == "session_terminated" && e["session_id"] == real["session_id"]
+            })
+        };
+        wait_until(
+            Duration::from_secs(10),
+            "the contested session's termination reported",
+            || terminated().is_some(),
+        );
+        let event = terminated().unwrap_or_default();
+        assert!(
+            event["contested"] == true
+                && event["key_id"].is_null()
+                && event["fingerprint"].is_null(),
+            "{event:#}"
+        );
     } else {
         std::thread::sleep(Duration::from_secs(2));
         assert!(
